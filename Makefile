@@ -1,0 +1,54 @@
+# ot_pde: the two README commands (`make demo`, `make test`) and friends.
+# Everything runs inside .venv, created on first use from python3.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+PY     := $(BIN)/python
+# numba's on-disk cache goes to a writable folder of ours, not beside a read-only install.
+export NUMBA_CACHE_DIR ?= $(CURDIR)/.numba_cache
+export MPLBACKEND ?= Agg
+
+DEMO_CASE := cases/bb_gaussian_2d.toml
+DEMO_OUT  := out/bb_gaussian_2d.h5
+
+.PHONY: demo test test-all bench docs clean venv
+
+$(VENV)/.stamp-base: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e .
+	touch $@
+
+$(VENV)/.stamp-test: $(VENV)/.stamp-base
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+$(VENV)/.stamp-docs: $(VENV)/.stamp-base
+	$(PY) -m pip install -q -e '.[docs]'
+	touch $@
+
+venv: $(VENV)/.stamp-test
+
+demo: $(VENV)/.stamp-base
+	@mkdir -p out
+	$(BIN)/ot-pde run $(DEMO_CASE) -o $(DEMO_OUT)
+	$(BIN)/ot-pde plot $(DEMO_OUT) -o out/bb_gaussian_2d.png
+	@echo "demo: HDF5 written to $(CURDIR)/$(DEMO_OUT)"
+	@echo "demo: figure written to $(CURDIR)/out/bb_gaussian_2d.png"
+
+test: $(VENV)/.stamp-test
+	$(PY) -m pytest
+
+test-all: $(VENV)/.stamp-test
+	$(PY) -m pytest -m "not gpu and not mpi"
+
+bench: $(VENV)/.stamp-test
+	$(PY) benchmarks/run.py
+
+docs: $(VENV)/.stamp-docs
+	$(BIN)/sphinx-build -q -b html docs docs/_build/html
+	@echo "docs: $(CURDIR)/docs/_build/html/index.html"
+
+clean:
+	rm -rf $(VENV) out docs/_build .numba_cache .pytest_cache

@@ -1,0 +1,358 @@
+r"""Dynamic optimal transport (Benamou-Brenier) by proximal splitting on a staggered grid.
+
+The problem (Benamou & Brenier 2000) is
+
+.. math::
+
+    W_2^2(\rho_0, \rho_1) = \min_{\rho, m} \int_0^1 \int_\Omega \frac{|m|^2}{\rho}\,dx\,dt
+    \quad\text{s.t.}\quad \partial_t \rho + \nabla\cdot m = 0,\;
+    \rho(0) = \rho_0,\; \rho(1) = \rho_1,\; m\cdot n = 0 \text{ on } \partial\Omega .
+
+The discretization and the algorithm are those of Papadakis, Peyré & Oudet, "Optimal
+transport with proximal splitting", SIAM J. Imaging Sci. 7 (2014):
+
+* staggered variables :math:`U = (f, m_1..m_d)`: ``f`` on the ``nt+1`` time faces of every
+  spatial cell, ``m_k`` on the ``n_k+1`` faces along axis ``k`` of every space-time cell;
+* centred variables :math:`V = (\bar f, \bar m)` on the ``nt x n_1 x .. x n_d`` cells;
+* Douglas-Rachford splitting of :math:`G_1(U,V) = J(V) + \iota_C(U)` and
+  :math:`G_2(U,V) = \iota_{V = I U}`, where :math:`C` is the continuity equation with its
+  boundary conditions (projection: a Neumann Poisson problem solved by a DCT-II) and
+  :math:`J(V) = \sum |\bar m|^2 / (2\bar f)` (proximal map: largest root of a cubic per cell).
+
+The arrays live on the backend's array module ``xp`` (numpy or cupy); the per-cell proximal
+map has numba and CUDA kernels. Nothing here reads files or prints.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ...backends import Backend
+from ...errors import NumericalError
+from . import _prox
+
+
+@dataclass(frozen=True)
+class SpaceTimeGrid:
+    """A box ``[lower, upper]`` with ``shape`` cells in space and ``nt`` cells in time on [0, 1]."""
+
+    lower: tuple[float, ...]
+    upper: tuple[float, ...]
+    shape: tuple[int, ...]
+    nt: int
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def spacing(self) -> tuple[float, ...]:
+        return tuple((b - a) / n for a, b, n in zip(self.lower, self.upper, self.shape))
+
+    @property
+    def tau(self) -> float:
+        return 1.0 / self.nt
+
+    @property
+    def cell_volume(self) -> float:
+        """Volume of one spatial cell."""
+        return float(np.prod(self.spacing))
+
+    def centers(self, axis: int) -> np.ndarray:
+        a, h, n = self.lower[axis], self.spacing[axis], self.shape[axis]
+        return a + h * (np.arange(n) + 0.5)
+
+    def time_faces(self) -> np.ndarray:
+        return np.arange(self.nt + 1) * self.tau
+
+    def time_centers(self) -> np.ndarray:
+        return (np.arange(self.nt) + 0.5) * self.tau
+
+    def mesh(self) -> list[np.ndarray]:
+        """Cell-centre coordinates, one array of ``shape`` per axis."""
+        return np.meshgrid(*[self.centers(k) for k in range(self.ndim)], indexing="ij")
+
+
+def _averaging_inverse(n_faces: int) -> np.ndarray:
+    r"""Dense :math:`(\mathrm{Id} + A^T A)^{-1}` for the face-to-centre average ``A``.
+
+    ``A`` maps ``n_faces`` values to the ``n_faces - 1`` midpoints. The matrix is small (one
+    axis), so a dense inverse applied by matmul is faster than a Thomas sweep in Python and
+    runs unchanged on CuPy.
+    """
+    a = np.zeros((n_faces - 1, n_faces))
+    idx = np.arange(n_faces - 1)
+    a[idx, idx] = 0.5
+    a[idx, idx + 1] = 0.5
+    return np.linalg.inv(np.eye(n_faces) + a.T @ a)
+
+
+def _average(u, axis: int):
+    """Average of neighbouring faces along ``axis`` (faces -> centres)."""
+    n = u.shape[axis]
+    lo = [slice(None)] * u.ndim
+    hi = [slice(None)] * u.ndim
+    lo[axis] = slice(0, n - 1)
+    hi[axis] = slice(1, n)
+    return 0.5 * (u[tuple(lo)] + u[tuple(hi)])
+
+
+def _average_adjoint(v, axis: int, xp):
+    """Adjoint of :func:`_average` (centres -> faces)."""
+    shape = list(v.shape)
+    shape[axis] += 1
+    out = xp.zeros(shape, dtype=v.dtype)
+    lo = [slice(None)] * v.ndim
+    hi = [slice(None)] * v.ndim
+    lo[axis] = slice(0, shape[axis] - 1)
+    hi[axis] = slice(1, shape[axis])
+    out[tuple(lo)] += 0.5 * v
+    out[tuple(hi)] += 0.5 * v
+    return out
+
+
+def _apply_along(matrix, u, axis: int, xp):
+    """``matrix @ u`` along ``axis`` of ``u``."""
+    moved = xp.moveaxis(u, axis, -1)
+    return xp.moveaxis(moved @ matrix.T, -1, axis)
+
+
+def _diff(u, axis: int):
+    n = u.shape[axis]
+    lo = [slice(None)] * u.ndim
+    hi = [slice(None)] * u.ndim
+    lo[axis] = slice(0, n - 1)
+    hi[axis] = slice(1, n)
+    return u[tuple(hi)] - u[tuple(lo)]
+
+
+class BenamouBrenierSolver:
+    r"""Douglas-Rachford iterations for the staggered Benamou-Brenier problem.
+
+    Parameters
+    ----------
+    rho0, rho1 : ndarray
+        Densities at the cell centres of ``grid`` (host arrays), non-negative, with equal mass
+        :math:`\sum \rho\, \Delta x`.
+    grid : SpaceTimeGrid
+    backend : Backend
+    gamma : float
+        Proximal step of the kinetic energy, relative to the larger peak of the two densities
+        (the algorithm is not scale invariant; this keeps the default usable for any density).
+    relaxation : float
+        Douglas-Rachford relaxation :math:`\alpha \in (0, 2)`.
+    tol : float
+        Stop when both relative residuals (see :meth:`step`) fall below ``tol``.
+    max_iterations : int
+        Iteration cap.
+
+    Notes
+    -----
+    Each :meth:`step` performs
+
+    .. math::
+
+        x = \mathrm{proj}_{V = IU}(z), \quad y = \mathrm{prox}_{\gamma G_1}(2x - z),
+        \quad z \leftarrow z + \alpha (y - x),
+
+    and reports the primal residual :math:`\|y - x\| / \|x\|` (the gap between the two
+    constraint sets, zero at a fixed point) and the dual residual
+    :math:`\|x_k - x_{k-1}\| / \|x_k\|`. The objective alone is flat near the optimum and is
+    not used to stop.
+    """
+
+    #: names of the arrays in :meth:`state`, in order
+    def __init__(self, rho0, rho1, grid: SpaceTimeGrid, backend: Backend, *, gamma: float = 1.0,
+                 relaxation: float = 1.0, tol: float = 1e-8, max_iterations: int = 10000):
+        rho0 = np.asarray(rho0, dtype=np.float64)
+        rho1 = np.asarray(rho1, dtype=np.float64)
+        if rho0.shape != grid.shape or rho1.shape != grid.shape:
+            raise ValueError(f"densities of shape {rho0.shape}, {rho1.shape} do not match grid "
+                             f"{grid.shape}")
+        self.grid = grid
+        self.backend = backend
+        self.xp = xp = backend.xp
+        self.relaxation = float(relaxation)
+        self.tol = float(tol)
+        self.max_iterations = int(max_iterations)
+        self.gamma = float(gamma) * float(max(rho0.max(), rho1.max()))
+        self.iteration = 0
+        self.converged = False
+        d, nt = grid.ndim, grid.nt
+
+        self._rho0 = xp.asarray(rho0)
+        self._rho1 = xp.asarray(rho1)
+        # inverse mesh sizes: axis 0 is time, axes 1..d are space
+        self._inv_h = (1.0 / grid.tau,) + tuple(1.0 / h for h in grid.spacing)
+        self._avg_inv = [xp.asarray(_averaging_inverse(nt + 1))] + [
+            xp.asarray(_averaging_inverse(n + 1)) for n in grid.shape]
+        self._laplacian_eigs = self._neumann_eigenvalues()
+        self._prox = _prox.kinetic_prox_for(backend)
+        if backend.on_gpu:
+            import cupyx.scipy.fft as fft
+        else:
+            import scipy.fft as fft
+        self._fft = fft
+
+        # Initial point: linear interpolation of the densities in time, zero momentum.
+        t = xp.asarray(grid.time_faces()).reshape((nt + 1,) + (1,) * d)
+        f = (1.0 - t) * self._rho0[None] + t * self._rho1[None]
+        ms = [xp.zeros(self._momentum_shape(k)) for k in range(d)]
+        self._zu = [f] + ms
+        self._zv = [_average(u, axis) for axis, u in enumerate(self._zu)]
+        self._x_prev = None
+
+    # -- geometry ---------------------------------------------------------------------------
+    def _momentum_shape(self, k: int) -> tuple[int, ...]:
+        shape = [self.grid.nt] + list(self.grid.shape)
+        shape[k + 1] += 1
+        return tuple(shape)
+
+    def _neumann_eigenvalues(self):
+        """Eigenvalues of the space-time Neumann Laplacian ``D D^T`` in the DCT-II basis."""
+        xp = self.xp
+        sizes = (self.grid.nt,) + self.grid.shape
+        eig = 0.0
+        for axis, (n, inv_h) in enumerate(zip(sizes, self._inv_h)):
+            k = np.arange(n)
+            lam = (2.0 - 2.0 * np.cos(np.pi * k / n)) * inv_h ** 2
+            shape = [1] * len(sizes)
+            shape[axis] = n
+            eig = eig + lam.reshape(shape)
+        eig = np.array(eig, dtype=np.float64)
+        eig.flat[0] = 1.0  # the constant mode: its coefficient is set to zero below
+        return xp.asarray(eig)
+
+    # -- proximal maps ------------------------------------------------------------------------
+    def _project_interpolation(self, zu, zv):
+        r"""Projection onto :math:`\{V = I U\}`: :math:`U = (\mathrm{Id}+I^*I)^{-1}(U_0 + I^* V_0)`."""
+        xp = self.xp
+        u = [_apply_along(self._avg_inv[axis], zu[axis] + _average_adjoint(zv[axis], axis, xp),
+                          axis, xp) for axis in range(len(zu))]
+        v = [_average(u[axis], axis) for axis in range(len(u))]
+        return u, v
+
+    def _divergence(self, u):
+        div = 0.0
+        for axis, (ua, inv_h) in enumerate(zip(u, self._inv_h)):
+            div = div + _diff(ua, axis) * inv_h
+        return div
+
+    def _project_continuity(self, u):
+        """Projection onto the continuity equation with its boundary values (DCT Poisson)."""
+        xp, fft = self.xp, self._fft
+        u = [a.copy() for a in u]
+        u[0][0] = self._rho0
+        u[0][-1] = self._rho1
+        for axis in range(1, len(u)):
+            idx = [slice(None)] * u[axis].ndim
+            idx[axis] = 0
+            u[axis][tuple(idx)] = 0.0
+            idx[axis] = -1
+            u[axis][tuple(idx)] = 0.0
+        rhs = fft.dctn(self._divergence(u), type=2, norm="ortho")
+        rhs /= self._laplacian_eigs
+        rhs.flat[0] = 0.0
+        lam = fft.idctn(rhs, type=2, norm="ortho")
+        # Interior faces only: U_int -= D_int^T lam, D^T lam on face i = (lam[i-1] - lam[i]) / h.
+        for axis, inv_h in enumerate(self._inv_h):
+            idx = [slice(None)] * u[axis].ndim
+            idx[axis] = slice(1, -1)
+            u[axis][tuple(idx)] += _diff(lam, axis) * inv_h
+        return u
+
+    def _prox_g1(self, wu, wv):
+        u = self._project_continuity(wu)
+        f, ms = self._prox(wv[0], wv[1:], self.gamma)
+        return u, [f] + ms
+
+    # -- iteration ----------------------------------------------------------------------------
+    def step(self) -> dict[str, float]:
+        """One Douglas-Rachford iteration; returns the diagnostics of this iteration."""
+        xp = self.xp
+        xu, xv = self._project_interpolation(self._zu, self._zv)
+        yu, yv = self._prox_g1([2.0 * a - b for a, b in zip(xu, self._zu)],
+                               [2.0 * a - b for a, b in zip(xv, self._zv)])
+        alpha = self.relaxation
+        self._zu = [z + alpha * (y - x) for z, y, x in zip(self._zu, yu, xu)]
+        self._zv = [z + alpha * (y - x) for z, y, x in zip(self._zv, yv, xv)]
+
+        x_all = xu + xv
+        x_norm = float(xp.sqrt(sum(float(xp.vdot(a, a)) for a in x_all)))
+        gap = float(xp.sqrt(sum(float(xp.vdot(y - x, y - x)) for y, x in zip(yu + yv, x_all))))
+        if self._x_prev is None:
+            change = float("inf")
+        else:
+            change = float(xp.sqrt(sum(float(xp.vdot(a - b, a - b))
+                                       for a, b in zip(x_all, self._x_prev))))
+        self._x_prev = x_all
+        self._y = (yu, yv)
+        self.iteration += 1
+        primal = gap / x_norm
+        dual = change / x_norm
+        objective = self._kinetic_energy(yv)
+        if not (np.isfinite(primal) and np.isfinite(objective)):
+            raise NumericalError(f"Benamou-Brenier iteration {self.iteration} produced non-finite "
+                                 f"values (primal residual {primal}, objective {objective})")
+        self.converged = primal < self.tol and dual < self.tol
+        return {"primal_residual": primal, "dual_residual": dual, "W2_squared": objective}
+
+    @property
+    def finished(self) -> bool:
+        return self.converged or self.iteration >= self.max_iterations
+
+    def _kinetic_energy(self, v) -> float:
+        r""":math:`\sum |\bar m|^2/\bar f \;\Delta t\,\Delta x` over cells with :math:`\bar f > 0`."""
+        xp = self.xp
+        f = v[0]
+        msq = sum(m * m for m in v[1:])
+        positive = f > 0
+        safe = xp.where(positive, f, 1.0)
+        cells = xp.where(positive, msq / safe, 0.0)
+        return float(xp.sum(cells)) * self.grid.tau * self.grid.cell_volume
+
+    # -- results ------------------------------------------------------------------------------
+    def _current(self):
+        """The latest continuity-feasible iterate ``y`` (recomputed after a restart)."""
+        if getattr(self, "_y", None) is None:
+            xu, xv = self._project_interpolation(self._zu, self._zv)
+            self._y = self._prox_g1([2.0 * a - b for a, b in zip(xu, self._zu)],
+                                    [2.0 * a - b for a, b in zip(xv, self._zv)])
+        return self._y
+
+    def w2_squared(self) -> float:
+        """Kinetic energy of the current iterate, the discrete :math:`W_2^2`."""
+        return self._kinetic_energy(self._current()[1])
+
+    def density(self) -> np.ndarray:
+        """:math:`\\rho` on the ``nt+1`` time faces, shape ``(nt+1, *grid.shape)``."""
+        return self.backend.to_numpy(self._current()[0][0])
+
+    def momentum(self) -> np.ndarray:
+        """Cell-centred momentum, shape ``(d, nt, *grid.shape)``."""
+        return np.stack([self.backend.to_numpy(m) for m in self._current()[1][1:]])
+
+    # -- restart --------------------------------------------------------------------------------
+    def state(self) -> dict[str, np.ndarray]:
+        """Everything needed to continue bit-for-bit (host arrays)."""
+        to_np = self.backend.to_numpy
+        out = {f"z_u{k}": to_np(a) for k, a in enumerate(self._zu)}
+        out.update({f"z_v{k}": to_np(a) for k, a in enumerate(self._zv)})
+        if self._x_prev is not None:
+            out.update({f"x_prev{k}": to_np(a) for k, a in enumerate(self._x_prev)})
+        out["iteration"] = np.int64(self.iteration)
+        return out
+
+    def load_state(self, state) -> None:
+        xp = self.xp
+        n = len(self._zu)
+        self._zu = [xp.asarray(np.asarray(state[f"z_u{k}"], dtype=np.float64)) for k in range(n)]
+        self._zv = [xp.asarray(np.asarray(state[f"z_v{k}"], dtype=np.float64)) for k in range(n)]
+        if "x_prev0" in state:
+            self._x_prev = [xp.asarray(np.asarray(state[f"x_prev{k}"], dtype=np.float64))
+                            for k in range(2 * n)]
+        else:
+            self._x_prev = None
+        self.iteration = int(state["iteration"])
+        self._y = None
