@@ -12,7 +12,7 @@ export MPLBACKEND ?= Agg
 DEMO_CASE := cases/bb_gaussian_2d.toml
 DEMO_OUT  := out/bb_gaussian_2d.h5
 
-.PHONY: demo test test-all bench docs clean venv
+.PHONY: demo test test-all test-gpu bench docs clean venv
 
 $(VENV)/.stamp-base: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -52,3 +52,6 @@ docs: $(VENV)/.stamp-docs
 
 clean:
 	rm -rf $(VENV) out docs/_build .numba_cache .pytest_cache
+
+test-gpu: $(VENV)/.stamp-test
+	$(PY) -m pytest -m gpu

@@ -74,18 +74,19 @@ class SpaceTimeGrid:
         return np.meshgrid(*[self.centers(k) for k in range(self.ndim)], indexing="ij")
 
 
-def _averaging_inverse(n_faces: int) -> np.ndarray:
-    r"""Dense :math:`(\mathrm{Id} + A^T A)^{-1}` for the face-to-centre average ``A``.
+def _averaging_solver_weights(n_faces: int) -> tuple[np.ndarray, np.ndarray]:
+    r"""Signs and DCT-II weights that apply :math:`(\mathrm{Id} + A^T A)^{-1}` along one axis.
 
-    ``A`` maps ``n_faces`` values to the ``n_faces - 1`` midpoints. The matrix is small (one
-    axis), so a dense inverse applied by matmul is faster than a Thomas sweep in Python and
-    runs unchanged on CuPy.
+    ``A`` averages ``n_faces`` values onto the ``n_faces - 1`` midpoints. :math:`A^T A` is a
+    quarter of the *signless* Laplacian of a path, :math:`S L S` with :math:`L` the Neumann
+    Laplacian and :math:`S = \mathrm{diag}((-1)^i)`. The DCT-II diagonalizes :math:`L`
+    (eigenvalues :math:`2 - 2\cos(\pi k / n)`), so the solve is a sign flip, a DCT, a
+    scaling and the inverse transform: :math:`O(n \log n)` and the same on every backend.
     """
-    a = np.zeros((n_faces - 1, n_faces))
-    idx = np.arange(n_faces - 1)
-    a[idx, idx] = 0.5
-    a[idx, idx + 1] = 0.5
-    return np.linalg.inv(np.eye(n_faces) + a.T @ a)
+    k = np.arange(n_faces)
+    signs = np.where(k % 2 == 0, 1.0, -1.0)
+    weights = 1.0 / (1.0 + 0.25 * (2.0 - 2.0 * np.cos(np.pi * k / n_faces)))
+    return signs, weights
 
 
 def _average(u, axis: int):
@@ -112,12 +113,6 @@ def _average_adjoint(v, axis: int, xp):
     return out
 
 
-def _apply_along(matrix, u, axis: int, xp):
-    """``matrix @ u`` along ``axis`` of ``u``."""
-    moved = xp.moveaxis(u, axis, -1)
-    return xp.moveaxis(moved @ matrix.T, -1, axis)
-
-
 def _diff(u, axis: int):
     n = u.shape[axis]
     lo = [slice(None)] * u.ndim
@@ -125,6 +120,12 @@ def _diff(u, axis: int):
     lo[axis] = slice(0, n - 1)
     hi[axis] = slice(1, n)
     return u[tuple(hi)] - u[tuple(lo)]
+
+
+def _norm(arrays, xp) -> float:
+    """Euclidean norm of a list of arrays taken together."""
+    # sum(a * a) rather than vdot: vdot copies strided arrays (the DCT outputs) first.
+    return float(xp.sqrt(sum(xp.sum(a * a) for a in arrays)))
 
 
 class BenamouBrenierSolver:
@@ -162,7 +163,6 @@ class BenamouBrenierSolver:
     not used to stop.
     """
 
-    #: names of the arrays in :meth:`state`, in order
     def __init__(self, rho0, rho1, grid: SpaceTimeGrid, backend: Backend, *, gamma: float = 1.0,
                  relaxation: float = 1.0, tol: float = 1e-8, max_iterations: int = 10000):
         rho0 = np.asarray(rho0, dtype=np.float64)
@@ -185,8 +185,13 @@ class BenamouBrenierSolver:
         self._rho1 = xp.asarray(rho1)
         # inverse mesh sizes: axis 0 is time, axes 1..d are space
         self._inv_h = (1.0 / grid.tau,) + tuple(1.0 / h for h in grid.spacing)
-        self._avg_inv = [xp.asarray(_averaging_inverse(nt + 1))] + [
-            xp.asarray(_averaging_inverse(n + 1)) for n in grid.shape]
+        self._avg_solve = []
+        for axis, n in enumerate((nt,) + grid.shape):
+            shape = [1] * (d + 1)
+            shape[axis] = n + 1
+            signs, weights = _averaging_solver_weights(n + 1)
+            self._avg_solve.append((xp.asarray(signs.reshape(shape)),
+                                    xp.asarray(weights.reshape(shape))))
         self._laplacian_eigs = self._neumann_eigenvalues()
         self._prox = _prox.kinetic_prox_for(backend)
         if backend.on_gpu:
@@ -227,9 +232,12 @@ class BenamouBrenierSolver:
     # -- proximal maps ------------------------------------------------------------------------
     def _project_interpolation(self, zu, zv):
         r"""Projection onto :math:`\{V = I U\}`: :math:`U = (\mathrm{Id}+I^*I)^{-1}(U_0 + I^* V_0)`."""
-        xp = self.xp
-        u = [_apply_along(self._avg_inv[axis], zu[axis] + _average_adjoint(zv[axis], axis, xp),
-                          axis, xp) for axis in range(len(zu))]
+        xp, fft = self.xp, self._fft
+        u = []
+        for axis, (signs, weights) in enumerate(self._avg_solve):
+            rhs = signs * (zu[axis] + _average_adjoint(zv[axis], axis, xp))
+            coef = fft.dct(rhs, type=2, norm="ortho", axis=axis) * weights
+            u.append(signs * fft.idct(coef, type=2, norm="ortho", axis=axis))
         v = [_average(u[axis], axis) for axis in range(len(u))]
         return u, v
 
@@ -270,7 +278,6 @@ class BenamouBrenierSolver:
     # -- iteration ----------------------------------------------------------------------------
     def step(self) -> dict[str, float]:
         """One Douglas-Rachford iteration; returns the diagnostics of this iteration."""
-        xp = self.xp
         xu, xv = self._project_interpolation(self._zu, self._zv)
         yu, yv = self._prox_g1([2.0 * a - b for a, b in zip(xu, self._zu)],
                                [2.0 * a - b for a, b in zip(xv, self._zv)])
@@ -279,13 +286,13 @@ class BenamouBrenierSolver:
         self._zv = [z + alpha * (y - x) for z, y, x in zip(self._zv, yv, xv)]
 
         x_all = xu + xv
-        x_norm = float(xp.sqrt(sum(float(xp.vdot(a, a)) for a in x_all)))
-        gap = float(xp.sqrt(sum(float(xp.vdot(y - x, y - x)) for y, x in zip(yu + yv, x_all))))
+        xp = self.xp
+        x_norm = _norm(x_all, xp)
+        gap = _norm([y - x for y, x in zip(yu + yv, x_all)], xp)
         if self._x_prev is None:
             change = float("inf")
         else:
-            change = float(xp.sqrt(sum(float(xp.vdot(a - b, a - b))
-                                       for a, b in zip(x_all, self._x_prev))))
+            change = _norm([a - b for a, b in zip(x_all, self._x_prev)], xp)
         self._x_prev = x_all
         self._y = (yu, yv)
         self.iteration += 1

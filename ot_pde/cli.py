@@ -1,0 +1,221 @@
+"""The ``ot-pde`` command line (also ``python -m ot_pde``); see DESIGN.md, "CLI contract".
+
+Exit codes: 0 ok, 2 bad input, 1 numerical failure, 130 interrupted. With ``--json`` exactly
+one JSON object goes to stdout; logs always go to stderr.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import sys
+from pathlib import Path
+
+from ._version import __version__
+from .errors import InputError, OtPdeError
+
+log = logging.getLogger("ot_pde")
+
+CASES_DIR = Path(__file__).resolve().parent.parent / "cases"
+
+
+class _ArgumentParser(argparse.ArgumentParser):
+    """argparse exits with 2 on bad arguments already; keep its message on one line."""
+
+    def error(self, message):
+        self.print_usage(sys.stderr)
+        self.exit(2, f"error: argument: {message}\n")
+
+
+def _json_number(v):
+    if isinstance(v, float) and not math.isfinite(v):
+        return None  # JSON has no inf/nan
+    return v
+
+
+def _print_json(obj) -> None:
+    def clean(o):
+        if isinstance(o, dict):
+            return {k: clean(v) for k, v in o.items()}
+        if isinstance(o, list):
+            return [clean(v) for v in o]
+        return _json_number(o)
+
+    sys.stdout.write(json.dumps(clean(obj)) + "\n")
+
+
+def _load(args):
+    from .config import load_case
+
+    return load_case(args.case, overrides=args.set or ())
+
+
+def cmd_run(args) -> int:
+    from .core.runner import run_case
+
+    case = _load(args)
+    result = run_case(case, args.output, backend=args.backend, restart=args.restart)
+    if args.json:
+        _print_json(result.as_json())
+    else:
+        print(f"{result.problem}: {result.status} -> {result.output}")
+        for k, v in result.summary.items():
+            print(f"  {k:28s} {v:.10g}" if isinstance(v, float) else f"  {k:28s} {v}")
+    return 0
+
+
+def cmd_check(args) -> int:
+    case = _load(args)
+    from .core.registry import get_kind
+
+    get_kind(case.kind).build(case)  # densities, shapes and files are checked here too
+    print(f"{args.case}: ok ({case.kind})")
+    return 0
+
+
+def cmd_converge(args) -> int:
+    from .backends import get_backend
+    from .core.converge import plot_study, run_study, write_study
+
+    case = _load(args)
+    study = run_study(case, args.vary, backend=args.backend)
+    if args.output:
+        backend = get_backend(args.backend or case.get("run.backend")).name
+        write_study(study, case, Path(args.output), backend)
+    if args.plot:
+        plot_study(study, Path(args.plot))
+        log.info("convergence plot written to %s", args.plot)
+    if args.json:
+        _print_json({"problem": case.kind, "case": args.case, **study.as_json()})
+    else:
+        print(study.table())
+    return 0
+
+
+def cmd_plot(args) -> int:
+    from .core.registry import get_kind
+    from .io import ResultFile
+
+    with ResultFile(args.result) as rf:
+        png = Path(args.output) if args.output else Path(args.result).with_suffix(".png")
+        get_kind(rf.problem).plot(rf, png)
+    print(f"figure written to {png}")
+    return 0
+
+
+def shipped_cases() -> list[tuple[Path, str]]:
+    """Shipped case files with their one-line descriptions."""
+    import tomllib
+
+    out = []
+    for path in sorted(CASES_DIR.glob("*.toml")):
+        with open(path, "rb") as f:
+            desc = tomllib.load(f).get("case", {}).get("description", "")
+        out.append((path, desc))
+    return out
+
+
+def cmd_cases(args) -> int:
+    for path, desc in shipped_cases():
+        print(f"{path.relative_to(CASES_DIR.parent)}  {desc}")
+    return 0
+
+
+def cmd_info(args) -> int:
+    import platform
+
+    import h5py
+    import numpy
+    import scipy
+
+    from .backends import available_backends, cupy_device_count, default_backend
+
+    info = {"ot_pde": __version__, "python": platform.python_version(), "numpy": numpy.__version__,
+            "scipy": scipy.__version__, "h5py": h5py.__version__, "hdf5": h5py.version.hdf5_version}
+    for mod in ("numba", "cupy", "mpi4py"):
+        try:
+            info[mod] = __import__(mod).__version__
+        except ImportError:
+            info[mod] = None
+    info["backends"] = available_backends()
+    info["default_backend"] = default_backend()
+    info["gpus"] = cupy_device_count()
+    info["mpi"] = None if info["mpi4py"] is None else "mpi4py installed"
+    if args.json:
+        _print_json(info)
+    else:
+        for k, v in info.items():
+            print(f"{k:16s} {v}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _ArgumentParser(prog="ot-pde", description="PDE solvers for optimal transport.")
+    p.add_argument("--version", action="version", version=f"ot_pde {__version__}")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    p.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    # the same flags after the command; SUPPRESS keeps the top-level value when absent
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS)
+    common.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS)
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_ArgumentParser)
+
+    def add(name, help):
+        return sub.add_parser(name, help=help, parents=[common])
+
+    def case_args(sp):
+        sp.add_argument("case", help="case file (TOML)")
+        sp.add_argument("--set", action="append", metavar="SEC.KEY=VALUE",
+                        help="override a case value (validated like the file)")
+
+    r = add("run", "run a case, write HDF5, print a summary")
+    case_args(r)
+    r.add_argument("-o", "--output", help="output HDF5 file (default: output.path or CASE.h5)")
+    r.add_argument("--backend", choices=("auto", "numpy", "numba", "cupy"))
+    r.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    r.add_argument("--restart", action="store_true", help="continue from the file's checkpoint")
+    r.set_defaults(func=cmd_run)
+
+    c = add("check", "validate a case file only")
+    case_args(c)
+    c.set_defaults(func=cmd_check)
+
+    v = add("converge", "convergence study against the exact reference")
+    case_args(v)
+    v.add_argument("--vary", required=True, metavar="SEC.KEY=V1,V2,...")
+    v.add_argument("--backend", choices=("auto", "numpy", "numba", "cupy"))
+    v.add_argument("--json", action="store_true")
+    v.add_argument("--plot", metavar="PNG", help="log-log plot with reference slopes")
+    v.add_argument("-o", "--output", help="HDF5 file for the study")
+    v.set_defaults(func=cmd_converge)
+
+    pl = add("plot", "the problem kind's standard figure")
+    pl.add_argument("result", help="result HDF5 file")
+    pl.add_argument("-o", "--output", help="PNG path (default: RESULT.png)")
+    pl.set_defaults(func=cmd_plot)
+
+    add("cases", "list shipped cases").set_defaults(func=cmd_cases)
+    i = add("info", "versions, backends, GPU, MPI")
+    i.add_argument("--json", action="store_true")
+    i.set_defaults(func=cmd_info)
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    log.handlers[:] = [handler]
+    log.setLevel(level)
+    log.propagate = False
+    try:
+        return args.func(args)
+    except OtPdeError as exc:
+        prefix = "error" if isinstance(exc, InputError) else "numerical failure"
+        print(f"{prefix}: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,104 @@
+"""The interface between the frame (runner, writer, convergence studies) and a problem kind.
+
+A kind's :class:`Problem` turns a validated case into a solver and knows what to write. The
+solver is pure numerics (:class:`IterativeSolver`): the runner drives it one step at a time,
+so progress reporting, wall-time limits, checkpoints and Ctrl-C work the same for every kind.
+"""
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from typing import Mapping, Protocol
+
+import numpy as np
+
+from ..backends import Backend
+
+
+class IterativeSolver(Protocol):
+    """What the runner needs from a solver."""
+
+    iteration: int
+
+    @property
+    def finished(self) -> bool:
+        """True when the solver has nothing more to do (converged, cap or final time)."""
+
+    def step(self) -> Mapping[str, float]:
+        """Advance one iteration and return its diagnostics (one row of ``/history``)."""
+
+    def state(self) -> dict[str, np.ndarray]:
+        """Host arrays from which :meth:`load_state` continues bit-for-bit."""
+
+    def load_state(self, state: Mapping[str, np.ndarray]) -> None:
+        ...
+
+
+@dataclass
+class GridAxis:
+    name: str
+    coords: np.ndarray
+    units: str = ""
+    description: str = ""
+    kind: str = "space"  # "space", "time" or "other"
+
+
+@dataclass
+class FieldData:
+    name: str
+    data: np.ndarray
+    dims: tuple[str, ...]
+    units: str = ""
+    description: str = ""
+
+
+@dataclass
+class Reference:
+    """Exact values for convergence studies.
+
+    Attributes
+    ----------
+    scalars : dict
+        summary key -> exact value (errors are relative when the exact value is non-zero).
+    fields : dict
+        field name -> (exact array on the same points as the written field, measure of one
+        point), for L1/L2/Linf norms of the error.
+    """
+
+    scalars: dict[str, float] = field(default_factory=dict)
+    fields: dict[str, tuple[np.ndarray, float]] = field(default_factory=dict)
+
+
+class Problem(abc.ABC):
+    """A case turned into numerics. Subclasses are built by their kind's ``build(case)``."""
+
+    def __init__(self, case):
+        self.case = case
+
+    @abc.abstractmethod
+    def describe(self) -> str:
+        """One line for the log: what is being solved, at which resolution."""
+
+    @abc.abstractmethod
+    def make_solver(self, backend: Backend) -> IterativeSolver:
+        ...
+
+    @abc.abstractmethod
+    def grid(self) -> list[GridAxis]:
+        ...
+
+    @abc.abstractmethod
+    def fields(self, solver) -> list[FieldData]:
+        ...
+
+    @abc.abstractmethod
+    def summary(self, solver) -> dict[str, float | int | bool]:
+        """Headline scalars (``/summary`` and the JSON summary)."""
+
+    def reference(self) -> Reference | None:
+        """Exact reference of this case, or None when it has none."""
+        return None
+
+    def max_iterations(self) -> int | None:
+        """Iteration cap, for the progress bar (None: unknown)."""
+        return None

@@ -1,0 +1,246 @@
+"""Drive a problem's solver: progress, output cadence, checkpoints, restart, stop conditions.
+
+Modelled on Dedalus' main loop: ``while not solver.finished`` with stop conditions on wall
+time and iterations inside try/finally, logging at a cadence and ending with run statistics.
+
+The output file is written through :class:`~ot_pde.io.ResultWriter`, which opens and closes
+the file at every flush, so a run killed at any moment leaves every flushed step readable.
+"""
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..backends import get_backend
+from ..config import Case, load_case_text
+from ..errors import InputError
+from ..io import ResultFile, ResultWriter, write_xdmf
+from .progress import Progress
+from .registry import get_kind
+
+log = logging.getLogger("ot_pde")
+
+#: keys that may differ between a run and its restart (they do not change the numerics)
+RESTART_MUTABLE_KEYS = {
+    ("run", "max_wall_seconds"), ("run", "progress"), ("run", "progress_seconds"),
+    ("output", "path"), ("output", "xdmf"), ("solver", "max_iterations"),
+}
+
+_STATE_WALL = "runner_wall_seconds"
+
+
+@dataclass
+class RunResult:
+    problem: str
+    case: str
+    output: Path
+    backend: str
+    summary: dict
+    status: str
+
+    def as_json(self) -> dict:
+        """The JSON summary of the CLI contract."""
+        return {"problem": self.problem, "case": self.case, "output": str(self.output),
+                "backend": self.backend, "summary": self.summary, "status": self.status}
+
+
+class _StopSignals:
+    """Turn SIGINT/SIGTERM into a flag the main loop checks between iterations.
+
+    An exception raised inside ``solver.step()`` could leave the solver half-updated and its
+    checkpoint inconsistent; a flag stops the run at the next iteration boundary instead. A
+    second signal raises :class:`KeyboardInterrupt` at once (the escape hatch).
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self):
+        self.received: str | None = None
+        self.forced = False  # a second signal interrupted an iteration midway
+        self._previous = {}
+
+    def _handle(self, signum, frame):
+        if self.received is not None:
+            self.forced = True
+            raise KeyboardInterrupt
+        self.received = signal.Signals(signum).name
+
+    def __enter__(self):
+        try:
+            for sig in self.SIGNALS:
+                self._previous[sig] = signal.signal(sig, self._handle)
+        except ValueError:  # not the main thread: the caller handles signals
+            self._previous.clear()
+        return self
+
+    def __exit__(self, *exc):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def default_output_path(case: Case) -> Path:
+    """``output.path`` of the case, else ``<case file stem>.h5`` in the working directory."""
+    if case.get("output.path"):
+        return Path(case.get("output.path"))
+    stem = Path(case.source).stem if case.source != "<string>" else case.kind
+    return Path(f"{stem}.h5")
+
+
+def _check_restart_case(stored: Case, current: Case, path: Path) -> None:
+    for section, values in current.data.items():
+        for key, value in values.items():
+            if (section, key) in RESTART_MUTABLE_KEYS:
+                continue
+            old = stored.data.get(section, {}).get(key)
+            if old != value:
+                raise InputError(f"cannot restart: {section}.{key} is {value!r} here but "
+                                 f"{old!r} in the file's case", source=str(path),
+                                 key=f"{section}.{key}")
+
+
+def run_case(case: Case, output: Path | None = None, *, backend: str | None = None,
+             restart: bool = False) -> RunResult:
+    """Run ``case`` to completion (or to a stop condition), writing ``output``.
+
+    Raises
+    ------
+    InputError
+        Bad case, backend or output path (nothing is run).
+    NumericalError
+        The solver produced non-finite values; the file is marked ``failed``.
+    KeyboardInterrupt
+        Ctrl-C or SIGTERM; the file is marked ``interrupted`` and holds a checkpoint.
+    """
+    kind = get_kind(case.kind)
+    output = Path(output) if output is not None else default_output_path(case)
+    backend_obj = get_backend(backend or case.get("run.backend"),
+                              source="--backend" if backend else "run.backend")
+    problem = kind.build(case)
+
+    state = None
+    if restart:
+        state = _restart_state(case, output, backend_obj.name)
+    fresh = state is None
+    writer = ResultWriter(output, problem=case.kind, case_toml=case.to_toml(),
+                          backend=backend_obj.name, seed=case.get("run.seed"),
+                          restart=not fresh)
+    solver = problem.make_solver(backend_obj)
+    wall_before = 0.0
+    if fresh:
+        with writer.batch():
+            for axis in problem.grid():
+                writer.write_grid(axis.name, axis.coords, units=axis.units,
+                                  description=axis.description, kind=axis.kind)
+    else:
+        wall_before = float(state.pop(_STATE_WALL, 0.0))
+        solver.load_state(state)
+        writer.truncate_history(solver.iteration)
+        log.info("restarting %s from iteration %d", output, solver.iteration)
+
+    log.info("%s: %s on backend %s -> %s", case.kind, problem.describe(), backend_obj.name,
+             output)
+    every = case.get("output.every")
+    max_wall = case.get("run.max_wall_seconds")
+    progress = Progress(mode=case.get("run.progress"), cadence=case.get("run.progress_seconds"),
+                        total=problem.max_iterations(), start=solver.iteration)
+    rows: list[tuple[int, float, dict]] = []
+    started = time.perf_counter()
+
+    def elapsed() -> float:
+        return wall_before + time.perf_counter() - started
+
+    def flush(checkpoint: bool) -> None:
+        with writer.batch():
+            if rows:
+                names = rows[0][2].keys()
+                table = {"iteration": np.array([r[0] for r in rows], dtype=np.int64),
+                         "wall_seconds": np.array([r[1] for r in rows])}
+                table.update({n: np.array([r[2][n] for r in rows], dtype=np.float64)
+                              for n in names})
+                writer.append_history(table)
+                rows.clear()
+            if checkpoint:
+                snapshot = solver.state()
+                snapshot[_STATE_WALL] = np.float64(elapsed())
+                writer.write_checkpoint(snapshot, solver.iteration)
+
+    status, message = "failed", ""
+    consistent = True  # False when the solver may have stopped midway through an iteration
+    with _StopSignals() as signals:
+        try:
+            stop_reason = ""
+            while not solver.finished:
+                if signals.received:
+                    raise KeyboardInterrupt
+                if max_wall is not None and elapsed() >= max_wall:
+                    stop_reason = f"wall-time limit of {max_wall:g} s reached"
+                    break
+                diag = solver.step()
+                rows.append((solver.iteration, elapsed(), dict(diag)))
+                progress.update(solver.iteration, diag)
+                if solver.iteration % every == 0:
+                    flush(checkpoint=True)
+            flush(checkpoint=True)
+            if stop_reason:
+                status, message = "interrupted", stop_reason
+                log.warning("%s at iteration %d; continue with --restart", stop_reason,
+                            solver.iteration)
+            else:
+                status = "completed"
+        except KeyboardInterrupt:
+            # raised between iterations unless a second signal forced it (see _StopSignals)
+            consistent = signals.received is not None and not signals.forced
+            flush(checkpoint=consistent)
+            status, message = "interrupted", f"interrupted by {signals.received or 'signal'}"
+            raise
+        except BaseException as exc:  # NumericalError, or a bug: keep what was computed
+            consistent = False
+            flush(checkpoint=False)
+            status, message = "failed", f"{type(exc).__name__}: {exc}"
+            raise
+        finally:
+            progress.close()
+            summary = {}
+            if consistent and status in ("completed", "interrupted"):
+                summary = problem.summary(solver)
+                summary["iterations"] = int(solver.iteration)
+                summary["wall_seconds"] = float(elapsed())
+                with writer.batch():
+                    for fld in problem.fields(solver):
+                        writer.write_field(fld.name, fld.data, dims=fld.dims, units=fld.units,
+                                           description=fld.description)
+                    writer.write_summary(summary)
+                if case.get("output.xdmf"):
+                    write_xdmf(output)
+            writer.set_status(status, message=message)
+    log.info("%s in %d iterations, %.2f s", status, solver.iteration, elapsed())
+    return RunResult(problem=case.kind, case=case.source, output=output,
+                     backend=backend_obj.name, summary=summary, status=status)
+
+
+def _restart_state(case: Case, output: Path, backend: str) -> dict | None:
+    """The checkpoint of ``output`` after checking it belongs to this case (None: start over)."""
+    if not output.exists():
+        log.warning("--restart: %s does not exist; starting from the beginning", output)
+        return None
+    with ResultFile(output) as old:
+        if old.status == "completed":
+            raise InputError("the run in this file already completed; nothing to restart",
+                             source=str(output), key="--restart")
+        if old.backend != backend:
+            raise InputError(f"cannot restart on backend {backend!r}: the file was written by "
+                             f"{old.backend!r} (bit-for-bit continuation needs the same one)",
+                             source=str(output), key="--restart")
+        stored = load_case_text(old.case_toml, source=str(output))
+        _check_restart_case(stored, case, output)
+        checkpoint = old.checkpoint()
+    if checkpoint is None:
+        log.warning("--restart: %s holds no checkpoint yet; starting from the beginning", output)
+        return None
+    state, _ = checkpoint
+    return dict(state)
