@@ -31,7 +31,7 @@ SCHEMA = make_schema({
     "target": density_section("the density at t = 1"),
     "solver": Section({
         "method": Field("str", "douglas_rachford", choices=("douglas_rachford",)),
-        "gamma": Field("float", 0.1, exclusive_minimum=0.0,
+        "gamma": Field("float", 0.3, exclusive_minimum=0.0,
                        doc="proximal step, relative to the larger peak density"),
         "relaxation": Field("float", 1.8, exclusive_minimum=0.0, exclusive_maximum=2.0,
                             doc="Douglas-Rachford relaxation in (0, 2)"),
