@@ -106,7 +106,7 @@ def cmd_plot(args) -> int:
 
 def shipped_cases() -> list[tuple[Path, str]]:
     """Shipped case files with their one-line descriptions."""
-    import tomllib
+    from .config.case import tomllib
 
     out = []
     for path in sorted(CASES_DIR.glob("*.toml")):

@@ -155,7 +155,8 @@ def test_density_file_runs(cli, tmp_path):
 
 def test_unwritable_output(cli, tmp_path):
     path = write_case(tmp_path)
-    target = tmp_path / "no" / "such" / "dir" / "x.h5"
+    (tmp_path / "plain").write_text("a file where a folder should be")
+    target = tmp_path / "plain" / "x.h5"
     code, _, err = cli("run", path, "-o", target)
     _one_error_line(code, err, str(target), "output.path")
 

@@ -270,13 +270,22 @@ def test_status_values(tmp_path):
 # --- errors and restart -----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("where", ["missing_dir", "parent_is_file"])
+def test_missing_output_folders_are_created(tmp_path):
+    path = tmp_path / "no" / "such" / "run.h5"
+    make_writer(path)
+    assert ResultFile(path).status == "running"
+
+
+@pytest.mark.parametrize("where", ["parent_is_file", "read_only_dir"])
 def test_unwritable_output_path(tmp_path, where):
-    if where == "missing_dir":
-        path = tmp_path / "no" / "such" / "run.h5"
-    else:
+    if where == "parent_is_file":
         (tmp_path / "plain").write_text("a file, not a directory")
         path = tmp_path / "plain" / "run.h5"
+    else:
+        if os.geteuid() == 0:
+            pytest.skip("root ignores directory permissions")
+        (tmp_path / "ro").mkdir(mode=0o500)
+        path = tmp_path / "ro" / "run.h5"
     with pytest.raises(InputError) as info:
         make_writer(path)
     assert info.value.key == "output.path"

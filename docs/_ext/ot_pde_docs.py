@@ -38,12 +38,6 @@ _TYPE_NAMES = {
 }
 
 #: Meanings for schema keys that carry no ``doc`` in the code (used only when it is empty).
-_FALLBACK_DOCS = {
-    "solver.method": "splitting algorithm (only Douglas-Rachford is implemented)",
-    "solver.max_iterations": "iteration cap; the run stops there even if not converged",
-}
-
-
 def _literal(value) -> str:
     if isinstance(value, bool):
         text = "true" if value else "false"
@@ -94,7 +88,6 @@ def _meaning(section: str, key: str, field, common) -> str:
     doc = field.doc
     if not doc and section in common and key in common[section].fields:
         doc = common[section].fields[key].doc
-    doc = doc or _FALLBACK_DOCS.get(f"{section}.{key}", "")
     if field.resolution == "inverse":
         doc += " (a resolution: ``ot-pde converge`` may vary it, h ∝ 1/value)"
     elif field.resolution == "direct":
@@ -203,7 +196,8 @@ class CasesDirective(SphinxDirective):
             title = f"``{path.name}``"
             lines += [title, "-" * len(title), "",
                       f"{desc} (problem kind ``{data['case']['problem']}``)", "",
-                      ".. code-block:: console", "", f"   $ ot-pde run {rel} -o out/{path.stem}.h5",
+                      ".. code-block:: console", "", "   $ mkdir -p out",
+                      f"   $ ot-pde run {rel} -o out/{path.stem}.h5",
                       f"   $ ot-pde plot out/{path.stem}.h5", "",
                       "::", ""]
             header = case_header(path)

@@ -196,13 +196,9 @@ class ResultWriter:
             self._create(problem=problem, case_toml=case_toml, backend=backend, seed=seed)
 
     def _create(self, *, problem: str, case_toml: str, backend: str, seed: int) -> None:
-        parent = self.path.parent
-        if not parent.is_dir():
-            raise InputError(
-                f"cannot write output file: directory {str(parent)!r} does not exist",
-                source=str(self.path), key="output.path",
-            )
         try:
+            # like `mkdir -p`: `-o out/run.h5` should work on a fresh checkout
+            self.path.parent.mkdir(parents=True, exist_ok=True)
             f = h5py.File(self.path, "w", locking=False)
         except OSError as exc:
             raise InputError(f"cannot write output file: {exc}", source=str(self.path),

@@ -30,17 +30,20 @@ SCHEMA = make_schema({
     "source": density_section("the density at t = 0"),
     "target": density_section("the density at t = 1"),
     "solver": Section({
-        "method": Field("str", "douglas_rachford", choices=("douglas_rachford",)),
+        "method": Field("str", "douglas_rachford", choices=("douglas_rachford",),
+                        doc="proximal splitting algorithm (Papadakis et al. 2014)"),
         "gamma": Field("float", 0.3, exclusive_minimum=0.0,
                        doc="proximal step, relative to the larger peak density"),
         "relaxation": Field("float", 1.8, exclusive_minimum=0.0, exclusive_maximum=2.0,
                             doc="Douglas-Rachford relaxation in (0, 2)"),
         "tol": Field("float", 1e-7, exclusive_minimum=0.0,
                      doc="stop when both relative residuals are below tol"),
-        "max_iterations": Field("int", 5000, minimum=1),
+        "max_iterations": Field("int", 5000, minimum=1,
+                                doc="iteration cap (the run completes with converged = false)"),
     }, doc="proximal splitting"),
     "output": Section({
-        "every": Field("int", 200, minimum=1),
+        "every": Field("int", 200, minimum=1,
+                       doc="iterations between flushes of history and checkpoint"),
     }),
 })
 

@@ -122,10 +122,13 @@ def _diff(u, axis: int):
     return u[tuple(hi)] - u[tuple(lo)]
 
 
-def _norm(arrays, xp) -> float:
-    """Euclidean norm of a list of arrays taken together."""
+def _residual_sq_norms_xp(xs, ys, x_prevs):
+    """(|x|^2, |y - x|^2, |x - x_prev|^2) summed over lists of arrays (numpy/cupy)."""
     # sum(a * a) rather than vdot: vdot copies strided arrays (the DCT outputs) first.
-    return float(xp.sqrt(sum(xp.sum(a * a) for a in arrays)))
+    def sq(arrays):
+        return float(sum((a * a).sum() for a in arrays))
+    return (sq(xs), sq([y - x for y, x in zip(ys, xs)]),
+            sq([x - p for x, p in zip(xs, x_prevs)]))
 
 
 class BenamouBrenierSolver:
@@ -194,6 +197,11 @@ class BenamouBrenierSolver:
                                     xp.asarray(weights.reshape(shape))))
         self._laplacian_eigs = self._neumann_eigenvalues()
         self._prox = _prox.kinetic_prox_for(backend)
+        if backend.name == "numba":
+            from ._kernels_numba import residual_sq_norms_numba as sq_norms
+        else:
+            sq_norms = _residual_sq_norms_xp
+        self._residual_sq_norms = sq_norms
         if backend.on_gpu:
             import cupyx.scipy.fft as fft
         else:
@@ -286,13 +294,10 @@ class BenamouBrenierSolver:
         self._zv = [z + alpha * (y - x) for z, y, x in zip(self._zv, yv, xv)]
 
         x_all = xu + xv
-        xp = self.xp
-        x_norm = _norm(x_all, xp)
-        gap = _norm([y - x for y, x in zip(yu + yv, x_all)], xp)
-        if self._x_prev is None:
-            change = float("inf")
-        else:
-            change = _norm([a - b for a, b in zip(x_all, self._x_prev)], xp)
+        x_sq, gap_sq, change_sq = self._residual_sq_norms(
+            x_all, yu + yv, x_all if self._x_prev is None else self._x_prev)
+        x_norm, gap = float(np.sqrt(x_sq)), float(np.sqrt(gap_sq))
+        change = float("inf") if self._x_prev is None else float(np.sqrt(change_sq))
         self._x_prev = x_all
         self._y = (yu, yv)
         self.iteration += 1
