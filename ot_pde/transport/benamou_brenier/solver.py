@@ -269,7 +269,7 @@ class BenamouBrenierSolver:
             u[axis][tuple(idx)] = 0.0
         rhs = fft.dctn(self._divergence(u), type=2, norm="ortho")
         rhs /= self._laplacian_eigs
-        rhs.flat[0] = 0.0
+        rhs[(0,) * rhs.ndim] = 0.0  # the constant mode (compatible masses)
         lam = fft.idctn(rhs, type=2, norm="ortho")
         # Interior faces only: U_int -= D_int^T lam, D^T lam on face i = (lam[i-1] - lam[i]) / h.
         for axis, inv_h in enumerate(self._inv_h):
