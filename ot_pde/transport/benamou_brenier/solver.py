@@ -197,11 +197,13 @@ class BenamouBrenierSolver:
                                     xp.asarray(weights.reshape(shape))))
         self._laplacian_eigs = self._neumann_eigenvalues()
         self._prox = _prox.kinetic_prox_for(backend)
+        self._residual_sq_norms = _residual_sq_norms_xp
+        self._thomas = None
         if backend.name == "numba":
-            from ._kernels_numba import residual_sq_norms_numba as sq_norms
-        else:
-            sq_norms = _residual_sq_norms_xp
-        self._residual_sq_norms = sq_norms
+            from . import _kernels_numba as kernels
+
+            self._residual_sq_norms = kernels.residual_sq_norms_numba
+            self._thomas = [kernels.thomas_factors(n + 1) for n in (nt,) + grid.shape]
         if backend.on_gpu:
             import cupyx.scipy.fft as fft
         else:
@@ -240,6 +242,12 @@ class BenamouBrenierSolver:
     # -- proximal maps ------------------------------------------------------------------------
     def _project_interpolation(self, zu, zv):
         r"""Projection onto :math:`\{V = I U\}`: :math:`U = (\mathrm{Id}+I^*I)^{-1}(U_0 + I^* V_0)`."""
+        if self._thomas is not None:
+            from ._kernels_numba import interpolation_projection_numba
+
+            pairs = [interpolation_projection_numba(zu[axis], zv[axis], axis, factors)
+                     for axis, factors in enumerate(self._thomas)]
+            return [p[0] for p in pairs], [p[1] for p in pairs]
         xp, fft = self.xp, self._fft
         u = []
         for axis, (signs, weights) in enumerate(self._avg_solve):
