@@ -18,21 +18,29 @@ def _gaussian_pair(grid, m0, m1, s):
 
 
 @pytest.mark.parametrize("n_faces", [2, 3, 8, 33])
-def test_averaging_solve_equals_dense_inverse(n_faces):
-    """The DCT diagonalization of Id + A^T A reproduces the dense inverse."""
+def test_averaging_solve_equals_dense_inverse(n_faces, backend_name):
+    """Id + A^T A solved by DCT (numpy, cupy) or Thomas sweeps (numba) = the dense inverse."""
     a = np.zeros((n_faces - 1, n_faces))
     i = np.arange(n_faces - 1)
     a[i, i] = a[i, i + 1] = 0.5
     dense = np.linalg.inv(np.eye(n_faces) + a.T @ a)
     grid = bb.SpaceTimeGrid((0.0,), (1.0,), (4,), n_faces - 1)
-    solver = bb.BenamouBrenierSolver(np.ones(4), np.ones(4), grid, get_backend("numpy"))
+    backend = get_backend(backend_name)
+    solver = bb.BenamouBrenierSolver(np.ones(4), np.ones(4), grid, backend)
     rng = np.random.default_rng(1)
     zu = [rng.normal(size=(n_faces, 4)), rng.normal(size=(n_faces - 1, 5))]
     zv = [rng.normal(size=(n_faces - 1, 4)), rng.normal(size=(n_faces - 1, 4))]
-    u, v = solver._project_interpolation(zu, zv)
+    u, v = solver._project_interpolation([backend.asarray(z) for z in zu],
+                                         [backend.asarray(z) for z in zv])
     expected = dense @ (zu[0] + a.T @ zv[0])
-    np.testing.assert_allclose(u[0], expected, atol=1e-13)
-    np.testing.assert_allclose(v[0], a @ expected, atol=1e-13)
+    np.testing.assert_allclose(backend.to_numpy(u[0]), expected, atol=1e-13)
+    np.testing.assert_allclose(backend.to_numpy(v[0]), a @ expected, atol=1e-13)
+    # the space axis too (second component, faces along axis 1)
+    a_space = np.zeros((4, 5))
+    a_space[np.arange(4), np.arange(4)] = a_space[np.arange(4), np.arange(4) + 1] = 0.5
+    expected_m = (np.linalg.inv(np.eye(5) + a_space.T @ a_space)
+                  @ (zu[1] + zv[1] @ a_space).T).T
+    np.testing.assert_allclose(backend.to_numpy(u[1]), expected_m, atol=1e-13)
 
 
 @pytest.mark.parametrize("shape,nt", [((16,), 8), ((8, 6), 5), ((5, 4, 6), 4)])

@@ -89,14 +89,19 @@ def _averaging_solver_weights(n_faces: int) -> tuple[np.ndarray, np.ndarray]:
     return signs, weights
 
 
-def _average(u, axis: int):
-    """Average of neighbouring faces along ``axis`` (faces -> centres)."""
-    n = u.shape[axis]
-    lo = [slice(None)] * u.ndim
-    hi = [slice(None)] * u.ndim
+def _lower_upper(ndim: int, axis: int, n: int) -> tuple[tuple, tuple]:
+    """Index tuples selecting entries ``0..n-2`` and ``1..n-1`` along ``axis``."""
+    lo = [slice(None)] * ndim
+    hi = [slice(None)] * ndim
     lo[axis] = slice(0, n - 1)
     hi[axis] = slice(1, n)
-    return 0.5 * (u[tuple(lo)] + u[tuple(hi)])
+    return tuple(lo), tuple(hi)
+
+
+def _average(u, axis: int):
+    """Average of neighbouring faces along ``axis`` (faces -> centres)."""
+    lo, hi = _lower_upper(u.ndim, axis, u.shape[axis])
+    return 0.5 * (u[lo] + u[hi])
 
 
 def _average_adjoint(v, axis: int, xp):
@@ -104,22 +109,16 @@ def _average_adjoint(v, axis: int, xp):
     shape = list(v.shape)
     shape[axis] += 1
     out = xp.zeros(shape, dtype=v.dtype)
-    lo = [slice(None)] * v.ndim
-    hi = [slice(None)] * v.ndim
-    lo[axis] = slice(0, shape[axis] - 1)
-    hi[axis] = slice(1, shape[axis])
-    out[tuple(lo)] += 0.5 * v
-    out[tuple(hi)] += 0.5 * v
+    lo, hi = _lower_upper(v.ndim, axis, shape[axis])
+    out[lo] += 0.5 * v
+    out[hi] += 0.5 * v
     return out
 
 
 def _diff(u, axis: int):
-    n = u.shape[axis]
-    lo = [slice(None)] * u.ndim
-    hi = [slice(None)] * u.ndim
-    lo[axis] = slice(0, n - 1)
-    hi[axis] = slice(1, n)
-    return u[tuple(hi)] - u[tuple(lo)]
+    """Difference of neighbouring entries along ``axis``."""
+    lo, hi = _lower_upper(u.ndim, axis, u.shape[axis])
+    return u[hi] - u[lo]
 
 
 def _residual_sq_norms_xp(xs, ys, x_prevs):

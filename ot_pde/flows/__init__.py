@@ -1,0 +1,1 @@
+"""Monge-Ampère flows: potentials, fixed-step integrators, discrete-adjoint training."""
