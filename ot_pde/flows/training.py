@@ -1,0 +1,316 @@
+r"""Training the Monge-Ampère flow: objectives, discrete-adjoint gradients, Adam, a trainer.
+
+Objectives on a batch
+    *Forward KL* (density estimation, :class:`ForwardKL`): for data samples :math:`x_b`,
+
+    .. math:: L(\theta) = -\frac1B \sum_b \ln p_T(x_b)
+              = \frac1B \sum_b \Bigl[-\ln\mathcal N(z_b) + \int_0^T \Delta\varphi\,dt\Bigr],
+
+    with :math:`z_b` and the integral from the backward integration (data to latent).
+
+    *Reverse KL* (variational, :class:`ReverseKL`): for a target known up to normalization,
+    :math:`\ln \tilde p`, and latent samples :math:`z_b \sim \mathcal N(0, I)` pushed forward to
+    :math:`(x_T, l_T)`,
+
+    .. math:: L(\theta) = \frac1B \sum_b \bigl[l_T(z_b) - \ln\tilde p(x_T(z_b))\bigr]
+              \approx \mathrm{KL}(q_T \,\|\, p) - \ln Z .
+
+Gradients
+    :func:`loss_and_grad` differentiates the *discrete* loss by the discrete adjoint of the
+    fixed-step scheme (:func:`~ot_pde.flows.integrators.integrate_adjoint`,
+    discretize-then-optimize), so the gradient equals finite differences of the loss to
+    round-off. The end-state cotangents are
+
+    * forward KL: :math:`\lambda_x = z/B` (from :math:`-\ln\mathcal N(z)`), :math:`\lambda_l = 1/B`;
+    * reverse KL: :math:`\lambda_x = -\nabla\ln\tilde p(x_T)/B`, :math:`\lambda_l = 1/B`
+      (the latent samples are fixed: the reparametrization gradient).
+
+Optimization
+    :class:`Adam` (Kingma & Ba 2015) in numpy on the flat parameter vector, and
+    :class:`Trainer`, whose :meth:`Trainer.step` draws a batch from its own
+    :class:`numpy.random.Generator`, computes the loss and gradient and updates the
+    parameters. :meth:`Trainer.state` / :meth:`Trainer.load_state` hold everything a restarted
+    run needs to continue bit-for-bit (parameters, Adam moments and step count, the
+    generator's state as a JSON string, the iteration).
+
+Nothing here reads files or prints.
+"""
+from __future__ import annotations
+
+import json
+import math
+from typing import Callable
+
+import numpy as np
+
+from ..backends import get_array_module
+from ..errors import InputError, NumericalError
+from .integrators import integrate, integrate_adjoint, standard_normal_log_prob
+
+
+class ForwardKL:
+    r"""Negative log-likelihood of data under the flow (forward KL up to the data entropy).
+
+    Parameters
+    ----------
+    data : array of shape (N, d), or callable ``data(rng, n) -> (n, d)``
+        A data set to draw mini-batches from (uniformly, with replacement) or a sampler.
+    """
+
+    name = "forward_kl"
+
+    def __init__(self, data):
+        if callable(data):
+            self._sampler = data
+        else:
+            data = np.asarray(data, dtype=np.float64)
+            if data.ndim != 2 or data.shape[0] == 0:
+                raise ValueError(f"data must have shape (N, d) with N >= 1, got {data.shape}")
+            self._sampler = lambda rng, n: data[rng.integers(0, data.shape[0], size=n)]
+
+    def draw(self, rng: np.random.Generator, batch_size: int, dim: int) -> np.ndarray:
+        """A batch of data samples, shape ``(batch_size, dim)``."""
+        batch = np.asarray(self._sampler(rng, batch_size), dtype=np.float64)
+        if batch.shape != (batch_size, dim):
+            raise ValueError(f"data batch has shape {batch.shape}, expected {(batch_size, dim)}")
+        return batch
+
+    def loss(self, potential, batch, *, T: float, n_steps: int, scheme: str) -> float:
+        z, acc = integrate(potential, batch, _zeros_like_rows(batch), T=T, n_steps=n_steps,
+                           scheme=scheme, direction="backward")
+        return float((acc - standard_normal_log_prob(z)).mean())
+
+    def loss_and_grad(self, potential, batch, *, T: float, n_steps: int, scheme: str):
+        z, acc, traj = integrate(potential, batch, _zeros_like_rows(batch), T=T,
+                                 n_steps=n_steps, scheme=scheme, direction="backward",
+                                 store=True)
+        b = batch.shape[0]
+        loss = float((acc - standard_normal_log_prob(z)).mean())
+        # d/dz of -ln N(z) is z; d/d(acc) is 1; both divided by the batch size (mean).
+        _, _, grad = integrate_adjoint(potential, traj, z / b, _full_like_rows(batch, 1.0 / b))
+        return loss, grad
+
+
+class ReverseKL:
+    r"""Variational objective :math:`\mathbb E_{z}[l_T - \ln\tilde p(x_T)]` for an unnormalized target.
+
+    Parameters
+    ----------
+    target_log_prob : callable ``(B, d) -> (B,)``
+        :math:`\ln\tilde p(x)`, the target's log-density up to an additive constant.
+    target_grad : callable ``(B, d) -> (B, d)``
+        :math:`\nabla_x \ln\tilde p(x)`.
+    """
+
+    name = "reverse_kl"
+
+    def __init__(self, target_log_prob: Callable, target_grad: Callable):
+        self.target_log_prob = target_log_prob
+        self.target_grad = target_grad
+
+    def draw(self, rng: np.random.Generator, batch_size: int, dim: int) -> np.ndarray:
+        """Latent samples :math:`z \\sim \\mathcal N(0, I)`, shape ``(batch_size, dim)``."""
+        return rng.standard_normal((batch_size, dim))
+
+    def loss(self, potential, batch, *, T: float, n_steps: int, scheme: str) -> float:
+        x, l = integrate(potential, batch, standard_normal_log_prob(batch), T=T,
+                         n_steps=n_steps, scheme=scheme, direction="forward")
+        return float((l - self.target_log_prob(x)).mean())
+
+    def loss_and_grad(self, potential, batch, *, T: float, n_steps: int, scheme: str):
+        x, l, traj = integrate(potential, batch, standard_normal_log_prob(batch), T=T,
+                               n_steps=n_steps, scheme=scheme, direction="forward", store=True)
+        b = batch.shape[0]
+        loss = float((l - self.target_log_prob(x)).mean())
+        _, _, grad = integrate_adjoint(potential, traj, -self.target_grad(x) / b,
+                                       _full_like_rows(batch, 1.0 / b))
+        return loss, grad
+
+
+def _zeros_like_rows(batch):
+    return _full_like_rows(batch, 0.0)
+
+
+def _full_like_rows(batch, value: float):
+    """A (B,) float64 array of ``value`` on the batch's array module (numpy or cupy)."""
+    return get_array_module(batch).full(batch.shape[0], value, dtype=np.float64)
+
+
+def loss(potential, objective, batch, *, T: float = 1.0, n_steps: int,
+         scheme: str = "rk4") -> float:
+    """The discrete loss of ``objective`` on ``batch`` at the potential's current parameters."""
+    return objective.loss(potential, batch, T=T, n_steps=n_steps, scheme=scheme)
+
+
+def loss_and_grad(potential, objective, batch, *, T: float = 1.0, n_steps: int,
+                  scheme: str = "rk4") -> tuple[float, np.ndarray]:
+    r"""Discrete loss and its exact gradient in :math:`\theta` (discrete adjoint).
+
+    Parameters
+    ----------
+    potential : Potential
+    objective : ForwardKL or ReverseKL
+    batch : array, shape (B, d)
+        Data samples (forward KL) or latent samples (reverse KL).
+    T, n_steps, scheme
+        As in :func:`~ot_pde.flows.integrators.integrate`.
+
+    Returns
+    -------
+    loss : float
+    grad : numpy.ndarray, shape (n_params,)
+    """
+    return objective.loss_and_grad(potential, batch, T=T, n_steps=n_steps, scheme=scheme)
+
+
+class Adam:
+    r"""Adam (Kingma & Ba 2015) on a flat float64 parameter vector.
+
+    .. math::
+
+        m_k = \beta_1 m_{k-1} + (1-\beta_1) g_k, \quad
+        v_k = \beta_2 v_{k-1} + (1-\beta_2) g_k^2, \quad
+        \theta_k = \theta_{k-1} - \eta\,\frac{m_k / (1-\beta_1^k)}{\sqrt{v_k/(1-\beta_2^k)} + \epsilon}.
+
+    Parameters
+    ----------
+    n_params : int
+    lr, beta1, beta2, eps : float
+        :math:`\eta, \beta_1, \beta_2, \epsilon`.
+    """
+
+    def __init__(self, n_params: int, *, lr: float = 1e-3, beta1: float = 0.9,
+                 beta2: float = 0.999, eps: float = 1e-8):
+        if not lr > 0:
+            raise ValueError(f"lr must be > 0, got {lr!r}")
+        if not (0.0 <= beta1 < 1.0 and 0.0 <= beta2 < 1.0):
+            raise ValueError(f"beta1 and beta2 must lie in [0, 1), got {beta1!r}, {beta2!r}")
+        if not eps > 0:
+            raise ValueError(f"eps must be > 0, got {eps!r}")
+        self.lr, self.beta1, self.beta2, self.eps = float(lr), float(beta1), float(beta2), float(eps)
+        self.m = np.zeros(n_params)
+        self.v = np.zeros(n_params)
+        self.t = 0
+
+    def step(self, params: np.ndarray, grad: np.ndarray) -> np.ndarray:
+        """Return the updated parameters (``params`` is not modified)."""
+        self.t += 1
+        self.m = self.beta1 * self.m + (1.0 - self.beta1) * grad
+        self.v = self.beta2 * self.v + (1.0 - self.beta2) * grad * grad
+        m_hat = self.m / (1.0 - self.beta1 ** self.t)
+        v_hat = self.v / (1.0 - self.beta2 ** self.t)
+        return params - self.lr * m_hat / (np.sqrt(v_hat) + self.eps)
+
+    def state_dict(self) -> dict:
+        """Moments (copies) and step count; hyperparameters come from the construction."""
+        return {"m": self.m.copy(), "v": self.v.copy(), "t": self.t}
+
+    def load_state_dict(self, state: dict) -> None:
+        m = np.array(state["m"], dtype=np.float64)
+        v = np.array(state["v"], dtype=np.float64)
+        if m.shape != self.m.shape or v.shape != self.v.shape:
+            raise InputError(f"Adam moments have shapes {m.shape}, {v.shape}; expected "
+                             f"{self.m.shape}", source="checkpoint", key="adam")
+        self.m, self.v, self.t = m, v, int(state["t"])
+
+
+class Trainer:
+    r"""Stochastic optimization of a potential's parameters for one objective.
+
+    Each :meth:`step` draws a batch with the trainer's own generator, computes the discrete
+    loss and its adjoint gradient at the current parameters, checks both are finite and
+    applies one Adam update.
+
+    Parameters
+    ----------
+    potential : Potential
+        Trained in place (``set_params`` after each step).
+    objective : ForwardKL or ReverseKL
+    batch_size, n_steps : int
+    T : float
+    scheme : {"rk4", "midpoint"}
+    optimizer : Adam, optional
+        Default ``Adam(potential.n_params)``.
+    seed : int or numpy.random.Generator
+        The generator that draws the batches.
+    xp : module
+        Array module the batches are moved to (numpy or cupy), the potential's.
+    """
+
+    def __init__(self, potential, objective, *, batch_size: int, n_steps: int, T: float = 1.0,
+                 scheme: str = "rk4", optimizer: Adam | None = None,
+                 seed: int | np.random.Generator = 0, xp=np):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
+        self.potential = potential
+        self.objective = objective
+        self.batch_size = int(batch_size)
+        self.n_steps = int(n_steps)
+        self.T = float(T)
+        self.scheme = scheme
+        self.optimizer = optimizer if optimizer is not None else Adam(potential.n_params)
+        self.rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+        self.xp = xp
+        self.iteration = 0
+
+    def step(self) -> dict:
+        """One iteration; returns ``{"loss": float, "grad_norm": float}`` at the old parameters.
+
+        Raises
+        ------
+        NumericalError
+            The loss or the gradient is not finite (the parameters are left unchanged).
+        """
+        batch = self.xp.asarray(self.objective.draw(self.rng, self.batch_size,
+                                                    self.potential.dim))
+        value, grad = loss_and_grad(self.potential, self.objective, batch, T=self.T,
+                                    n_steps=self.n_steps, scheme=self.scheme)
+        grad_norm = float(np.linalg.norm(grad))
+        if not (math.isfinite(value) and np.all(np.isfinite(grad))):
+            raise NumericalError(f"{self.objective.name}: non-finite loss ({value}) or gradient "
+                                 f"(norm {grad_norm}) at iteration {self.iteration}")
+        self.potential.set_params(self.optimizer.step(np.asarray(self.potential.params), grad))
+        self.iteration += 1
+        return {"loss": value, "grad_norm": grad_norm}
+
+    def state(self) -> dict:
+        """Everything a restart needs: arrays, ints and one JSON string (HDF5-friendly)."""
+        adam = self.optimizer.state_dict()
+        return {
+            "params": np.array(self.potential.params, dtype=np.float64),
+            "adam_m": adam["m"],
+            "adam_v": adam["v"],
+            "adam_step": adam["t"],
+            "rng_state": json.dumps(self.rng.bit_generator.state),
+            "iteration": self.iteration,
+        }
+
+    def load_state(self, state: dict) -> None:
+        """Restore a :meth:`state`; the run then continues bit-for-bit.
+
+        Raises
+        ------
+        InputError
+            Missing keys, or shapes or a generator type that do not match this trainer.
+        """
+        missing = {"params", "adam_m", "adam_v", "adam_step", "rng_state", "iteration"} - set(state)
+        if missing:
+            raise InputError(f"trainer state lacks {', '.join(sorted(missing))}",
+                             source="checkpoint")
+        params = np.array(state["params"], dtype=np.float64)
+        if params.shape != (self.potential.n_params,):
+            raise InputError(f"params have shape {params.shape}, expected "
+                             f"({self.potential.n_params},)", source="checkpoint", key="params")
+        rng_state = state["rng_state"]
+        if isinstance(rng_state, bytes):  # h5py returns variable-length strings as bytes
+            rng_state = rng_state.decode()
+        rng_state = json.loads(str(rng_state))
+        if rng_state.get("bit_generator") != type(self.rng.bit_generator).__name__:
+            raise InputError(f"generator {rng_state.get('bit_generator')!r} does not match "
+                             f"{type(self.rng.bit_generator).__name__!r}", source="checkpoint",
+                             key="rng_state")
+        self.optimizer.load_state_dict({"m": state["adam_m"], "v": state["adam_v"],
+                                        "t": state["adam_step"]})
+        self.rng.bit_generator.state = rng_state
+        self.potential.set_params(params)
+        self.iteration = int(state["iteration"])
