@@ -6,6 +6,10 @@ same process (never as assertions in tests).
    Target (issue 2): 1000 iterations at 32^3 in <= 2 s with numba on 2 cores.
 2. At 64^2: our W2^2 (solved to the case's tolerance) and wall time beside POT's exact
    discrete OT ``ot.emd2`` on the same histograms.
+3. Monge-Ampere flow potential (``bench_flows.py``): value + gradient + Laplacian and one RK4
+   trajectory at batch 64, d = 256, width 512, numpy vs numba vs PyTorch autograd (optional).
+
+``--only bb`` runs 1 and 2, ``--only flows`` runs 3.
 """
 from __future__ import annotations
 
@@ -19,6 +23,8 @@ from ot_pde.backends import available_backends, get_backend
 from ot_pde.config import load_case
 from ot_pde.core.registry import get_kind
 from ot_pde.transport.benamou_brenier import BenamouBrenierSolver, SpaceTimeGrid
+
+from bench_flows import main as bench_flows  # benchmarks/ is sys.path[0] when run as a script
 
 CASES = __import__("pathlib").Path(__file__).resolve().parent.parent / "cases"
 
@@ -93,9 +99,14 @@ def bench_pot(quick: bool):
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="fewer iterations, smaller POT problem")
+    p.add_argument("--only", choices=("bb", "flows"),
+                   help="run only the Benamou-Brenier (bb) or the flow-potential benchmarks")
     args = p.parse_args(argv)
-    bench_iterations(args.quick)
-    bench_pot(args.quick)
+    if args.only in (None, "bb"):
+        bench_iterations(args.quick)
+        bench_pot(args.quick)
+    if args.only in (None, "flows"):
+        bench_flows(args.quick)
     return 0
 
 

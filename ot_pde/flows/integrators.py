@@ -68,7 +68,8 @@ Memory versus time
 
 Arrays live on the array module of the inputs (numpy or cupy); times are Python floats. The
 potential follows the interface of :mod:`ot_pde.flows.potentials` (``grad``,
-``grad_and_laplacian``, ``hvp``, ``grad_laplacian``, ``param_vjp``). Nothing here reads files
+``grad_and_laplacian``, ``hvp``, ``grad_laplacian``, ``param_vjp``); where it has the fused
+``vjp(x, t, a, b)`` each adjoint stage is one call instead of three. Nothing here reads files
 or prints.
 """
 from __future__ import annotations
@@ -298,21 +299,31 @@ def integrate_adjoint(potential, trajectory: Trajectory, lam_x, lam_l):
                     kx = kx + (h * tab.a[j][i]) * mu[j]
             # The l-cotangent of stage i gets h*b_i*lam_l plus sum_j h*a_ji*mu_j^l, and
             # mu_j^l = 0 because f does not depend on l.
-            if tab.b[i] != 0.0:
-                kl = (h * tab.b[i]) * lam_l
-                mu[i] = potential.hvp(stages[i], ti, kx) \
-                    - kl[:, None] * potential.grad_laplacian(stages[i], ti)
-                grad_theta = grad_theta + potential.param_vjp(stages[i], ti, kx, -kl)
-            else:
-                mu[i] = potential.hvp(stages[i], ti, kx)
-                grad_theta = grad_theta + potential.param_vjp(stages[i], ti, kx, 0.0 * lam_l)
+            kl = (h * tab.b[i]) * lam_l
+            mu[i], theta_bar = _rhs_vjp(potential, stages[i], ti, kx, kl)
+            grad_theta = grad_theta + theta_bar
             new_lam_x = new_lam_x + mu[i]
         lam_x = new_lam_x
         # lam_l += sum_i mu_i^l = 0: the l-cotangent is constant across steps.
-    return lam_x, lam_l, _to_host(grad_theta)
+    return lam_x, lam_l, to_host(grad_theta)
 
 
-def _to_host(a) -> np.ndarray:
+def _rhs_vjp(potential, x, t: float, kx, kl):
+    r"""Cotangents of :math:`f = (\nabla\varphi, -\Delta\varphi)` at ``x`` for a cotangent of ``f``.
+
+    With the cotangent :math:`(\kappa_x, \kappa_l)`, returns
+    :math:`\nabla^2\varphi\,\kappa_x - \kappa_l\nabla\Delta\varphi` and
+    :math:`\partial_\theta[\kappa_x\cdot\nabla\varphi - \kappa_l\Delta\varphi]`. Potentials with a
+    fused ``vjp(x, t, a, b)`` (those of :mod:`ot_pde.flows.potentials`) give both in one pass;
+    otherwise ``hvp``, ``grad_laplacian`` and ``param_vjp`` are combined.
+    """
+    if hasattr(potential, "vjp"):
+        return potential.vjp(x, t, kx, -kl)
+    return (potential.hvp(x, t, kx) - kl[:, None] * potential.grad_laplacian(x, t),
+            potential.param_vjp(x, t, kx, -kl))
+
+
+def to_host(a) -> np.ndarray:
     """A parameter-space vector as a float64 numpy array (copied off the GPU if needed)."""
     xp = get_array_module(a)
     if xp is not np:

@@ -45,7 +45,7 @@ import numpy as np
 
 from ..backends import get_array_module
 from ..errors import InputError, NumericalError
-from .integrators import integrate, integrate_adjoint, standard_normal_log_prob
+from .integrators import integrate, integrate_adjoint, standard_normal_log_prob, to_host
 
 
 class ForwardKL:
@@ -92,7 +92,7 @@ class ForwardKL:
 
 
 class ReverseKL:
-    r"""Variational objective :math:`\mathbb E_{z}[l_T - \ln\tilde p(x_T)]` for an unnormalized target.
+    r"""Variational objective :math:`\mathbb E_z[l_T - \ln\tilde p(x_T)]`, unnormalized target.
 
     Parameters
     ----------
@@ -170,7 +170,8 @@ class Adam:
 
         m_k = \beta_1 m_{k-1} + (1-\beta_1) g_k, \quad
         v_k = \beta_2 v_{k-1} + (1-\beta_2) g_k^2, \quad
-        \theta_k = \theta_{k-1} - \eta\,\frac{m_k / (1-\beta_1^k)}{\sqrt{v_k/(1-\beta_2^k)} + \epsilon}.
+        \theta_k = \theta_{k-1}
+                   - \eta\,\frac{m_k / (1-\beta_1^k)}{\sqrt{v_k/(1-\beta_2^k)} + \epsilon}.
 
     Parameters
     ----------
@@ -187,7 +188,8 @@ class Adam:
             raise ValueError(f"beta1 and beta2 must lie in [0, 1), got {beta1!r}, {beta2!r}")
         if not eps > 0:
             raise ValueError(f"eps must be > 0, got {eps!r}")
-        self.lr, self.beta1, self.beta2, self.eps = float(lr), float(beta1), float(beta2), float(eps)
+        self.lr, self.beta1, self.beta2 = float(lr), float(beta1), float(beta2)
+        self.eps = float(eps)
         self.m = np.zeros(n_params)
         self.v = np.zeros(n_params)
         self.t = 0
@@ -269,7 +271,7 @@ class Trainer:
         if not (math.isfinite(value) and np.all(np.isfinite(grad))):
             raise NumericalError(f"{self.objective.name}: non-finite loss ({value}) or gradient "
                                  f"(norm {grad_norm}) at iteration {self.iteration}")
-        self.potential.set_params(self.optimizer.step(np.asarray(self.potential.params), grad))
+        self.potential.set_params(self.optimizer.step(to_host(self.potential.params), grad))
         self.iteration += 1
         return {"loss": value, "grad_norm": grad_norm}
 
@@ -277,7 +279,7 @@ class Trainer:
         """Everything a restart needs: arrays, ints and one JSON string (HDF5-friendly)."""
         adam = self.optimizer.state_dict()
         return {
-            "params": np.array(self.potential.params, dtype=np.float64),
+            "params": to_host(self.potential.params).copy(),
             "adam_m": adam["m"],
             "adam_v": adam["v"],
             "adam_step": adam["t"],

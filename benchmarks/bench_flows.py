@@ -1,0 +1,221 @@
+"""Monge-Ampère flow potential: numpy vs numba vs PyTorch autograd, same weights, float64.
+
+The setting of the Ising experiments of Zhang, E & Wang (2018): ``OneHiddenLayer`` with the
+logcosh activation and no bias (even in x), batch 64, dimension 256 (a 16 x 16 lattice),
+512 hidden units. Two workloads:
+
+(a) value + gradient + Laplacian of the potential at one batch;
+(b) one full RK4 trajectory of 50 steps (``ot_pde.flows.integrators.sample``: 200 evaluations
+    of gradient and Laplacian, and the log-density along the path).
+
+numpy and numba run the closed-form derivatives of :mod:`ot_pde.flows.potentials`. The torch
+implementation is what a torch user would write: the value in torch ops, the gradient by
+``torch.autograd.grad`` (``create_graph=True`` in (a), as for training; not in (b), where
+sampling needs no graph) and the Laplacian by its closed form
+:math:`\\sum_j w_j (1 - \\tanh^2 z_j) |W_j|^2` in torch ops (autograd over the 256 dimensions
+is shown once, for scale). All three use the same weights and inputs, and the outputs are
+compared. Times are medians of repeats; ratios are against the numpy run in the same
+process. Nothing is asserted.
+
+Run ``python benchmarks/bench_flows.py [--quick]`` or ``python benchmarks/run.py --only flows``.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import time
+
+import numpy as np
+
+from ot_pde.backends import available_backends
+from ot_pde.flows.integrators import sample
+from ot_pde.flows.potentials import OneHiddenLayer
+
+BATCH, DIM, WIDTH = 64, 256, 512
+T_FINAL, N_STEPS = 1.0, 50
+TORCH_PIN = "torch==2.13.0"
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _median_time(fn, repeats: int) -> float:
+    fn()  # warm-up: numba compilation, allocator, BLAS threads
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def _rel(a, b) -> float:
+    """max |a - b| / max |b|."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    return float(np.abs(a - b).max() / np.abs(b).max())
+
+
+# -- torch ---------------------------------------------------------------------------------------
+class _TorchPotential:
+    r""":math:`\varphi(x) = \sum_j w_j \log\cosh(W_j\cdot x)` in torch, float64."""
+
+    def __init__(self, torch, W1: np.ndarray, w2: np.ndarray):
+        self.torch = torch
+        self.W = torch.tensor(W1, dtype=torch.float64)
+        self.w = torch.tensor(w2, dtype=torch.float64)
+
+    def value_grad_laplacian(self, x, create_graph: bool):
+        torch = self.torch
+        if not x.requires_grad:
+            x = x.detach().requires_grad_(True)
+        z = x @ self.W.T
+        az = z.abs()
+        phi = (az + torch.log1p(torch.exp(-2.0 * az)) - math.log(2.0)) @ self.w
+        (grad,) = torch.autograd.grad(phi.sum(), x, create_graph=create_graph)
+        th = torch.tanh(z)
+        lap = (1.0 - th * th) @ (self.w * (self.W * self.W).sum(dim=1))
+        return phi, grad, lap
+
+    def laplacian_by_autograd(self, x):
+        r"""Exact :math:`\Delta\varphi` as :math:`\sum_k \partial_k (\nabla\varphi)_k`: d backward
+        passes through the gradient's graph (what autograd offers without the closed form)."""
+        torch = self.torch
+        x = x.detach().requires_grad_(True)
+        z = x @ self.W.T
+        az = z.abs()
+        phi = (az + torch.log1p(torch.exp(-2.0 * az)) - math.log(2.0)) @ self.w
+        (grad,) = torch.autograd.grad(phi.sum(), x, create_graph=True)
+        lap = torch.zeros(x.shape[0], dtype=torch.float64)
+        for k in range(x.shape[1]):
+            (row,) = torch.autograd.grad(grad[:, k].sum(), x, retain_graph=True)
+            lap = lap + row[:, k]
+        return lap
+
+    def sample(self, z, T: float, n_steps: int):
+        """Classical RK4, the same stages and times as ``integrators.sample`` (autonomous)."""
+        torch = self.torch
+        h = T / n_steps
+        x = z
+        logq = -0.5 * (z * z).sum(dim=1) - 0.5 * z.shape[1] * math.log(2.0 * math.pi)
+        for _ in range(n_steps):
+            _, g1, l1 = self.value_grad_laplacian(x, False)
+            _, g2, l2 = self.value_grad_laplacian(x + (0.5 * h) * g1, False)
+            _, g3, l3 = self.value_grad_laplacian(x + (0.5 * h) * g2, False)
+            _, g4, l4 = self.value_grad_laplacian(x + h * g3, False)
+            x = (x + h * (g1 / 6 + g2 / 3 + g3 / 3 + g4 / 6)).detach()
+            logq = logq - h * (l1 / 6 + l2 / 3 + l3 / 3 + l4 / 6)
+        return x, logq
+
+
+def _import_torch():
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch
+
+
+# -- benchmark -----------------------------------------------------------------------------------
+def main(quick: bool = False) -> None:
+    reps_a, reps_b = (20, 3) if quick else (200, 10)
+    rng = np.random.default_rng(2018)
+    x = rng.standard_normal((BATCH, DIM))
+    backends = [b for b in ("numpy", "numba") if b in available_backends()]
+    pots = {b: OneHiddenLayer(DIM, WIDTH, "logcosh", bias=False, time_dependent=False,
+                              backend=b, rng=0) for b in backends}
+
+    print(f"\nMonge-Ampere flow potential: OneHiddenLayer(logcosh, no bias), batch {BATCH}, "
+          f"d = {DIM}, width {WIDTH}, float64, {_cores()} cores; median of {reps_a} (a) / "
+          f"{reps_b} (b) repeats")
+    print("  (a) value + gradient + Laplacian at one batch: numpy/numba = value() + "
+          "grad_and_laplacian() (closed form)")
+    print(f"  (b) one RK4 trajectory of {N_STEPS} steps, sample(potential, z, T=1, "
+          f"n_steps={N_STEPS}): 200 gradient + Laplacian evaluations")
+
+    t_a, t_b, out_a, out_b = {}, {}, {}, {}
+    for b, pot in pots.items():
+        def work_a(pot=pot):
+            return (pot.value(x, 0.0),) + tuple(pot.grad_and_laplacian(x, 0.0))
+
+        def work_b(pot=pot):
+            return sample(pot, x, T=T_FINAL, n_steps=N_STEPS)
+
+        t_a[b] = _median_time(work_a, reps_a)
+        t_b[b] = _median_time(work_b, reps_b)
+        out_a[b], out_b[b] = work_a(), work_b()
+
+    torch = _import_torch()
+    torch_note = None
+    if torch is None:
+        torch_note = f"torch not installed (pip install {TORCH_PIN}): torch column skipped"
+    else:
+        torch.set_num_threads(_cores())
+        ref = pots["numpy"]
+        tp = _TorchPotential(torch, ref.param_blocks()["W1"], ref.param_blocks()["w2"])
+        xt = torch.tensor(x)
+
+        def torch_a(create_graph):
+            def run():
+                phi, grad, lap = tp.value_grad_laplacian(xt, create_graph)
+                return phi.detach(), grad.detach(), lap.detach()
+            return run
+
+        def torch_b():
+            return tp.sample(xt, T_FINAL, N_STEPS)
+
+        t_a["torch"] = _median_time(torch_a(True), reps_a)
+        t_a["torch-nograph"] = _median_time(torch_a(False), reps_a)
+        t_b["torch"] = _median_time(torch_b, reps_b)
+        t_lap_autograd = _median_time(lambda: tp.laplacian_by_autograd(xt), max(2, reps_b // 2))
+        out_a["torch"] = [o.numpy() for o in torch_a(True)()]
+        xb, lb = torch_b()
+        out_b["torch"] = (xb.detach().numpy(), lb.detach().numpy())
+        lap_autograd = tp.laplacian_by_autograd(xt).detach().numpy()
+        torch_note = (f"torch {torch.__version__}, {torch.get_num_threads()} threads: value in "
+                      "torch ops, gradient by autograd.grad, Laplacian by its closed form in "
+                      "torch ops")
+
+    cols = backends + (["torch"] if "torch" in t_a else [])
+    ms = lambda s: f"{s * 1e3:10.3f} ms"  # noqa: E731
+    print("\n" + f"{'':38}" + "".join(f"{c:>14}" for c in cols)
+          + "   ratio to numpy (time)" + ("   torch / numba" if {"torch", "numba"} <= set(cols)
+                                          else ""))
+    rows = [("(a) value + grad + Laplacian", t_a), (f"(b) RK4 sample, {N_STEPS} steps", t_b)]
+    for name, t in rows:
+        line = f"{name:38}" + "".join(f"{ms(t[c]):>14}" for c in cols)
+        line += "   " + " ".join(f"{c} {t[c] / t['numpy']:.2f}" for c in cols)
+        if "torch" in t and "numba" in t:
+            line += f"   {t['torch'] / t['numba']:6.2f}x"
+        print(line)
+    if "torch-nograph" in t_a:
+        print(f"{'(a) torch without create_graph':38}" + " " * 14 * (len(cols) - 1)
+              + f"{ms(t_a['torch-nograph']):>14}"
+              + (f"   torch / numba {t_a['torch-nograph'] / t_a['numba']:.2f}x"
+                 if "numba" in t_a else ""))
+        print(f"{'(a) torch, Laplacian by autograd':38}" + " " * 14 * (len(cols) - 1)
+              + f"{ms(t_lap_autograd):>14}   ({DIM} backward passes, Laplacian alone)")
+    print(f"  {torch_note}")
+
+    # Agreement, relative to the largest entry of the numpy result.
+    names_a = ("value", "grad", "Laplacian")
+    names_b = ("x_T", "log q_T")
+    for c in cols[1:]:
+        da = ", ".join(f"{n} {_rel(o, r):.1e}" for n, o, r in zip(names_a, out_a[c],
+                                                                 out_a["numpy"]))
+        db = ", ".join(f"{n} {_rel(o, r):.1e}" for n, o, r in zip(names_b, out_b[c],
+                                                                 out_b["numpy"]))
+        print(f"  max |{c} - numpy| / max |numpy|: (a) {da}; (b) {db}")
+    if "torch" in t_a:
+        print(f"  Laplacian by autograd vs closed form (numpy): "
+              f"{_rel(lap_autograd, out_a['numpy'][2]):.1e}")
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="fewer repeats")
+    main(p.parse_args().quick)
