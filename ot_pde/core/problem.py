@@ -53,6 +53,16 @@ class FieldData:
 
 
 @dataclass
+class ParticleData:
+    """A per-particle array, written to ``/particles/<name>`` (positions ``(N, d)``, ...)."""
+
+    name: str
+    data: np.ndarray
+    units: str = ""
+    description: str = ""
+
+
+@dataclass
 class Reference:
     """Exact values for convergence studies.
 
@@ -94,6 +104,10 @@ class Problem(abc.ABC):
     @abc.abstractmethod
     def summary(self, solver) -> dict[str, float | int | bool]:
         """Headline scalars (``/summary`` and the JSON summary)."""
+
+    def particles(self, solver) -> list[ParticleData]:
+        """Per-particle results (samples, their log-densities, ...); none by default."""
+        return []
 
     def reference(self) -> Reference | None:
         """Exact reference of this case, or None when it has none."""

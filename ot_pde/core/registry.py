@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 #: problem kind -> module that registers it (the one line to add per kind)
 _KIND_MODULES = {
     "benamou_brenier": "ot_pde.transport.benamou_brenier",
+    "monge_ampere_flow": "ot_pde.flows.monge_ampere",
 }
 
 _KINDS: dict[str, "ProblemKind"] = {}

@@ -214,6 +214,9 @@ def run_case(case: Case, output: Path | None = None, *, backend: str | None = No
                     for fld in problem.fields(solver):
                         writer.write_field(fld.name, fld.data, dims=fld.dims, units=fld.units,
                                            description=fld.description)
+                    for part in problem.particles(solver):
+                        writer.write_particles(part.name, part.data, units=part.units,
+                                               description=part.description)
                     writer.write_summary(summary)
                 if case.get("output.xdmf"):
                     write_xdmf(output)

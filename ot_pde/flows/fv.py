@@ -143,7 +143,7 @@ def solve_continuity_2d(rho0, velocity: Velocity, *, lower, upper, T: float,
                         n_steps: int | None = None, cfl: float | None = None,
                         shape=None, t0: float = 0.0, limiter: str | None = None,
                         rk_order: int = 3, save_every: int | None = None,
-                        xp=None) -> FVResult:
+                        max_steps: int | None = None, xp=None) -> FVResult:
     r"""Solve :math:`\partial_t\rho + \nabla\cdot(\rho v) = 0` on a box from ``t0`` to ``t0 + T``.
 
     Parameters
@@ -180,6 +180,9 @@ def solve_continuity_2d(rho0, velocity: Velocity, *, lower, upper, T: float,
         SSP Runge-Kutta method: Shu-Osher's third-order or Heun's second-order.
     save_every : int, optional
         Keep a snapshot every this many steps (plus the initial and final states).
+    max_steps : int, optional
+        Refuse (``ValueError``, before any step) when the CFL condition asks for more steps
+        than this: a fast velocity field would otherwise run for hours.
     xp : module, optional
         Array module when ``rho0`` is callable (default numpy); otherwise that of ``rho0``.
 
@@ -239,6 +242,9 @@ def solve_continuity_2d(rho0, velocity: Velocity, *, lower, upper, T: float,
         return u, w
 
     n_steps = _number_of_steps(T, n_steps, cfl, t0, face_velocities, dx, dy, xp)
+    if max_steps is not None and n_steps > max_steps:
+        raise ValueError(f"the CFL condition needs {n_steps} time steps, more than "
+                         f"max_steps = {max_steps}")
     dt = T / n_steps
 
     def rhs(q, t):

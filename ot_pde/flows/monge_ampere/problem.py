@@ -1,0 +1,514 @@
+r"""The ``monge_ampere_flow`` problem kind: case schema, set-up, training run, checks, outputs.
+
+A case trains (or, with ``training.objective = "none"``, only evaluates) the potential
+:math:`\varphi` of a Monge-Ampère flow from :math:`\mathcal N(0, I)` at :math:`t = 0` to a
+model density :math:`p_T`, then writes samples, log-densities and diagnostics:
+
+* ``forward_kl``: density estimation from samples of ``[target]`` (maximum likelihood);
+* ``reverse_kl``: variational fit of a target known up to normalization (a mixture);
+* ``none``: a fixed potential (its seeded initialization), e.g. for the grid cross-check.
+
+In 2D, the end of a run also solves the continuity equation
+:math:`\partial_t\rho + \nabla\cdot(\rho\nabla\varphi) = 0` with the finite-volume scheme of
+:mod:`ot_pde.flows.fv` from the same Gaussian and compares :math:`\rho(T)` with the particle
+density :math:`\exp\ln p_T` at the cell centres; for ``objective = "none"`` that particle
+density is the kind's exact reference, so ``ot-pde converge --vary grid.n=...`` measures the
+finite-volume scheme's order.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ...backends import Backend, get_backend
+from ...config import Field, Section, make_schema
+from ...core.problem import FieldData, GridAxis, ParticleData, Problem, Reference
+from ...errors import InputError
+from .. import data as toy_data
+from ..fv import cell_centers, solve_continuity_2d
+from ..integrators import SCHEMES, log_density, sample, standard_normal_log_prob, to_host
+from ..potentials import (ACTIVATIONS, GroupAveraged, OneHiddenLayer, OTFlowResNet,
+                          reflections_2d, translations_2d)
+from ..training import Adam, ForwardKL, ReverseKL, Trainer
+
+log = logging.getLogger("ot_pde")
+
+#: symmetries a case may ask for; each names generators of a group of signed permutations
+SYMMETRIES = ("spin_flip", "axis_mirrors", "lattice_translations", "lattice_reflections")
+#: sample-only toy data sets (their densities are not known in closed form, except noted)
+TOY_SETS = tuple(toy_data.DATASETS)
+#: rows per call when evaluating log-densities, to bound the memory of large sets
+_CHUNK = 8192
+
+SCHEMA = make_schema({
+    "model": Section({
+        "width": Field("int", 32, minimum=1, doc="hidden units (OneHiddenLayer) or ResNet width"),
+        "symmetry": Field("str_list", [], choices=SYMMETRIES,
+                          doc="exact average over the group these generate: spin_flip (x -> -x), "
+                              "axis_mirrors (x_k -> -x_k), lattice_translations and "
+                              "lattice_reflections (periodic L x L lattice, d = L^2)"),
+        "init_scale": Field("float", 1.0, exclusive_minimum=0.0,
+                            doc="factor on the initial output weights (w2, or w of the ResNet)"),
+    }, variants={
+        "one_hidden_layer": {
+            "activation": Field("str", "tanh", choices=tuple(ACTIVATIONS),
+                                doc="sigma of phi = sum_j w_j sigma(W_j x + c_j t + b_j)"),
+            "bias": Field("bool", True, doc="hidden biases b (false + logcosh: phi even in x)"),
+            "time_dependent": Field("bool", True, doc="pre-activations get c_j t"),
+        },
+        "otflow_resnet": {
+            "n_layers": Field("int", 2, minimum=2, doc="ResNet layers M (OT-Flow uses 2)"),
+            "rank": Field("int", None, minimum=1, doc="rank of the quadratic term, "
+                                                      "default min(10, d + 1)"),
+        },
+    }, discriminator="family", default_variant="one_hidden_layer",
+        doc="the potential phi(x, t) (seeded by run.seed)"),
+    "time": Section({
+        "T": Field("float", 1.0, exclusive_minimum=0.0, doc="flow time"),
+        "n_steps": Field("int", 20, minimum=1, resolution="inverse",
+                         doc="fixed Runge-Kutta steps on [0, T]"),
+        "scheme": Field("str", "rk4", choices=tuple(SCHEMES), doc="Runge-Kutta scheme"),
+    }, doc="time integration of dx/dt = grad phi, d ln p/dt = -laplacian phi"),
+    "target": Section({}, variants={
+        "mixture": {
+            "means": Field("float_matrix", doc="component centres, one row each (sets d)"),
+            "stds": Field("float_list", exclusive_minimum=0.0,
+                          doc="isotropic std per component"),
+            "weights": Field("float_list", None, minimum=0.0,
+                             doc="component weights (default equal)"),
+        },
+        **{name: {} for name in TOY_SETS},
+        "file": {
+            "path": Field("path", must_exist=True, doc=".npy file or HDF5 file of samples (N, d)"),
+            "dataset": Field("str", None, doc="dataset name inside an HDF5 file"),
+        },
+    }, doc="the distribution to learn: a Gaussian mixture (known density), a 2D toy data set "
+           "or samples from a file"),
+    "training": Section({
+        "objective": Field("str", "forward_kl", choices=("forward_kl", "reverse_kl", "none"),
+                           doc="forward_kl: density estimation from samples; reverse_kl: "
+                               "variational (target density known); none: fixed potential"),
+        "iterations": Field("int", 1000, minimum=0, doc="Adam steps"),
+        "batch_size": Field("int", 256, minimum=1, doc="samples per step"),
+        "lr": Field("float", 1e-2, exclusive_minimum=0.0, doc="Adam learning rate"),
+        "lr_final": Field("float", None, exclusive_minimum=0.0,
+                          doc="learning rate at the last step (geometric decay from lr); "
+                              "default: constant lr"),
+        "n_train": Field("int", 20000, minimum=1, doc="training samples drawn from the target "
+                                                     "(at most this many from a file)"),
+        "n_test": Field("int", 20000, minimum=2, doc="held-out samples for nll_test and the "
+                                                    "KL estimates"),
+    }, doc="the optimal-control problem"),
+    "grid": Section({
+        "check": Field("bool", True, doc="2D: finite-volume solution of the same flow, "
+                                         "compared with the particle density"),
+        "lower": Field("float_list", [-4.0, -4.0], length=2, doc="lower corner of the 2D box"),
+        "upper": Field("float_list", [4.0, 4.0], length=2, doc="upper corner of the 2D box"),
+        "n": Field("int", 128, minimum=8, resolution="inverse", doc="cells per axis"),
+        "cfl": Field("float", 0.5, exclusive_minimum=0.0, maximum=1.4,
+                     doc="finite-volume CFL number (SSP-RK3 is stable to about 1.4)"),
+        "limiter": Field("str", "none", choices=("none", "van_albada", "minmod"),
+                         doc="slope limiter (none keeps second order)"),
+        "max_steps": Field("int", 20000, minimum=1,
+                           doc="skip the finite-volume check (with a warning) when the CFL "
+                               "condition needs more time steps than this"),
+    }, doc="2D grid for phi, the particle density and the finite-volume cross-check"),
+    "output": Section({
+        "every": Field("int", 100, minimum=1,
+                       doc="iterations between flushes of history and checkpoint"),
+        "samples": Field("int", 4096, minimum=1, doc="flow samples written to /particles"),
+    }),
+})
+
+
+@dataclass
+class TargetData:
+    """The distribution of a case: exact mixture (if known), data sets, entropy (if known)."""
+
+    dim: int
+    mixture: toy_data.GaussianMixture | None
+    train: np.ndarray | None
+    test: np.ndarray | None
+    entropy: float | None
+
+
+def _mixture(case) -> toy_data.GaussianMixture:
+    where = case.source
+    means = np.asarray(case.get("target.means"), dtype=np.float64)
+    stds = case.get("target.stds")
+    weights = case.get("target.weights")
+    k = means.shape[0]
+    if len(stds) != k:
+        raise InputError(f"expected one std per component ({k}), got {len(stds)}", source=where,
+                         key="target.stds")
+    if weights is not None:
+        if len(weights) != k:
+            raise InputError(f"expected one weight per component ({k}), got {len(weights)}",
+                             source=where, key="target.weights")
+        if sum(weights) <= 0:
+            raise InputError("weights sum to zero", source=where, key="target.weights")
+    return toy_data.GaussianMixture(means, stds=np.asarray(stds), weights=weights)
+
+
+def _load_samples(case) -> np.ndarray:
+    where, path = case.source, Path(case.get("target.path"))
+    dataset = case.get("target.dataset")
+    try:
+        if path.suffix == ".npy":
+            if dataset is not None:
+                raise InputError("a .npy file holds one array; remove target.dataset",
+                                 source=where, key="target.dataset")
+            arr = np.load(path, allow_pickle=False)  # untrusted input: never unpickle
+        else:
+            import h5py
+
+            with h5py.File(path, "r") as f:
+                if dataset is None or dataset not in f:
+                    raise InputError(f"{path} needs target.dataset naming one of "
+                                     f"{sorted(f)}", source=where, key="target.dataset")
+                arr = f[dataset][()]
+    except InputError:
+        raise
+    except (OSError, ValueError) as exc:
+        raise InputError(f"cannot read samples from {path}: {exc}", source=where,
+                         key="target.path") from None
+    if arr.ndim != 2 or arr.shape[0] < 1 or arr.shape[1] < 1:
+        raise InputError(f"{path}: expected samples of shape (N, d), got {arr.shape}",
+                         source=where, key="target.path")
+    if not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr):
+        raise InputError(f"{path}: expected real numbers, got dtype {arr.dtype}", source=where,
+                         key="target.path")
+    arr = arr.astype(np.float64)
+    bad = ~np.all(np.isfinite(arr), axis=1)
+    if bad.any():
+        raise InputError(f"{path}: {int(bad.sum())} of {arr.shape[0]} samples are not finite "
+                         f"(first at row {int(np.argmax(bad))})", source=where,
+                         key="target.path")
+    return arr
+
+
+def build_target(case, rng: np.random.Generator) -> TargetData:
+    """Exact density and train/test sets of ``[target]`` (drawn with ``rng``)."""
+    where, kind = case.source, case.get("target.type")
+    n_train, n_test = case.get("training.n_train"), case.get("training.n_test")
+    if kind == "file":
+        arr = _load_samples(case)
+        if arr.shape[0] <= n_test:
+            raise InputError(f"the file holds {arr.shape[0]} samples, not more than "
+                             f"training.n_test = {n_test}", source=where, key="training.n_test")
+        arr = arr[rng.permutation(arr.shape[0])]
+        test, train = arr[:n_test], arr[n_test:n_test + n_train]
+        return TargetData(arr.shape[1], None, train, test, None)
+    if kind == "mixture":
+        mixture = _mixture(case)
+    elif kind == "eight_gaussians":
+        mixture = toy_data.eight_gaussians_mixture()
+    else:
+        mixture = None
+    if mixture is not None:
+        train, test = mixture.sample(n_train, rng), mixture.sample(n_test, rng)
+        entropy = mixture.entropy() if mixture.dim <= 2 else None
+        return TargetData(mixture.dim, mixture, train, test, entropy)
+    train, test = toy_data.sample(kind, n_train, rng), toy_data.sample(kind, n_test, rng)
+    # checkerboard: uniform on 8 squares of side 2, density 1/32, entropy ln 32
+    entropy = math.log(32.0) if kind == "checkerboard" else None
+    return TargetData(2, None, train, test, entropy)
+
+
+def symmetry_generators(names, dim: int, where: str):
+    """Generators (perm, signs) of the symmetry group named in ``model.symmetry``."""
+    gens = []
+    for name in names:
+        if name == "spin_flip":
+            gens.append((np.arange(dim), -np.ones(dim)))
+        elif name == "axis_mirrors":
+            for k in range(dim):
+                signs = np.ones(dim)
+                signs[k] = -1.0
+                gens.append((np.arange(dim), signs))
+        else:
+            side = math.isqrt(dim)
+            if side * side != dim:
+                raise InputError(f"{name} needs d = L^2 sites of a square lattice, but d = "
+                                 f"{dim}", source=where, key="model.symmetry")
+            gens += translations_2d(side) if name == "lattice_translations" \
+                else reflections_2d(side)
+    return gens
+
+
+class TrainingRun:
+    """The runner's view of a training: Adam steps with a learning-rate schedule.
+
+    ``lr_k = lr (lr_final / lr)^(k / iterations)`` depends on the iteration only, so a
+    restarted run follows the same schedule. With ``trainer = None`` (objective ``none``)
+    there is nothing to iterate and the potential stays at its initialization.
+    """
+
+    def __init__(self, potential, trainer: Trainer | None, iterations: int, lr: float,
+                 lr_final: float | None):
+        self.potential = potential
+        self.trainer = trainer
+        self.iterations = iterations if trainer is not None else 0
+        self.lr = lr
+        self.lr_final = lr if lr_final is None else lr_final
+
+    @property
+    def iteration(self) -> int:
+        return self.trainer.iteration if self.trainer is not None else 0
+
+    @property
+    def finished(self) -> bool:
+        return self.iteration >= self.iterations
+
+    def learning_rate(self, k: int) -> float:
+        return self.lr * (self.lr_final / self.lr) ** (k / max(self.iterations, 1))
+
+    def step(self) -> dict:
+        lr = self.learning_rate(self.iteration)
+        self.trainer.optimizer.lr = lr
+        diag = self.trainer.step()
+        return {"loss": diag["loss"], "grad_norm": diag["grad_norm"], "lr": lr}
+
+    def state(self) -> dict:
+        if self.trainer is None:
+            return {"params": to_host(self.potential.params).copy()}
+        return self.trainer.state()
+
+    def load_state(self, state) -> None:
+        if self.trainer is None:
+            self.potential.set_params(np.asarray(state["params"]))
+        else:
+            self.trainer.load_state(state)
+
+
+class MongeAmpereFlowProblem(Problem):
+    def __init__(self, case):
+        super().__init__(case)
+        where = case.source
+        seq = np.random.SeedSequence(case.get("run.seed"))
+        # independent streams: initialization, data, batches, evaluation
+        self._seeds = dict(zip(("init", "data", "batches", "eval"), seq.spawn(4)))
+        self.target = build_target(case, np.random.default_rng(self._seeds["data"]))
+        self.dim = self.target.dim
+        self.objective = case.get("training.objective")
+        if self.objective == "reverse_kl" and self.target.mixture is None:
+            raise InputError(f"reverse_kl needs a target with a known density (type = "
+                             f"\"mixture\" or \"eight_gaussians\"), not {case.get('target.type')!r}",
+                             source=where, key="training.objective")
+        self.generators = symmetry_generators(case.get("model.symmetry"), self.dim, where)
+        if case.get("model.family") == "otflow_resnet":
+            rank = case.get("model.rank")
+            if rank is not None and rank > self.dim + 1:
+                raise InputError(f"rank must be at most d + 1 = {self.dim + 1}", source=where,
+                                 key="model.rank")
+        lower, upper = case.get("grid.lower"), case.get("grid.upper")
+        if any(b <= a for a, b in zip(lower, upper)):
+            raise InputError("expected upper > lower on both axes", source=where,
+                             key="grid.upper")
+        self.on_grid = self.dim == 2
+        self.fv_check = self.on_grid and case.get("grid.check")
+        self._cache: tuple | None = None
+
+    # -- set-up -----------------------------------------------------------------------------
+    def describe(self) -> str:
+        c = self.case
+        family = c.get("model.family")
+        what = {"forward_kl": "density estimation", "reverse_kl": "variational fit",
+                "none": "fixed potential"}[self.objective]
+        return (f"Monge-Ampere flow, d = {self.dim}, {what} of {c.get('target.type')} with "
+                f"{family} (width {c.get('model.width')}), {c.get('time.n_steps')} "
+                f"{c.get('time.scheme')} steps")
+
+    def max_iterations(self) -> int:
+        return 0 if self.objective == "none" else self.case.get("training.iterations")
+
+    def build_potential(self, backend: Backend):
+        """The case's potential at its seeded initialization."""
+        c, rng = self.case, np.random.default_rng(self._seeds["init"])
+        if c.get("model.family") == "one_hidden_layer":
+            base = OneHiddenLayer(self.dim, c.get("model.width"), c.get("model.activation"),
+                                  bias=c.get("model.bias"),
+                                  time_dependent=c.get("model.time_dependent"),
+                                  backend=backend, rng=rng)
+            out_block = "w2"
+        else:
+            base = OTFlowResNet(self.dim, c.get("model.width"), c.get("model.n_layers"),
+                                rank=c.get("model.rank"), backend=backend, rng=rng)
+            out_block = "w"
+        base.param_blocks()[out_block][...] *= c.get("model.init_scale")
+        if not self.generators:
+            return base
+        try:
+            return GroupAveraged(base, self.generators)
+        except ValueError as exc:
+            raise InputError(str(exc), source=self.case.source, key="model.symmetry") from None
+
+    def _flow(self) -> dict:
+        c = self.case
+        return {"T": c.get("time.T"), "n_steps": c.get("time.n_steps"),
+                "scheme": c.get("time.scheme")}
+
+    def make_solver(self, backend: Backend) -> TrainingRun:
+        c = self.case
+        potential = self.build_potential(backend)
+        trainer = None
+        if self.objective != "none":
+            if self.objective == "forward_kl":
+                objective = ForwardKL(self.target.train)
+            else:
+                mix = self.target.mixture
+                objective = ReverseKL(mix.log_prob, mix.grad_log_prob)
+            trainer = Trainer(potential, objective, batch_size=c.get("training.batch_size"),
+                              optimizer=Adam(potential.n_params, lr=c.get("training.lr")),
+                              seed=np.random.default_rng(self._seeds["batches"]),
+                              xp=backend.xp, **self._flow())
+        return TrainingRun(potential, trainer, c.get("training.iterations"),
+                           c.get("training.lr"), c.get("training.lr_final"))
+
+    # -- grid -------------------------------------------------------------------------------
+    def _axes(self) -> tuple[np.ndarray, np.ndarray, float]:
+        lower, upper, n = self.case.get("grid.lower"), self.case.get("grid.upper"), \
+            self.case.get("grid.n")
+        X, Y = cell_centers(lower, upper, n)
+        cell = (upper[0] - lower[0]) * (upper[1] - lower[1]) / (n * n)
+        return X, Y, cell
+
+    def grid(self) -> list[GridAxis]:
+        if not self.on_grid:
+            return []
+        X, Y, _ = self._axes()
+        return [GridAxis("x", X[:, 0], "1", "cell centres along x", "space"),
+                GridAxis("y", Y[0, :], "1", "cell centres along y", "space")]
+
+    # -- evaluation -------------------------------------------------------------------------
+    def _log_density(self, potential, x) -> np.ndarray:
+        """:math:`\\ln p_T` at the rows of ``x`` (host array), in chunks."""
+        xp = potential.xp
+        out = [to_host(log_density(potential, xp.asarray(x[s:s + _CHUNK]), **self._flow())[0])
+               for s in range(0, x.shape[0], _CHUNK)]
+        return np.concatenate(out) if out else np.empty(0)
+
+    def _particle_density_on_grid(self, potential) -> np.ndarray:
+        X, Y, _ = self._axes()
+        points = np.stack([X.ravel(), Y.ravel()], axis=1)
+        return np.exp(self._log_density(potential, points)).reshape(X.shape)
+
+    def _evaluate(self, solver: TrainingRun) -> dict:
+        """Summary, fields and particles of the current potential (cached per iteration)."""
+        key = (id(solver), solver.iteration)
+        if self._cache is not None and self._cache[0] == key:
+            return self._cache[1]
+        pot, xp, flow, target = solver.potential, solver.potential.xp, self._flow(), self.target
+        rng = np.random.default_rng(self._seeds["eval"])
+        summary: dict = {}
+        particles: list[ParticleData] = []
+        fields: list[FieldData] = []
+
+        z = xp.asarray(rng.standard_normal((self.case.get("output.samples"), self.dim)))
+        x, log_q = sample(pot, z, **flow)
+        particles += [ParticleData("samples", to_host(x), "1", "flow samples x_T"),
+                      ParticleData("samples_log_density", to_host(log_q), "1",
+                                   "ln p_T at the samples (forward integration)")]
+        if target.train is not None and self.objective == "forward_kl":
+            summary["nll_train"] = float(-self._log_density(pot, target.train).mean())
+        lp_test = self._log_density(pot, target.test)
+        summary["nll_test"] = float(-lp_test.mean())
+        summary["nll_test_stderr"] = float(lp_test.std(ddof=1) / math.sqrt(lp_test.size))
+        particles.append(ParticleData("test_log_density", lp_test, "1",
+                                      "ln p_T at the held-out samples (backward integration)"))
+        if target.entropy is not None:
+            summary["entropy_exact"] = target.entropy
+        if self.objective == "reverse_kl":
+            # KL(q || p) with the normalized target, on fresh latent samples
+            zk = xp.asarray(rng.standard_normal((target.test.shape[0], self.dim)))
+            xk, lqk = sample(pot, zk, **flow)
+            gap = to_host(lqk) - target.mixture.log_prob(to_host(xk))
+            summary["kl_estimate"] = float(gap.mean())
+            summary["kl_stderr"] = float(gap.std(ddof=1) / math.sqrt(gap.size))
+        elif target.mixture is not None:
+            # KL(p || q) on the held-out samples, with the exact data log-density
+            gap = target.mixture.log_prob(target.test) - lp_test
+            summary["kl_estimate"] = float(gap.mean())
+            summary["kl_stderr"] = float(gap.std(ddof=1) / math.sqrt(gap.size))
+        elif target.entropy is not None:
+            summary["kl_estimate"] = summary["nll_test"] - target.entropy
+            summary["kl_stderr"] = summary["nll_test_stderr"]
+
+        if self.on_grid:
+            fields += self._grid_fields(pot, summary)
+        self._cache = (key, (summary, fields, particles))
+        return self._cache[1]
+
+    def _grid_fields(self, pot, summary: dict) -> list[FieldData]:
+        c, xp = self.case, pot.xp
+        X, Y, cell = self._axes()
+        T = c.get("time.T")
+        pts = xp.asarray(np.stack([X.ravel(), Y.ravel()], axis=1))
+        phi = to_host(pot.value(pts, T)).reshape(X.shape)
+        rho_particle = self._particle_density_on_grid(pot)
+        summary["particle_mass_on_grid"] = float(rho_particle.sum() * cell)
+        dims = ("x", "y")
+        out = [FieldData("phi", phi, dims, "1", "potential phi(x, T) at the cell centres"),
+               FieldData("rho_particle", rho_particle, dims, "1",
+                         "exp(ln p_T) of the particle solver (backward RK) at the cell centres")]
+        if not self.fv_check:
+            return out
+
+        def velocity(x, y, t):
+            g = pot.grad(xp.stack([x.ravel(), y.ravel()], axis=1), t)
+            return g[:, 0].reshape(x.shape), g[:, 1].reshape(x.shape)
+
+        limiter = c.get("grid.limiter")
+        try:
+            result = solve_continuity_2d(
+                lambda x, y: xp.exp(standard_normal_log_prob(xp.stack([x, y], axis=-1))),
+                velocity, lower=c.get("grid.lower"), upper=c.get("grid.upper"), T=T,
+                cfl=c.get("grid.cfl"), shape=c.get("grid.n"), xp=xp,
+                limiter=None if limiter == "none" else limiter,
+                max_steps=c.get("grid.max_steps"))
+        except ValueError as exc:  # too many steps, or a non-finite velocity on the faces
+            log.warning("finite-volume check skipped: %s (grid.max_steps)", exc)
+            summary["fv_skipped"] = True
+            return out
+        rho = to_host(result.rho)
+        diff = np.abs(rho - rho_particle)
+        summary.update({"fv_mass": float(rho.sum() * cell),
+                        "fv_particle_L1": float(diff.sum() * cell),
+                        "fv_particle_max_abs": float(diff.max()),
+                        "fv_edge_mass": float(result.edge_mass),
+                        "fv_steps": int(result.n_steps)})
+        out.append(FieldData("rho", rho, dims, "1",
+                             "finite-volume solution rho(T) of the continuity equation"))
+        return out
+
+    # -- results ----------------------------------------------------------------------------
+    def summary(self, solver) -> dict:
+        return dict(self._evaluate(solver)[0])
+
+    def fields(self, solver) -> list[FieldData]:
+        return self._evaluate(solver)[1]
+
+    def particles(self, solver) -> list[ParticleData]:
+        return self._evaluate(solver)[2]
+
+    def reference(self) -> Reference | None:
+        """For a fixed potential in 2D: the particle density at the cell centres.
+
+        The particle log-density (backward RK4 of the characteristics, exact Laplacian)
+        converges as :math:`h_t^4` in the time step, independently of the grid; with enough
+        steps it is the exact solution of the continuity equation that the finite-volume
+        field ``rho`` approximates.
+        """
+        if self.objective != "none" or not self.fv_check:
+            return None
+        pot = self.build_potential(get_backend("numpy"))
+        _, _, cell = self._axes()
+        return Reference(fields={"rho": (self._particle_density_on_grid(pot), cell)})
+
+
+def build(case) -> MongeAmpereFlowProblem:
+    return MongeAmpereFlowProblem(case)
