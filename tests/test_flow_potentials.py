@@ -130,6 +130,10 @@ def test_laplacian_matches_fd(fd_data):
     lap = pot.laplacian(x, t)
     assert_rel(lap, np.einsum("bkk->b", d["hess"]), FD_TOL, "laplacian vs trace FD Hessian")
     assert_rel(pot.grad_and_laplacian(x, t)[1], lap, 1e-14, "grad_and_laplacian vs laplacian")
+    v3, g3, l3 = pot.value_grad_and_laplacian(x, t)
+    assert_rel(v3, pot.value(x, t), 1e-14, "value_grad_and_laplacian[0] vs value")
+    assert_rel(g3, pot.grad(x, t), 1e-14, "value_grad_and_laplacian[1] vs grad")
+    assert_rel(l3, lap, 1e-14, "value_grad_and_laplacian[2] vs laplacian")
     # Independent of grad: second differences of the value.
     h = FD2_H
     f0 = pot.value(x, t)
@@ -230,7 +234,10 @@ def test_params_roundtrip_and_blocks(family):
 def _all_outputs(pot, x, t, a, b, c):
     g, lap = pot.grad_and_laplacian(x, t)
     x_bar, theta_bar = pot.vjp(x, t, a, b)
+    v3, g3, l3 = pot.value_grad_and_laplacian(x, t)
     return {"value": pot.value(x, t), "grad_and_laplacian[0]": g,
+            "value_grad_and_laplacian[0]": v3, "value_grad_and_laplacian[1]": g3,
+            "value_grad_and_laplacian[2]": l3,
             "grad_and_laplacian[1]": lap, "grad": pot.grad(x, t),
             "laplacian": pot.laplacian(x, t), "vjp x_bar": x_bar, "vjp theta_bar": theta_bar,
             "param_vjp_value": pot.param_vjp_value(x, t, c), "hvp": pot.hvp(x, t, a),

@@ -205,6 +205,15 @@ class Potential:
         r"""(:math:`\nabla_x\varphi`, :math:`\Delta_x\varphi`), shapes ``(B, d)`` and ``(B,)``."""
         raise NotImplementedError
 
+    def value_grad_and_laplacian(self, x, t):
+        r"""(:math:`\varphi`, :math:`\nabla_x\varphi`, :math:`\Delta_x\varphi`) in one call.
+
+        Families override this where the three share work (the pre-activations of
+        :class:`OneHiddenLayer`); by default it calls :meth:`value` and
+        :meth:`grad_and_laplacian`.
+        """
+        return (self.value(x, t),) + tuple(self.grad_and_laplacian(x, t))
+
     def grad(self, x, t):
         r""":math:`\nabla_x\varphi(x_i, t)`, shape ``(B, d)``."""
         return self.grad_and_laplacian(x, t)[0]
@@ -403,6 +412,20 @@ class OneHiddenLayer(Potential):
         u = d1 * w2
         lap = d2 @ (w2 * n)
         return u @ W1, lap
+
+    def value_grad_and_laplacian(self, x, t):
+        # one product X W^T serves all three (the separate calls would compute it twice)
+        x = self._x(x)
+        W1, w2 = self._views["W1"], self._views["w2"]
+        n = self._norms()
+        if self._kernels is not None:
+            z, tr = self._pre_numba(x, t)
+            value = self._kernels.value_rows(z, w2, self._code, tr)
+            u, lap = self._kernels.grad_lap_rows(z, w2, n, self._code, tr)
+            return value, self._u_times_W1(u, tr), lap
+        z = self._pre(x, t)
+        d1, d2, _ = self._derivs(self.xp, z, False)
+        return self._sigma(self.xp, z) @ w2, (d1 * w2) @ W1, d2 @ (w2 * n)
 
     def grad(self, x, t):
         x = self._x(x)
