@@ -98,7 +98,6 @@ class _TorchPotential:
 
     def sample(self, z, T: float, n_steps: int):
         """Classical RK4, the same stages and times as ``integrators.sample`` (autonomous)."""
-        torch = self.torch
         h = T / n_steps
         x = z
         logq = -0.5 * (z * z).sum(dim=1) - 0.5 * z.shape[1] * math.log(2.0 * math.pi)

@@ -1,8 +1,6 @@
 """The ``monge_ampere_flow`` problem kind: shipped cases, grid cross-check, bad input, restart."""
 from __future__ import annotations
 
-import math
-
 import h5py
 import numpy as np
 import pytest

@@ -651,7 +651,7 @@ class OTFlowResNet(Potential):
         ``P_i`` and ``J_i`` are stored as ``(m, B, d)`` arrays so that :math:`K_i J_{i-1}` is
         one matrix product with ``(m, B d)``.
         """
-        xp, d, m = self.xp, self.dim, self.width
+        d, m = self.dim, self.width
         batch = g[0].shape[0]
         P0 = self._views["K0"][:, :d]
         lap = (g[0] * ders[0][1]) @ (P0 * P0).sum(axis=1)

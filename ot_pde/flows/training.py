@@ -316,3 +316,48 @@ class Trainer:
         self.rng.bit_generator.state = rng_state
         self.potential.set_params(params)
         self.iteration = int(state["iteration"])
+
+
+class TrainingRun:
+    """The runner's view of a training: Adam steps with a learning-rate schedule.
+
+    ``lr_k = lr (lr_final / lr)^(k / iterations)`` depends on the iteration only, so a
+    restarted run follows the same schedule. With ``trainer = None`` (objective ``none``)
+    there is nothing to iterate and the potential stays at its initialization.
+    """
+
+    def __init__(self, potential, trainer: Trainer | None, iterations: int, lr: float,
+                 lr_final: float | None):
+        self.potential = potential
+        self.trainer = trainer
+        self.iterations = iterations if trainer is not None else 0
+        self.lr = lr
+        self.lr_final = lr if lr_final is None else lr_final
+
+    @property
+    def iteration(self) -> int:
+        return self.trainer.iteration if self.trainer is not None else 0
+
+    @property
+    def finished(self) -> bool:
+        return self.iteration >= self.iterations
+
+    def learning_rate(self, k: int) -> float:
+        return self.lr * (self.lr_final / self.lr) ** (k / max(self.iterations, 1))
+
+    def step(self) -> dict:
+        lr = self.learning_rate(self.iteration)
+        self.trainer.optimizer.lr = lr
+        diag = self.trainer.step()
+        return {"loss": diag["loss"], "grad_norm": diag["grad_norm"], "lr": lr}
+
+    def state(self) -> dict:
+        if self.trainer is None:
+            return {"params": to_host(self.potential.params).copy()}
+        return self.trainer.state()
+
+    def load_state(self, state) -> None:
+        if self.trainer is None:
+            self.potential.set_params(np.asarray(state["params"]))
+        else:
+            self.trainer.load_state(state)

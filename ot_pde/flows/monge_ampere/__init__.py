@@ -1,7 +1,7 @@
 """The ``monge_ampere_flow`` problem kind (Zhang, E & Wang 2018): training, sampling, checks."""
 from ...core.registry import ProblemKind, register
 from .plot import plot
-from .problem import SCHEMA, MongeAmpereFlowProblem, TrainingRun, build
+from .problem import SCHEMA, MongeAmpereFlowProblem, build
 
 KIND = register(ProblemKind(
     name="monge_ampere_flow",
@@ -12,4 +12,4 @@ KIND = register(ProblemKind(
     plot=plot,
 ))
 
-__all__ = ["MongeAmpereFlowProblem", "TrainingRun", "KIND"]
+__all__ = ["MongeAmpereFlowProblem", "KIND"]

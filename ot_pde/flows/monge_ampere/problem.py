@@ -30,49 +30,21 @@ from ...core.problem import FieldData, GridAxis, ParticleData, Problem, Referenc
 from ...errors import InputError
 from .. import data as toy_data
 from ..fv import cell_centers, solve_continuity_2d
-from ..integrators import SCHEMES, log_density, sample, standard_normal_log_prob, to_host
-from ..potentials import (ACTIVATIONS, GroupAveraged, OneHiddenLayer, OTFlowResNet,
-                          reflections_2d, translations_2d)
-from ..training import Adam, ForwardKL, ReverseKL, Trainer
+from ..integrators import log_density, sample, standard_normal_log_prob, to_host
+from ..model import (build_potential, check_model, flow_options, model_section, time_section,
+                     training_fields)
+from ..training import Adam, ForwardKL, ReverseKL, Trainer, TrainingRun
 
 log = logging.getLogger("ot_pde")
 
-#: symmetries a case may ask for; each names generators of a group of signed permutations
-SYMMETRIES = ("spin_flip", "axis_mirrors", "lattice_translations", "lattice_reflections")
 #: sample-only toy data sets (their densities are not known in closed form, except noted)
 TOY_SETS = tuple(toy_data.DATASETS)
 #: rows per call when evaluating log-densities, to bound the memory of large sets
 _CHUNK = 8192
 
 SCHEMA = make_schema({
-    "model": Section({
-        "width": Field("int", 32, minimum=1, doc="hidden units (OneHiddenLayer) or ResNet width"),
-        "symmetry": Field("str_list", [], choices=SYMMETRIES,
-                          doc="exact average over the group these generate: spin_flip (x -> -x), "
-                              "axis_mirrors (x_k -> -x_k), lattice_translations and "
-                              "lattice_reflections (periodic L x L lattice, d = L^2)"),
-        "init_scale": Field("float", 1.0, exclusive_minimum=0.0,
-                            doc="factor on the initial output weights (w2, or w of the ResNet)"),
-    }, variants={
-        "one_hidden_layer": {
-            "activation": Field("str", "tanh", choices=tuple(ACTIVATIONS),
-                                doc="sigma of phi = sum_j w_j sigma(W_j x + c_j t + b_j)"),
-            "bias": Field("bool", True, doc="hidden biases b (false + logcosh: phi even in x)"),
-            "time_dependent": Field("bool", True, doc="pre-activations get c_j t"),
-        },
-        "otflow_resnet": {
-            "n_layers": Field("int", 2, minimum=2, doc="ResNet layers M (OT-Flow uses 2)"),
-            "rank": Field("int", None, minimum=1, doc="rank of the quadratic term, "
-                                                      "default min(10, d + 1)"),
-        },
-    }, discriminator="family", default_variant="one_hidden_layer",
-        doc="the potential phi(x, t) (seeded by run.seed)"),
-    "time": Section({
-        "T": Field("float", 1.0, exclusive_minimum=0.0, doc="flow time"),
-        "n_steps": Field("int", 20, minimum=1, resolution="inverse",
-                         doc="fixed Runge-Kutta steps on [0, T]"),
-        "scheme": Field("str", "rk4", choices=tuple(SCHEMES), doc="Runge-Kutta scheme"),
-    }, doc="time integration of dx/dt = grad phi, d ln p/dt = -laplacian phi"),
+    "model": model_section(),
+    "time": time_section(),
     "target": Section({}, variants={
         "mixture": {
             "means": Field("float_matrix", doc="component centres, one row each (sets d)"),
@@ -92,12 +64,7 @@ SCHEMA = make_schema({
         "objective": Field("str", "forward_kl", choices=("forward_kl", "reverse_kl", "none"),
                            doc="forward_kl: density estimation from samples; reverse_kl: "
                                "variational (target density known); none: fixed potential"),
-        "iterations": Field("int", 1000, minimum=0, doc="Adam steps"),
-        "batch_size": Field("int", 256, minimum=1, doc="samples per step"),
-        "lr": Field("float", 1e-2, exclusive_minimum=0.0, doc="Adam learning rate"),
-        "lr_final": Field("float", None, exclusive_minimum=0.0,
-                          doc="learning rate at the last step (geometric decay from lr); "
-                              "default: constant lr"),
+        **training_fields(),
         "n_train": Field("int", 20000, minimum=1, doc="training samples drawn from the target "
                                                      "(at most this many from a file)"),
         "n_test": Field("int", 20000, minimum=2, doc="held-out samples for nll_test and the "
@@ -219,72 +186,6 @@ def build_target(case, rng: np.random.Generator) -> TargetData:
     return TargetData(2, None, train, test, entropy)
 
 
-def symmetry_generators(names, dim: int, where: str):
-    """Generators (perm, signs) of the symmetry group named in ``model.symmetry``."""
-    gens = []
-    for name in names:
-        if name == "spin_flip":
-            gens.append((np.arange(dim), -np.ones(dim)))
-        elif name == "axis_mirrors":
-            for k in range(dim):
-                signs = np.ones(dim)
-                signs[k] = -1.0
-                gens.append((np.arange(dim), signs))
-        else:
-            side = math.isqrt(dim)
-            if side * side != dim:
-                raise InputError(f"{name} needs d = L^2 sites of a square lattice, but d = "
-                                 f"{dim}", source=where, key="model.symmetry")
-            gens += translations_2d(side) if name == "lattice_translations" \
-                else reflections_2d(side)
-    return gens
-
-
-class TrainingRun:
-    """The runner's view of a training: Adam steps with a learning-rate schedule.
-
-    ``lr_k = lr (lr_final / lr)^(k / iterations)`` depends on the iteration only, so a
-    restarted run follows the same schedule. With ``trainer = None`` (objective ``none``)
-    there is nothing to iterate and the potential stays at its initialization.
-    """
-
-    def __init__(self, potential, trainer: Trainer | None, iterations: int, lr: float,
-                 lr_final: float | None):
-        self.potential = potential
-        self.trainer = trainer
-        self.iterations = iterations if trainer is not None else 0
-        self.lr = lr
-        self.lr_final = lr if lr_final is None else lr_final
-
-    @property
-    def iteration(self) -> int:
-        return self.trainer.iteration if self.trainer is not None else 0
-
-    @property
-    def finished(self) -> bool:
-        return self.iteration >= self.iterations
-
-    def learning_rate(self, k: int) -> float:
-        return self.lr * (self.lr_final / self.lr) ** (k / max(self.iterations, 1))
-
-    def step(self) -> dict:
-        lr = self.learning_rate(self.iteration)
-        self.trainer.optimizer.lr = lr
-        diag = self.trainer.step()
-        return {"loss": diag["loss"], "grad_norm": diag["grad_norm"], "lr": lr}
-
-    def state(self) -> dict:
-        if self.trainer is None:
-            return {"params": to_host(self.potential.params).copy()}
-        return self.trainer.state()
-
-    def load_state(self, state) -> None:
-        if self.trainer is None:
-            self.potential.set_params(np.asarray(state["params"]))
-        else:
-            self.trainer.load_state(state)
-
-
 class MongeAmpereFlowProblem(Problem):
     def __init__(self, case):
         super().__init__(case)
@@ -299,12 +200,7 @@ class MongeAmpereFlowProblem(Problem):
             raise InputError(f"reverse_kl needs a target with a known density (type = "
                              f"\"mixture\" or \"eight_gaussians\"), not {case.get('target.type')!r}",
                              source=where, key="training.objective")
-        self.generators = symmetry_generators(case.get("model.symmetry"), self.dim, where)
-        if case.get("model.family") == "otflow_resnet":
-            rank = case.get("model.rank")
-            if rank is not None and rank > self.dim + 1:
-                raise InputError(f"rank must be at most d + 1 = {self.dim + 1}", source=where,
-                                 key="model.rank")
+        self.generators = check_model(case, self.dim)
         lower, upper = case.get("grid.lower"), case.get("grid.upper")
         if any(b <= a for a, b in zip(lower, upper)):
             raise InputError("expected upper > lower on both axes", source=where,
@@ -328,29 +224,11 @@ class MongeAmpereFlowProblem(Problem):
 
     def build_potential(self, backend: Backend):
         """The case's potential at its seeded initialization."""
-        c, rng = self.case, np.random.default_rng(self._seeds["init"])
-        if c.get("model.family") == "one_hidden_layer":
-            base = OneHiddenLayer(self.dim, c.get("model.width"), c.get("model.activation"),
-                                  bias=c.get("model.bias"),
-                                  time_dependent=c.get("model.time_dependent"),
-                                  backend=backend, rng=rng)
-            out_block = "w2"
-        else:
-            base = OTFlowResNet(self.dim, c.get("model.width"), c.get("model.n_layers"),
-                                rank=c.get("model.rank"), backend=backend, rng=rng)
-            out_block = "w"
-        base.param_blocks()[out_block][...] *= c.get("model.init_scale")
-        if not self.generators:
-            return base
-        try:
-            return GroupAveraged(base, self.generators)
-        except ValueError as exc:
-            raise InputError(str(exc), source=self.case.source, key="model.symmetry") from None
+        return build_potential(self.case, self.dim, backend,
+                               np.random.default_rng(self._seeds["init"]), self.generators)
 
     def _flow(self) -> dict:
-        c = self.case
-        return {"T": c.get("time.T"), "n_steps": c.get("time.n_steps"),
-                "scheme": c.get("time.scheme")}
+        return flow_options(self.case)
 
     def make_solver(self, backend: Backend) -> TrainingRun:
         c = self.case

@@ -264,7 +264,7 @@ class BenamouBrenierSolver:
 
     def _project_continuity(self, u):
         """Projection onto the continuity equation with its boundary values (DCT Poisson)."""
-        xp, fft = self.xp, self._fft
+        fft = self._fft
         u = [a.copy() for a in u]
         u[0][0] = self._rho0
         u[0][-1] = self._rho1

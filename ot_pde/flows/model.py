@@ -1,0 +1,130 @@
+"""The ``[model]`` section shared by the flow problem kinds, and the potential it describes.
+
+A kind takes :func:`model_section` with its own defaults (the Ising kind: the original
+paper's even logcosh potential with the lattice's symmetries; density estimation: a biased,
+time-dependent tanh layer), and builds the potential with :func:`build_potential`.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..config import Field, Section
+from ..errors import InputError
+from .integrators import SCHEMES
+from .potentials import (ACTIVATIONS, GroupAveraged, OneHiddenLayer, OTFlowResNet,
+                         reflections_2d, translations_2d)
+
+#: symmetries a case may ask for; each names generators of a group of signed permutations
+SYMMETRIES = ("spin_flip", "axis_mirrors", "lattice_translations", "lattice_reflections")
+
+
+def model_section(*, width: int = 32, activation: str = "tanh", bias: bool = True,
+                  time_dependent: bool = True, symmetry=()) -> Section:
+    """The ``[model]`` section with a kind's defaults."""
+    return Section({
+        "width": Field("int", width, minimum=1,
+                       doc="hidden units (OneHiddenLayer) or ResNet width"),
+        "symmetry": Field("str_list", list(symmetry), choices=SYMMETRIES,
+                          doc="exact average over the group these generate: spin_flip (x -> -x), "
+                              "axis_mirrors (x_k -> -x_k), lattice_translations and "
+                              "lattice_reflections (periodic L x L lattice, d = L^2)"),
+        "init_scale": Field("float", 1.0, exclusive_minimum=0.0,
+                            doc="factor on the initial output weights (w2, or w of the ResNet)"),
+    }, variants={
+        "one_hidden_layer": {
+            "activation": Field("str", activation, choices=tuple(ACTIVATIONS),
+                                doc="sigma of phi = sum_j w_j sigma(W_j x + c_j t + b_j)"),
+            "bias": Field("bool", bias, doc="hidden biases b (false + logcosh: phi even in x)"),
+            "time_dependent": Field("bool", time_dependent, doc="pre-activations get c_j t"),
+        },
+        "otflow_resnet": {
+            "n_layers": Field("int", 2, minimum=2, doc="ResNet layers M (OT-Flow uses 2)"),
+            "rank": Field("int", None, minimum=1, doc="rank of the quadratic term, "
+                                                      "default min(10, d + 1)"),
+        },
+    }, discriminator="family", default_variant="one_hidden_layer",
+        doc="the potential phi(x, t) (seeded by run.seed)")
+
+
+def time_section(*, T: float = 1.0, n_steps: int = 20) -> Section:
+    """The ``[time]`` section: fixed Runge-Kutta steps on [0, T]."""
+    return Section({
+        "T": Field("float", T, exclusive_minimum=0.0, doc="flow time"),
+        "n_steps": Field("int", n_steps, minimum=1, resolution="inverse",
+                         doc="fixed Runge-Kutta steps on [0, T]"),
+        "scheme": Field("str", "rk4", choices=tuple(SCHEMES), doc="Runge-Kutta scheme"),
+    }, doc="time integration of dx/dt = grad phi, d ln p/dt = -laplacian phi")
+
+
+def training_fields(*, iterations: int = 1000, batch_size: int = 256,
+                    lr: float = 1e-2) -> dict:
+    """The Adam keys of a ``[training]`` section (a kind adds its own)."""
+    return {
+        "iterations": Field("int", iterations, minimum=0, doc="Adam steps"),
+        "batch_size": Field("int", batch_size, minimum=1, doc="samples per step"),
+        "lr": Field("float", lr, exclusive_minimum=0.0, doc="Adam learning rate"),
+        "lr_final": Field("float", None, exclusive_minimum=0.0,
+                          doc="learning rate at the last step (geometric decay from lr); "
+                              "default: constant lr"),
+    }
+
+
+def flow_options(case) -> dict:
+    """``T``, ``n_steps`` and ``scheme`` of ``[time]``, as keywords of the integrators."""
+    return {"T": case.get("time.T"), "n_steps": case.get("time.n_steps"),
+            "scheme": case.get("time.scheme")}
+
+
+def symmetry_generators(names, dim: int, where: str):
+    """Generators (perm, signs) of the symmetry group named in ``model.symmetry``."""
+    gens = []
+    for name in names:
+        if name == "spin_flip":
+            gens.append((np.arange(dim), -np.ones(dim)))
+        elif name == "axis_mirrors":
+            for k in range(dim):
+                signs = np.ones(dim)
+                signs[k] = -1.0
+                gens.append((np.arange(dim), signs))
+        else:
+            side = math.isqrt(dim)
+            if side * side != dim:
+                raise InputError(f"{name} needs d = L^2 sites of a square lattice, but d = "
+                                 f"{dim}", source=where, key="model.symmetry")
+            gens += translations_2d(side) if name == "lattice_translations" \
+                else reflections_2d(side)
+    return gens
+
+
+def check_model(case, dim: int) -> list:
+    """Validate ``[model]`` against the dimension; returns the symmetry generators."""
+    where = case.source
+    if case.get("model.family") == "otflow_resnet":
+        rank = case.get("model.rank")
+        if rank is not None and rank > dim + 1:
+            raise InputError(f"rank must be at most d + 1 = {dim + 1}", source=where,
+                             key="model.rank")
+    return symmetry_generators(case.get("model.symmetry"), dim, where)
+
+
+def build_potential(case, dim: int, backend, rng: np.random.Generator, generators):
+    """The potential of ``[model]`` at its seeded initialization, averaged over the group."""
+    if case.get("model.family") == "one_hidden_layer":
+        base = OneHiddenLayer(dim, case.get("model.width"), case.get("model.activation"),
+                              bias=case.get("model.bias"),
+                              time_dependent=case.get("model.time_dependent"),
+                              backend=backend, rng=rng)
+        out_block = "w2"
+    else:
+        base = OTFlowResNet(dim, case.get("model.width"), case.get("model.n_layers"),
+                            rank=case.get("model.rank"), backend=backend, rng=rng)
+        out_block = "w"
+    base.param_blocks()[out_block][...] *= case.get("model.init_scale")
+    if not generators:
+        return base
+    try:
+        return GroupAveraged(base, generators)
+    except ValueError as exc:
+        raise InputError(str(exc), source=case.source, key="model.symmetry") from None
