@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 _KIND_MODULES = {
     "benamou_brenier": "ot_pde.transport.benamou_brenier",
     "monge_ampere_flow": "ot_pde.flows.monge_ampere",
+    "ising_variational": "ot_pde.ising.variational",
 }
 
 _KINDS: dict[str, "ProblemKind"] = {}

@@ -1,0 +1,43 @@
+"""Standard figure of an ``ising_variational`` result."""
+from __future__ import annotations
+
+import numpy as np
+
+
+def plot(result, png_path) -> None:
+    """Training curve of the batch ln Z / N against the exact value; log-weight histogram."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    s = result.summary()
+    hist = result.history()
+    exact = s.get("lnZ_per_site_exact", float("nan"))
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    ax = axes[0]
+    if "lnZ_per_site_batch" in hist and len(hist["lnZ_per_site_batch"]):
+        ax.plot(hist["iteration"], hist["lnZ_per_site_batch"], lw=0.5, alpha=0.7,
+                label="batch variational estimate")
+    ax.axhline(exact, color="k", lw=1, label="exact")
+    v, ve = s.get("lnZ_per_site_variational"), s.get("lnZ_per_site_variational_stderr")
+    i, ie = s.get("lnZ_per_site_importance"), s.get("lnZ_per_site_importance_stderr")
+    x_end = hist["iteration"][-1] if "iteration" in hist and len(hist["iteration"]) else 0
+    if v is not None:
+        ax.errorbar([x_end], [v], [ve], fmt="o", color="C1", label="variational (final)")
+        ax.errorbar([x_end], [i], [ie], fmt="s", color="C2", label="importance (final)")
+    lo = exact - max(0.05 * abs(exact), 5 * (ve or 0))
+    ax.set_ylim(lo, exact + 0.02 * abs(exact))
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("ln Z / N")
+    ax.set_title(f"L = {s.get('L')}, beta = {s.get('beta', float('nan')):.5f}: rel. error "
+                 f"{s.get('relative_error_variational', float('nan')):.2%}", fontsize=9)
+    ax.legend(fontsize=7)
+    lw = result.particles("log_weights")
+    axes[1].hist(lw - np.max(lw), bins=60)
+    axes[1].set_xlabel("ln w - max ln w")
+    axes[1].set_title(f"log-weights; ESS fraction {s.get('ess_fraction', float('nan')):.3f}",
+                      fontsize=9)
+    fig.tight_layout()
+    fig.savefig(png_path, dpi=110)
+    plt.close(fig)

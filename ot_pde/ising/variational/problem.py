@@ -1,0 +1,222 @@
+r"""The ``ising_variational`` problem kind: a Monge-Ampère flow fitted to the relaxed 2D Ising model.
+
+The flow's density :math:`q` is trained by reverse KL against the continuous relaxation
+:math:`\tilde\pi(x) = \exp(-\frac12 x^\top K'^{-1}x + \sum_i\ln\cosh x_i)`
+(:class:`~ot_pde.ising.exact.IsingRelaxation`); then ``estimate.n_samples`` fresh samples
+give, through :mod:`ot_pde.ising.estimators`, the variational (bound) and importance
+estimates of :math:`\ln Z_{\rm Ising}/N = (\ln Z_{\rm relax} + c)/N` with standard errors,
+the effective sample size, and the energy and magnetization (spins drawn from
+:math:`p(s\mid x)`, the joint weights being those of :math:`x`), beside the exact values:
+brute-force enumeration for :math:`L\le4`, Kaufman's finite-size formula otherwise.
+"""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from ...backends import Backend
+from ...config import Field, Section, make_schema
+from ...core.problem import GridAxis, ParticleData, Problem
+from ...errors import InputError
+from ...flows.integrators import sample, to_host
+from ...flows.model import (build_potential, check_model, flow_options, model_section,
+                            time_section, training_fields)
+from ...flows.training import Adam, ReverseKL, Trainer, TrainingRun
+from ..estimators import log_partition_estimates, weighted_mean
+from ..exact import BETA_C, IsingRelaxation, brute_force, kaufman_energy_per_site, kaufman_lnZ
+
+log = logging.getLogger("ot_pde")
+
+#: largest L whose exact values come from enumerating the 2^(L^2) states
+BRUTE_FORCE_MAX_L = 4
+
+SCHEMA = make_schema({
+    "lattice": Section({
+        "L": Field("int", minimum=2, doc="periodic L x L lattice, N = L^2 spins"),
+        "beta": Field("float", BETA_C, exclusive_minimum=0.0,
+                      doc="inverse temperature; default the critical ln(1 + sqrt 2)/2"),
+        "J": Field("float", 1.0, exclusive_minimum=0.0, doc="ferromagnetic coupling"),
+        "alpha": Field("float", None, doc="diagonal shift of K = beta J A; default "
+                                          "0.1 - lambda_min(K), so K + alpha I is positive "
+                                          "definite"),
+    }, doc="the Ising model E(s) = -J sum_i s_i (s_{i+x} + s_{i+y})"),
+    "model": model_section(width=64, activation="logcosh", bias=False, time_dependent=False,
+                           symmetry=("spin_flip", "lattice_translations",
+                                     "lattice_reflections")),
+    "time": time_section(T=1.0, n_steps=10),
+    "training": Section(training_fields(iterations=1000, batch_size=64, lr=1e-2),
+                        doc="reverse-KL training (Adam)"),
+    "estimate": Section({
+        "n_samples": Field("int", 16384, minimum=2,
+                           doc="flow samples for the final estimators"),
+        "chunk": Field("int", 4096, minimum=1, doc="samples per batch of the estimators"),
+    }, doc="the estimators after training"),
+    "output": Section({
+        "every": Field("int", 100, minimum=1,
+                       doc="iterations between flushes of history and checkpoint"),
+        "samples": Field("int", 1024, minimum=1,
+                         doc="samples (x, spins, log-weights) written to /particles"),
+    }),
+})
+
+
+def energy_per_site(spins: np.ndarray, L: int, J: float) -> np.ndarray:
+    r""":math:`E(s)/N = -\frac JN\sum_i s_i(s_{i+\hat x} + s_{i+\hat y})` of rows of ``spins``."""
+    s = spins.reshape(-1, L, L)
+    bonds = (s * (np.roll(s, -1, axis=2) + np.roll(s, -1, axis=1))).sum(axis=(1, 2))
+    return -J * bonds / (L * L)
+
+
+class IsingTrainingRun(TrainingRun):
+    """Adds the batch estimate of ln Z_Ising / N (minus the loss, shifted) to each history row."""
+
+    def __init__(self, *args, constant: float, n_sites: int, **kw):
+        super().__init__(*args, **kw)
+        self.constant, self.n_sites = constant, n_sites
+
+    def step(self) -> dict:
+        diag = super().step()
+        diag["lnZ_per_site_batch"] = (self.constant - diag["loss"]) / self.n_sites
+        return diag
+
+
+class IsingVariationalProblem(Problem):
+    def __init__(self, case):
+        super().__init__(case)
+        where = case.source
+        self.L, self.beta, self.J = case.get("lattice.L"), case.get("lattice.beta"), \
+            case.get("lattice.J")
+        try:
+            self.relax = IsingRelaxation(self.L, self.beta, self.J, case.get("lattice.alpha"))
+        except ValueError as exc:
+            raise InputError(str(exc), source=where, key="lattice.alpha") from None
+        self.N = self.relax.N
+        self.generators = check_model(case, self.N)
+        seq = np.random.SeedSequence(case.get("run.seed"))
+        self._seeds = dict(zip(("init", "batches", "eval"), seq.spawn(3)))
+        self._cache = None
+
+    # -- set-up -----------------------------------------------------------------------------
+    def describe(self) -> str:
+        c = self.case
+        return (f"Ising {self.L}x{self.L} at beta = {self.beta:.6g}, J = {self.J:g}: "
+                f"{c.get('model.family')} (width {c.get('model.width')}, symmetry "
+                f"{'+'.join(c.get('model.symmetry')) or 'none'}), {c.get('time.n_steps')} "
+                f"{c.get('time.scheme')} steps")
+
+    def max_iterations(self) -> int:
+        return self.case.get("training.iterations")
+
+    def build_potential(self, backend: Backend):
+        return build_potential(self.case, self.N, backend,
+                               np.random.default_rng(self._seeds["init"]), self.generators)
+
+    def make_solver(self, backend: Backend) -> IsingTrainingRun:
+        c = self.case
+        potential = self.build_potential(backend)
+        trainer = Trainer(potential, ReverseKL(self.relax.log_prob, self.relax.grad_log_prob),
+                          batch_size=c.get("training.batch_size"),
+                          optimizer=Adam(potential.n_params, lr=c.get("training.lr")),
+                          seed=np.random.default_rng(self._seeds["batches"]), xp=backend.xp,
+                          **flow_options(c))
+        return IsingTrainingRun(potential, trainer, c.get("training.iterations"),
+                                c.get("training.lr"), c.get("training.lr_final"),
+                                constant=self.relax.constant, n_sites=self.N)
+
+    def grid(self) -> list[GridAxis]:
+        return []
+
+    # -- exact values -----------------------------------------------------------------------
+    def exact(self) -> dict:
+        """ln Z_Ising / N and E / N (and <|M|>/N for L <= 4) with the method used."""
+        if self.L <= BRUTE_FORCE_MAX_L:
+            bf = brute_force(self.L, self.beta, self.J)
+            return {"lnZ_per_site_exact": bf["lnZ"] / self.N,
+                    "energy_per_site_exact": bf["energy_per_site"],
+                    "abs_magnetization_per_site_exact": bf["abs_magnetization_per_site"],
+                    "exact_method": "brute_force"}
+        return {"lnZ_per_site_exact": kaufman_lnZ(self.L, self.beta, self.J) / self.N,
+                "energy_per_site_exact": kaufman_energy_per_site(self.L, self.beta, self.J),
+                "exact_method": "kaufman"}
+
+    # -- evaluation -------------------------------------------------------------------------
+    def _evaluate(self, solver) -> tuple[dict, list]:
+        key = (id(solver), solver.iteration)
+        if self._cache is not None and self._cache[0] == key:
+            return self._cache[1]
+        c, pot, xp = self.case, solver.potential, solver.potential.xp
+        rng = np.random.default_rng(self._seeds["eval"])
+        n, chunk = c.get("estimate.n_samples"), c.get("estimate.chunk")
+        log_w, energy, abs_mag, keep = [], [], [], {}
+        for start in range(0, n, chunk):
+            m = min(chunk, n - start)
+            z = xp.asarray(rng.standard_normal((m, self.N)))
+            x, log_q = sample(pot, z, **flow_options(c))
+            x, log_q = to_host(x), to_host(log_q)
+            lw = self.relax.log_prob(x) - log_q
+            spins = self.relax.sample_spins_given_x(x, rng)
+            log_w.append(lw)
+            energy.append(energy_per_site(spins, self.L, self.J))
+            abs_mag.append(np.abs(spins.mean(axis=1)))
+            if start == 0:
+                k = c.get("output.samples")
+                keep = {"x": x[:k], "spins": spins[:k], "log_weights": lw[:k]}
+        log_w = np.concatenate(log_w)
+        if not np.all(np.isfinite(log_w)):
+            bad = int((~np.isfinite(log_w)).sum())
+            log.warning("%d of %d log-weights are not finite; estimators use the rest", bad, n)
+            finite = np.isfinite(log_w)
+        else:
+            finite = slice(None)
+        est = log_partition_estimates(log_w[finite])
+        e_mean, e_err = weighted_mean(np.concatenate(energy)[finite], log_w[finite])
+        m_mean, m_err = weighted_mean(np.concatenate(abs_mag)[finite], log_w[finite])
+        N, const = self.N, self.relax.constant
+        summary = {
+            "L": self.L, "beta": self.beta, "J": self.J, "alpha": self.relax.alpha,
+            "lnZ_per_site_variational": (est["variational"] + const) / N,
+            "lnZ_per_site_variational_stderr": est["variational_stderr"] / N,
+            "lnZ_per_site_importance": (est["importance"] + const) / N,
+            "lnZ_per_site_importance_stderr": est["importance_stderr"] / N,
+            "lnZ_relaxation_per_site_variational": est["variational"] / N,
+            "ess_fraction": est["ess_fraction"],
+            "energy_per_site_importance": e_mean,
+            "energy_per_site_importance_stderr": e_err,
+            "abs_magnetization_per_site_importance": m_mean,
+            "abs_magnetization_per_site_importance_stderr": m_err,
+            "n_samples": int(np.size(log_w[finite])),
+        }
+        exact = self.exact()
+        method = exact.pop("exact_method")
+        summary.update(exact)
+        ex = summary["lnZ_per_site_exact"]
+        summary["relative_error_variational"] = abs(summary["lnZ_per_site_variational"] - ex) \
+            / abs(ex)
+        summary["relative_error_importance"] = abs(summary["lnZ_per_site_importance"] - ex) \
+            / abs(ex)
+        if summary["lnZ_per_site_importance_stderr"] > 0:
+            summary["importance_error_in_stderr"] = (abs(summary["lnZ_per_site_importance"] - ex)
+                                                     / summary["lnZ_per_site_importance_stderr"])
+        summary["exact_is_brute_force"] = method == "brute_force"
+        particles = [
+            ParticleData("x", keep["x"], "1", "flow samples in the relaxed variables"),
+            ParticleData("spins", keep["spins"], "1", "spins drawn from p(s | x)"),
+            ParticleData("log_weights", keep["log_weights"], "1",
+                         "ln pi~(x) - ln q(x) of these samples"),
+        ]
+        self._cache = (key, (summary, particles))
+        return self._cache[1]
+
+    def summary(self, solver) -> dict:
+        return dict(self._evaluate(solver)[0])
+
+    def fields(self, solver) -> list:
+        return []
+
+    def particles(self, solver) -> list[ParticleData]:
+        return self._evaluate(solver)[1]
+
+
+def build(case) -> IsingVariationalProblem:
+    return IsingVariationalProblem(case)

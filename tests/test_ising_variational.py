@@ -1,0 +1,167 @@
+"""The ``ising_variational`` kind: estimators, relaxation energies, a short run, bad input."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy.special import logsumexp
+
+from ot_pde.config import load_case_text
+from ot_pde.core.registry import get_kind
+from ot_pde.ising.estimators import log_partition_estimates, weighted_mean
+from ot_pde.ising.exact import IsingRelaxation, brute_force
+from ot_pde.ising.variational.problem import energy_per_site
+from ot_pde.io import ResultFile
+
+from .conftest import json_line
+
+SMALL = """\
+[case]
+problem = "ising_variational"
+[lattice]
+L = 3
+[model]
+width = 8
+symmetry = ["spin_flip"]
+[time]
+n_steps = 3
+[training]
+iterations = 20
+batch_size = 16
+[estimate]
+n_samples = 512
+chunk = 200
+[output]
+every = 10
+samples = 50
+"""
+
+
+# ----------------------------------------------------------------------------- estimators
+def test_estimators_on_a_gaussian_with_known_normalization():
+    """q = N(0, 1), pi~ = exp(-x^2 / (2 s^2)) with s = 1.2: ln Z = ln(s sqrt(2 pi)); the
+    variational estimate is below it by KL(q || pi) = ln s + 1/(2 s^2) - 1/2 (closed form)."""
+    rng = np.random.default_rng(0)
+    s, n = 1.2, 400_000
+    x = rng.standard_normal(n)
+    log_q = -0.5 * x * x - 0.5 * math.log(2 * math.pi)
+    log_w = -0.5 * x * x / s ** 2 - log_q
+    est = log_partition_estimates(log_w)
+    ln_z = math.log(s * math.sqrt(2 * math.pi))
+    kl = math.log(s) + 1 / (2 * s * s) - 0.5
+    assert abs(est["variational"] - (ln_z - kl)) < 4 * est["variational_stderr"]
+    assert abs(est["importance"] - ln_z) < 4 * est["importance_stderr"]
+    # ESS of this pair: E_q[w]^2 / E_q[w^2] = s^2 sqrt(2/s^2 - 1) = s sqrt(2 - s^2)
+    assert abs(est["ess_fraction"] - s * math.sqrt(2 - s * s)) < 5e-3
+    mean, err = weighted_mean(x * x, log_w)  # E_pi[x^2] = s^2
+    assert abs(mean - s * s) < 4 * err
+
+
+def test_estimators_exact_for_equal_weights_and_reject_bad_input():
+    est = log_partition_estimates(np.full(10, 2.5))
+    assert est["variational"] == est["importance"] == 2.5
+    assert est["importance_stderr"] == 0.0 and est["ess_fraction"] == 1.0
+    with pytest.raises(ValueError, match="finite"):
+        log_partition_estimates([0.0, np.nan])
+    with pytest.raises(ValueError, match="at least 2"):
+        log_partition_estimates([1.0])
+
+
+def test_energy_per_site_matches_enumeration():
+    """<E>/N from energy_per_site over all states, Boltzmann-weighted, equals brute force."""
+    L, beta = 3, 0.35
+    states = 1 - 2 * ((np.arange(1 << 9)[:, None] >> np.arange(9)) & 1).astype(float)
+    e = energy_per_site(states, L, 1.0)
+    logb = -beta * 9 * e
+    p = np.exp(logb - logsumexp(logb))
+    bf = brute_force(L, beta)
+    assert abs(p @ e - bf["energy_per_site"]) < 1e-13
+    assert abs(logsumexp(logb) - bf["lnZ"]) < 1e-12
+
+
+def test_relaxation_spins_reproduce_ising_weights():
+    """Joint (x, s) sampling: with exact x ~ pi (here: importance weights from a wide
+    Gaussian), spins from p(s|x) have Ising statistics: <E>/N matches brute force."""
+    L, beta = 2, 0.4
+    relax = IsingRelaxation(L, beta)
+    rng = np.random.default_rng(1)
+    n, scale = 200_000, 2.5
+    x = scale * rng.standard_normal((n, relax.N))
+    log_q = (-0.5 * (x / scale) ** 2).sum(1) - relax.N * math.log(scale * math.sqrt(2 * math.pi))
+    log_w = relax.log_prob(x) - log_q
+    spins = relax.sample_spins_given_x(x, rng)
+    mean, err = weighted_mean(energy_per_site(spins, L, 1.0), log_w)
+    assert abs(mean - brute_force(L, beta)["energy_per_site"]) < 4 * err
+    est = log_partition_estimates(log_w)
+    exact = brute_force(L, beta)["lnZ"] - relax.constant
+    assert abs(est["importance"] - exact) < 4 * est["importance_stderr"]
+
+
+# ------------------------------------------------------------------------------- the kind
+def test_short_run_writes_estimates_with_the_exact_values(cli, tmp_path):
+    case = tmp_path / "ising.toml"
+    case.write_text(SMALL)
+    out = tmp_path / "r.h5"
+    code, stdout, err = cli("run", case, "-o", out, "--json", "--backend", "numpy")
+    assert code == 0, err
+    s = json_line(stdout)["summary"]
+    for key in ("lnZ_per_site_variational", "lnZ_per_site_importance",
+                "lnZ_per_site_importance_stderr", "lnZ_per_site_exact",
+                "relative_error_variational", "ess_fraction", "L", "beta"):
+        assert key in s, key
+    assert s["L"] == 3 and s["exact_is_brute_force"] is True
+    assert abs(s["lnZ_per_site_exact"] - brute_force(3, s["beta"])["lnZ"] / 9) < 1e-15
+    # the variational estimate is a lower bound (up to its noise)
+    assert s["lnZ_per_site_variational"] < s["lnZ_per_site_exact"] + \
+        4 * s["lnZ_per_site_variational_stderr"]
+    assert 0 < s["ess_fraction"] <= 1
+    with ResultFile(out) as rf:
+        assert rf.particles("spins").shape == (50, 9)
+        assert set(np.unique(rf.particles("spins"))) <= {-1.0, 1.0}
+        assert "lnZ_per_site_batch" in rf.history()
+    code, _, err = cli("plot", out, "-o", tmp_path / "r.png")
+    assert code == 0, err
+
+
+def test_restart_continues_bit_for_bit(cli, tmp_path):
+    import h5py
+
+    case = tmp_path / "ising.toml"
+    case.write_text(SMALL)
+    full, part = tmp_path / "full.h5", tmp_path / "part.h5"
+    assert cli("run", case, "-o", full, "--backend", "numpy")[0] == 0
+    assert cli("run", case, "-o", part, "--backend", "numpy", "--set",
+               "training.iterations=10")[0] == 0
+    with h5py.File(part, "r+") as f:
+        f.attrs["status"] = "interrupted"
+        f.attrs["case_toml"] = f.attrs["case_toml"].replace("iterations = 10",
+                                                            "iterations = 20")
+    code, _, err = cli("run", case, "-o", part, "--backend", "numpy", "--restart")
+    assert code == 0, err
+    with ResultFile(full) as a, ResultFile(part) as b:
+        assert np.array_equal(a.checkpoint()[0]["params"], b.checkpoint()[0]["params"])
+        assert a.summary()["lnZ_per_site_importance"] == b.summary()["lnZ_per_site_importance"]
+
+
+@pytest.mark.parametrize("override,key", [
+    ("lattice.L=1", "lattice.L"),
+    ("lattice.beta=0", "lattice.beta"),
+    ("lattice.alpha=-5.0", "lattice.alpha"),
+    ('model.symmetry=["rotation"]', "model.symmetry"),
+    ("time.n_steps=0", "time.n_steps"),
+])
+def test_bad_input_exits_2(cli, tmp_path, override, key):
+    case = tmp_path / "ising.toml"
+    case.write_text(SMALL)
+    code, _, err = cli("run", case, "-o", tmp_path / "r.h5", "--set", override)
+    assert code == 2, err
+    assert key in err and ("--set" in err or str(case) in err)  # where the value came from
+
+
+def test_kaufman_beyond_brute_force():
+    kind = get_kind("ising_variational")
+    problem = kind.build(load_case_text(SMALL.replace("L = 3", "L = 6")))
+    exact = problem.exact()
+    assert exact["exact_method"] == "kaufman"
+    assert 0.9 < exact["lnZ_per_site_exact"] < 0.95  # near Onsager's 0.92970 at beta_c
