@@ -165,3 +165,84 @@ def test_kaufman_beyond_brute_force():
     exact = problem.exact()
     assert exact["exact_method"] == "kaufman"
     assert 0.9 < exact["lnZ_per_site_exact"] < 0.95  # near Onsager's 0.92970 at beta_c
+
+
+SCAN = SMALL.replace("[estimate]", "[scan]\nbetas = [0.2, 0.3, 0.44]\n[estimate]")
+
+
+def test_beta_scan_writes_curves_and_restarts_bit_for_bit(cli, tmp_path):
+    case = tmp_path / "scan.toml"
+    case.write_text(SCAN)
+    full, part = tmp_path / "full.h5", tmp_path / "part.h5"
+    code, stdout, err = cli("run", case, "-o", full, "--backend", "numpy", "--json")
+    assert code == 0, err
+    s = json_line(stdout)["summary"]
+    assert s["scan_points"] == 3 and s["scan_completed"] == 3 and s["iterations"] == 60
+    with ResultFile(full) as rf:
+        betas = rf.grid()["beta"]
+        assert list(betas) == [0.2, 0.3, 0.44]
+        exact = rf.field("lnZ_per_site_exact")
+        for b, e in zip(betas, exact):
+            assert abs(e - brute_force(3, b)["lnZ"] / 9) < 1e-15
+        assert np.all(np.isfinite(rf.field("lnZ_per_site_importance")))
+        assert list(rf.history()["beta"][[0, 20, 40]]) == [0.2, 0.3, 0.44]
+    code, _, err = cli("plot", full, "-o", tmp_path / "scan.png")
+    assert code == 0, err
+    # Ctrl-C in the middle of the second temperature, then continue from the checkpoint
+    import os
+    import signal
+
+    from ot_pde.ising.variational.problem import ScanRun
+
+    real_step = ScanRun.step
+
+    def step_then_interrupt(self):
+        row = real_step(self)
+        if self.iteration == 30:
+            os.kill(os.getpid(), signal.SIGINT)  # handled by the runner between iterations
+        return row
+
+    ScanRun.step = step_then_interrupt
+    try:
+        code, _, err = cli("run", case, "-o", part, "--backend", "numpy")
+    finally:
+        ScanRun.step = real_step
+    assert code == 130, err
+    with ResultFile(part) as rf:
+        assert rf.status == "interrupted" and rf.checkpoint()[1] == 30
+    code, _, err = cli("run", case, "-o", part, "--backend", "numpy", "--restart")
+    assert code == 0, err
+    with ResultFile(full) as a, ResultFile(part) as b:
+        assert np.array_equal(a.checkpoint()[0]["params"], b.checkpoint()[0]["params"])
+        for name in ("lnZ_per_site_importance", "lnZ_per_site_variational"):
+            assert np.array_equal(a.field(name), b.field(name))
+
+
+def test_relaxation_matches_the_original_codes_published_values():
+    """The README of wangleiphy/MongeAmpereFlow lists the 'exact free energy per site' of the
+    relaxation at beta_c for L = 4, 8, 16 (their -ln Z_relax / N with the same
+    alpha = 0.1 - lambda_min). Ours: Kaufman minus our constant. Measured agreement 4.1e-7,
+    1.3e-7, 4.3e-7 relative, which confirms the convention; the residual is on their side (our
+    identity is checked to 4e-15 against enumeration), hence the 1e-6 bound."""
+    from ot_pde.ising.exact import BETA_C, kaufman_lnZ
+
+    published = {4: 2.33604476445, 8: 2.3227349295609376, 16: 2.3159198563359373}
+    for L, value in published.items():
+        relax = IsingRelaxation(L, BETA_C)
+        ours = (kaufman_lnZ(L, BETA_C) - relax.constant) / relax.N
+        assert abs(ours - value) / value < 1e-6, (L, ours, value)
+
+
+@pytest.mark.slow
+def test_L4_critical_case_meets_the_acceptance(cli, tmp_path):
+    """Acceptance 2: L = 4 at beta_c, variational ln Z/N within 0.5 % of brute force
+    (measured 0.29 %), importance estimate within 3 standard errors (measured 0.42)."""
+    from .conftest import CASES
+
+    code, stdout, err = cli("run", CASES / "ising_L4_critical.toml", "-o", tmp_path / "r.h5",
+                            "--json")
+    assert code == 0, err
+    s = json_line(stdout)["summary"]
+    assert s["relative_error_variational"] <= 0.005
+    assert s["importance_error_in_stderr"] <= 3.0
+    assert s["exact_is_brute_force"] is True

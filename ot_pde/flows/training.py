@@ -318,6 +318,14 @@ class Trainer:
         self.iteration = int(state["iteration"])
 
 
+def geometric_lr(lr: float, lr_final: float | None, k: int, iterations: int) -> float:
+    """``lr (lr_final / lr)^(k / iterations)``: the rate at step ``k`` of a decay over
+    ``iterations`` steps (constant ``lr`` when ``lr_final`` is None)."""
+    if lr_final is None:
+        return lr
+    return lr * (lr_final / lr) ** (k / max(iterations, 1))
+
+
 class TrainingRun:
     """The runner's view of a training: Adam steps with a learning-rate schedule.
 
@@ -343,7 +351,7 @@ class TrainingRun:
         return self.iteration >= self.iterations
 
     def learning_rate(self, k: int) -> float:
-        return self.lr * (self.lr_final / self.lr) ** (k / max(self.iterations, 1))
+        return geometric_lr(self.lr, self.lr_final, k, self.iterations)
 
     def step(self) -> dict:
         lr = self.learning_rate(self.iteration)

@@ -5,12 +5,16 @@ import numpy as np
 
 
 def plot(result, png_path) -> None:
-    """Training curve of the batch ln Z / N against the exact value; log-weight histogram."""
+    """Training curve of the batch ln Z / N against the exact value; log-weight histogram.
+    A beta scan gets :func:`plot_scan` instead."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    if "beta" in result.grid():
+        plot_scan(result, png_path, plt)
+        return
     s = result.summary()
     hist = result.history()
     exact = s.get("lnZ_per_site_exact", float("nan"))
@@ -38,6 +42,46 @@ def plot(result, png_path) -> None:
     axes[1].set_xlabel("ln w - max ln w")
     axes[1].set_title(f"log-weights; ESS fraction {s.get('ess_fraction', float('nan')):.3f}",
                       fontsize=9)
+    fig.tight_layout()
+    fig.savefig(png_path, dpi=110)
+    plt.close(fig)
+
+
+def plot_scan(result, png_path, plt) -> None:
+    """ln Z / N and E / N against beta: estimates with error bars on the exact curves."""
+    from ...config import load_case_text
+    from ..exact import brute_force, kaufman_energy_per_site, kaufman_lnZ
+
+    betas = result.grid()["beta"]
+    case = load_case_text(result.case_toml)
+    L, J = case.get("lattice.L"), case.get("lattice.J")
+    fine = np.linspace(0.9 * betas.min(), 1.1 * betas.max(), 200)
+    if L <= 4:
+        ref = [brute_force(L, b, J) for b in fine]
+        ln_z = np.array([r["lnZ"] for r in ref]) / L ** 2
+        energy = np.array([r["energy_per_site"] for r in ref])
+    else:
+        ln_z = np.array([kaufman_lnZ(L, b, J) for b in fine]) / L ** 2
+        energy = np.array([kaufman_energy_per_site(L, b, J) for b in fine])
+    f = {name: result.field(name) for name in result.field_names()}
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    ax = axes[0]
+    ax.plot(fine, ln_z, "k-", lw=1, label="exact")
+    ax.errorbar(betas, f["lnZ_per_site_variational"], f["lnZ_per_site_variational_stderr"],
+                fmt="o", label="variational (lower bound)")
+    ax.errorbar(betas, f["lnZ_per_site_importance"], f["lnZ_per_site_importance_stderr"],
+                fmt="s", mfc="none", label="importance")
+    ax.set_xlabel("beta")
+    ax.set_ylabel("ln Z / N")
+    ax.set_title(f"L = {L}", fontsize=9)
+    ax.legend(fontsize=7)
+    ax = axes[1]
+    ax.plot(fine, energy, "k-", lw=1, label="exact")
+    ax.errorbar(betas, f["energy_per_site_importance"], f["energy_per_site_importance_stderr"],
+                fmt="s", mfc="none", label="importance")
+    ax.set_xlabel("beta")
+    ax.set_ylabel("E / N")
+    ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(png_path, dpi=110)
     plt.close(fig)

@@ -17,12 +17,12 @@ import numpy as np
 
 from ...backends import Backend
 from ...config import Field, Section, make_schema
-from ...core.problem import GridAxis, ParticleData, Problem
+from ...core.problem import FieldData, GridAxis, ParticleData, Problem
 from ...errors import InputError
 from ...flows.integrators import sample, to_host
 from ...flows.model import (build_potential, check_model, flow_options, model_section,
                             time_section, training_fields)
-from ...flows.training import Adam, ReverseKL, Trainer, TrainingRun
+from ...flows.training import Adam, ReverseKL, Trainer, TrainingRun, geometric_lr
 from ..estimators import log_partition_estimates, weighted_mean
 from ..exact import BETA_C, IsingRelaxation, brute_force, kaufman_energy_per_site, kaufman_lnZ
 
@@ -47,6 +47,12 @@ SCHEMA = make_schema({
     "time": time_section(T=1.0, n_steps=10),
     "training": Section(training_fields(iterations=1000, batch_size=64, lr=1e-2),
                         doc="reverse-KL training (Adam)"),
+    "scan": Section({
+        "betas": Field("float_list", None, exclusive_minimum=0.0,
+                       doc="beta-scan mode: train at each of these inverse temperatures in "
+                           "turn (warm-started from the previous one; lattice.beta is then "
+                           "unused) and write F(beta), E(beta) beside the exact curves"),
+    }, doc="beta-scan mode"),
     "estimate": Section({
         "n_samples": Field("int", 16384, minimum=2,
                            doc="flow samples for the final estimators"),
@@ -92,6 +98,12 @@ class IsingVariationalProblem(Problem):
         except ValueError as exc:
             raise InputError(str(exc), source=where, key="lattice.alpha") from None
         self.N = self.relax.N
+        for b in case.get("scan.betas") or []:
+            try:
+                IsingRelaxation(self.L, b, self.J, case.get("lattice.alpha"))
+            except ValueError as exc:
+                raise InputError(f"at scan beta {b:g}: {exc}", source=where,
+                                 key="lattice.alpha") from None
         self.generators = check_model(case, self.N)
         seq = np.random.SeedSequence(case.get("run.seed"))
         self._seeds = dict(zip(("init", "batches", "eval"), seq.spawn(3)))
@@ -106,15 +118,17 @@ class IsingVariationalProblem(Problem):
                 f"{c.get('time.scheme')} steps")
 
     def max_iterations(self) -> int:
-        return self.case.get("training.iterations")
+        return self.case.get("training.iterations") * len(self.case.get("scan.betas") or [0])
 
     def build_potential(self, backend: Backend):
         return build_potential(self.case, self.N, backend,
                                np.random.default_rng(self._seeds["init"]), self.generators)
 
-    def make_solver(self, backend: Backend) -> IsingTrainingRun:
+    def make_solver(self, backend: Backend):
         c = self.case
         potential = self.build_potential(backend)
+        if c.get("scan.betas"):
+            return ScanRun(self, potential, backend)
         trainer = Trainer(potential, ReverseKL(self.relax.log_prob, self.relax.grad_log_prob),
                           batch_size=c.get("training.batch_size"),
                           optimizer=Adam(potential.n_params, lr=c.get("training.lr")),
@@ -125,19 +139,25 @@ class IsingVariationalProblem(Problem):
                                 constant=self.relax.constant, n_sites=self.N)
 
     def grid(self) -> list[GridAxis]:
-        return []
+        betas = self.case.get("scan.betas")
+        if not betas:
+            return []
+        return [GridAxis("beta", np.asarray(betas, dtype=np.float64), "1/J",
+                         "inverse temperatures of the scan", "other")]
 
     # -- exact values -----------------------------------------------------------------------
-    def exact(self) -> dict:
-        """ln Z_Ising / N and E / N (and <|M|>/N for L <= 4) with the method used."""
+    def exact(self, beta: float | None = None) -> dict:
+        """ln Z_Ising / N and E / N (and the mean absolute magnetization for L <= 4), with the
+        method used."""
+        beta = self.beta if beta is None else beta
         if self.L <= BRUTE_FORCE_MAX_L:
-            bf = brute_force(self.L, self.beta, self.J)
+            bf = brute_force(self.L, beta, self.J)
             return {"lnZ_per_site_exact": bf["lnZ"] / self.N,
                     "energy_per_site_exact": bf["energy_per_site"],
                     "abs_magnetization_per_site_exact": bf["abs_magnetization_per_site"],
                     "exact_method": "brute_force"}
-        return {"lnZ_per_site_exact": kaufman_lnZ(self.L, self.beta, self.J) / self.N,
-                "energy_per_site_exact": kaufman_energy_per_site(self.L, self.beta, self.J),
+        return {"lnZ_per_site_exact": kaufman_lnZ(self.L, beta, self.J) / self.N,
+                "energy_per_site_exact": kaufman_energy_per_site(self.L, beta, self.J),
                 "exact_method": "kaufman"}
 
     # -- evaluation -------------------------------------------------------------------------
@@ -145,60 +165,18 @@ class IsingVariationalProblem(Problem):
         key = (id(solver), solver.iteration)
         if self._cache is not None and self._cache[0] == key:
             return self._cache[1]
-        c, pot, xp = self.case, solver.potential, solver.potential.xp
-        rng = np.random.default_rng(self._seeds["eval"])
-        n, chunk = c.get("estimate.n_samples"), c.get("estimate.chunk")
-        log_w, energy, abs_mag, keep = [], [], [], {}
-        for start in range(0, n, chunk):
-            m = min(chunk, n - start)
-            z = xp.asarray(rng.standard_normal((m, self.N)))
-            x, log_q = sample(pot, z, **flow_options(c))
-            x, log_q = to_host(x), to_host(log_q)
-            lw = self.relax.log_prob(x) - log_q
-            spins = self.relax.sample_spins_given_x(x, rng)
-            log_w.append(lw)
-            energy.append(energy_per_site(spins, self.L, self.J))
-            abs_mag.append(np.abs(spins.mean(axis=1)))
-            if start == 0:
-                k = c.get("output.samples")
-                keep = {"x": x[:k], "spins": spins[:k], "log_weights": lw[:k]}
-        log_w = np.concatenate(log_w)
-        if not np.all(np.isfinite(log_w)):
-            bad = int((~np.isfinite(log_w)).sum())
-            log.warning("%d of %d log-weights are not finite; estimators use the rest", bad, n)
-            finite = np.isfinite(log_w)
-        else:
-            finite = slice(None)
-        est = log_partition_estimates(log_w[finite])
-        e_mean, e_err = weighted_mean(np.concatenate(energy)[finite], log_w[finite])
-        m_mean, m_err = weighted_mean(np.concatenate(abs_mag)[finite], log_w[finite])
-        N, const = self.N, self.relax.constant
-        summary = {
-            "L": self.L, "beta": self.beta, "J": self.J, "alpha": self.relax.alpha,
-            "lnZ_per_site_variational": (est["variational"] + const) / N,
-            "lnZ_per_site_variational_stderr": est["variational_stderr"] / N,
-            "lnZ_per_site_importance": (est["importance"] + const) / N,
-            "lnZ_per_site_importance_stderr": est["importance_stderr"] / N,
-            "lnZ_relaxation_per_site_variational": est["variational"] / N,
-            "ess_fraction": est["ess_fraction"],
-            "energy_per_site_importance": e_mean,
-            "energy_per_site_importance_stderr": e_err,
-            "abs_magnetization_per_site_importance": m_mean,
-            "abs_magnetization_per_site_importance_stderr": m_err,
-            "n_samples": int(np.size(log_w[finite])),
-        }
-        exact = self.exact()
-        method = exact.pop("exact_method")
-        summary.update(exact)
-        ex = summary["lnZ_per_site_exact"]
-        summary["relative_error_variational"] = abs(summary["lnZ_per_site_variational"] - ex) \
-            / abs(ex)
-        summary["relative_error_importance"] = abs(summary["lnZ_per_site_importance"] - ex) \
-            / abs(ex)
-        if summary["lnZ_per_site_importance_stderr"] > 0:
-            summary["importance_error_in_stderr"] = (abs(summary["lnZ_per_site_importance"] - ex)
-                                                     / summary["lnZ_per_site_importance_stderr"])
-        summary["exact_is_brute_force"] = method == "brute_force"
+        if isinstance(solver, ScanRun):
+            summary = {"L": self.L, "J": self.J, "scan_points": len(solver.betas),
+                       "scan_completed": int(solver.index)}
+            done = solver.results["relative_error_variational"][:solver.index]
+            if done.size:
+                summary["max_relative_error_variational"] = float(np.max(done))
+                summary["max_importance_error_in_stderr"] = float(np.max(
+                    solver.results["importance_error_in_stderr"][:solver.index]))
+            self._cache = (key, (summary, []))
+            return self._cache[1]
+        summary, keep = estimate(self, solver.potential, self.relax,
+                                 np.random.default_rng(self._seeds["eval"]))
         particles = [
             ParticleData("x", keep["x"], "1", "flow samples in the relaxed variables"),
             ParticleData("spins", keep["spins"], "1", "spins drawn from p(s | x)"),
@@ -211,11 +189,171 @@ class IsingVariationalProblem(Problem):
     def summary(self, solver) -> dict:
         return dict(self._evaluate(solver)[0])
 
-    def fields(self, solver) -> list:
-        return []
+    def fields(self, solver) -> list[FieldData]:
+        if not isinstance(solver, ScanRun):
+            return []
+        return [FieldData(name, values, ("beta",), "1", SCAN_FIELDS[name])
+                for name, values in solver.results.items()]
 
     def particles(self, solver) -> list[ParticleData]:
         return self._evaluate(solver)[1]
+
+
+def estimate(problem: IsingVariationalProblem, pot, relax: IsingRelaxation,
+             rng: np.random.Generator) -> tuple[dict, dict]:
+    """The estimators of the module notes at ``relax``'s temperature, beside the exact values.
+
+    Returns the summary and the first ``output.samples`` samples (x, spins, log-weights).
+    """
+    c, xp = problem.case, pot.xp
+    n, chunk = c.get("estimate.n_samples"), c.get("estimate.chunk")
+    log_w, energy, abs_mag, keep = [], [], [], {}
+    for start in range(0, n, chunk):
+        m = min(chunk, n - start)
+        z = xp.asarray(rng.standard_normal((m, relax.N)))
+        x, log_q = sample(pot, z, **flow_options(c))
+        x, log_q = to_host(x), to_host(log_q)
+        lw = relax.log_prob(x) - log_q
+        spins = relax.sample_spins_given_x(x, rng)
+        log_w.append(lw)
+        energy.append(energy_per_site(spins, relax.L, relax.J))
+        abs_mag.append(np.abs(spins.mean(axis=1)))
+        if start == 0:
+            k = c.get("output.samples")
+            keep = {"x": x[:k], "spins": spins[:k], "log_weights": lw[:k]}
+    log_w = np.concatenate(log_w)
+    finite = np.isfinite(log_w)
+    if not finite.all():
+        log.warning("%d of %d log-weights are not finite; the estimators use the rest",
+                    int((~finite).sum()), n)
+    est = log_partition_estimates(log_w[finite])
+    e_mean, e_err = weighted_mean(np.concatenate(energy)[finite], log_w[finite])
+    m_mean, m_err = weighted_mean(np.concatenate(abs_mag)[finite], log_w[finite])
+    N, const = relax.N, relax.constant
+    summary = {
+        "L": relax.L, "beta": relax.beta, "J": relax.J, "alpha": relax.alpha,
+        "lnZ_per_site_variational": (est["variational"] + const) / N,
+        "lnZ_per_site_variational_stderr": est["variational_stderr"] / N,
+        "lnZ_per_site_importance": (est["importance"] + const) / N,
+        "lnZ_per_site_importance_stderr": est["importance_stderr"] / N,
+        "lnZ_relaxation_per_site_variational": est["variational"] / N,
+        "ess_fraction": est["ess_fraction"],
+        "energy_per_site_importance": e_mean,
+        "energy_per_site_importance_stderr": e_err,
+        "abs_magnetization_per_site_importance": m_mean,
+        "abs_magnetization_per_site_importance_stderr": m_err,
+        "n_samples": int(finite.sum()),
+    }
+    exact = problem.exact(relax.beta)
+    summary["exact_is_brute_force"] = exact.pop("exact_method") == "brute_force"
+    summary.update(exact)
+    ex = summary["lnZ_per_site_exact"]
+    summary["relative_error_variational"] = abs(summary["lnZ_per_site_variational"] - ex) / ex
+    summary["relative_error_importance"] = abs(summary["lnZ_per_site_importance"] - ex) / ex
+    if summary["lnZ_per_site_importance_stderr"] > 0:
+        summary["importance_error_in_stderr"] = (abs(summary["lnZ_per_site_importance"] - ex)
+                                                 / summary["lnZ_per_site_importance_stderr"])
+    return summary, keep
+
+
+#: per-beta results of a scan (fields over the ``beta`` axis) and what they hold
+SCAN_FIELDS = {
+    "lnZ_per_site_variational": "variational estimate of ln Z_Ising / N (lower bound)",
+    "lnZ_per_site_variational_stderr": "its standard error",
+    "lnZ_per_site_importance": "importance estimate of ln Z_Ising / N",
+    "lnZ_per_site_importance_stderr": "its standard error (delta method)",
+    "lnZ_per_site_exact": "exact ln Z_Ising / N (brute force for L <= 4, else Kaufman)",
+    "energy_per_site_importance": "importance estimate of <E> / N",
+    "energy_per_site_importance_stderr": "its standard error",
+    "energy_per_site_exact": "exact <E> / N",
+    "ess_fraction": "effective sample size / n",
+    "relative_error_variational": "|variational - exact| / exact",
+    "importance_error_in_stderr": "|importance - exact| / its standard error",
+}
+
+
+class ScanRun:
+    """Training through a list of temperatures, warm-starting each from the previous one.
+
+    One :class:`~ot_pde.flows.training.Trainer` runs throughout (its iteration count is the
+    run's); at each new temperature its objective and Adam state are replaced. After the last
+    step at a temperature the estimators run and fill one entry of :attr:`results`. The
+    learning-rate schedule restarts at each temperature. :meth:`state` holds the scan index
+    and the results so far, so ``--restart`` continues bit-for-bit.
+    """
+
+    def __init__(self, problem: IsingVariationalProblem, potential, backend: Backend):
+        c = problem.case
+        self.problem, self.potential = problem, potential
+        self.betas = [float(b) for b in c.get("scan.betas")]
+        self.per_beta = c.get("training.iterations")
+        self.lr, self.lr_final = c.get("training.lr"), c.get("training.lr_final")
+        self.index = 0
+        self.results = {name: np.full(len(self.betas), np.nan) for name in SCAN_FIELDS}
+        self.trainer = Trainer(potential, self._objective(0),
+                               batch_size=c.get("training.batch_size"),
+                               optimizer=Adam(potential.n_params, lr=c.get("training.lr")),
+                               seed=np.random.default_rng(problem._seeds["batches"]),
+                               xp=backend.xp, **flow_options(c))
+
+    def _relax(self, k: int) -> IsingRelaxation:
+        p = self.problem
+        return IsingRelaxation(p.L, self.betas[k], p.J, p.case.get("lattice.alpha"))
+
+    def _objective(self, k: int):
+        relax = self._relax(k)
+        return ReverseKL(relax.log_prob, relax.grad_log_prob)
+
+    def _enter(self, k: int) -> None:
+        self.index = k
+        if k < len(self.betas):
+            self.trainer.objective = self._objective(k)
+            self.trainer.optimizer = Adam(self.potential.n_params,
+                                          lr=self.problem.case.get("training.lr"))
+
+    @property
+    def iteration(self) -> int:
+        return self.trainer.iteration
+
+    @property
+    def finished(self) -> bool:
+        return self.index >= len(self.betas)
+
+    def step(self) -> dict:
+        local = self.iteration - self.index * self.per_beta
+        lr = geometric_lr(self.lr, self.lr_final, local, self.per_beta)
+        self.trainer.optimizer.lr = lr
+        diag = self.trainer.step()
+        relax = self._relax(self.index)
+        row = {"loss": diag["loss"], "grad_norm": diag["grad_norm"], "lr": lr,
+               "beta": self.betas[self.index],
+               "lnZ_per_site_batch": (relax.constant - diag["loss"]) / relax.N}
+        if local + 1 == self.per_beta:
+            # the evaluation generator is seeded per temperature: a restart reproduces it
+            rng = np.random.default_rng([self.problem._seeds["eval"].entropy, self.index])
+            summary, _ = estimate(self.problem, self.potential, relax, rng)
+            for name in SCAN_FIELDS:
+                self.results[name][self.index] = summary.get(name, np.nan)
+            log.info("beta = %.6g: ln Z/N variational %.6f +- %.6f, importance %.6f +- %.6f, "
+                     "exact %.6f", relax.beta, summary["lnZ_per_site_variational"],
+                     summary["lnZ_per_site_variational_stderr"],
+                     summary["lnZ_per_site_importance"],
+                     summary["lnZ_per_site_importance_stderr"], summary["lnZ_per_site_exact"])
+            self._enter(self.index + 1)
+        return row
+
+    def state(self) -> dict:
+        state = self.trainer.state()
+        state["scan_index"] = self.index
+        for name, values in self.results.items():
+            state[f"scan_{name}"] = values.copy()
+        return state
+
+    def load_state(self, state) -> None:
+        self._enter(int(state["scan_index"]))
+        for name in self.results:
+            self.results[name] = np.array(state[f"scan_{name}"], dtype=np.float64)
+        self.trainer.load_state(state)
 
 
 def build(case) -> IsingVariationalProblem:
