@@ -64,24 +64,38 @@ def plot_scan(result, png_path, plt) -> None:
         ln_z = np.array([kaufman_lnZ(L, b, J) for b in fine]) / L ** 2
         energy = np.array([kaufman_energy_per_site(L, b, J) for b in fine])
     f = {name: result.field(name) for name in result.field_names()}
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-    ax = axes[0]
+    # Top: the curves. Bottom: estimate - exact with error bars (the curves hide the gaps).
+    fig, axes = plt.subplots(2, 2, figsize=(10, 6.4), sharex=True,
+                             gridspec_kw={"height_ratios": [2, 1]})
+    ax = axes[0, 0]
     ax.plot(fine, ln_z, "k-", lw=1, label="exact")
     ax.errorbar(betas, f["lnZ_per_site_variational"], f["lnZ_per_site_variational_stderr"],
                 fmt="o", label="variational (lower bound)")
     ax.errorbar(betas, f["lnZ_per_site_importance"], f["lnZ_per_site_importance_stderr"],
                 fmt="s", mfc="none", label="importance")
-    ax.set_xlabel("beta")
     ax.set_ylabel("ln Z / N")
     ax.set_title(f"L = {L}", fontsize=9)
     ax.legend(fontsize=7)
-    ax = axes[1]
+    ax = axes[1, 0]
+    ax.axhline(0.0, color="k", lw=1)
+    ax.errorbar(betas, f["lnZ_per_site_variational"] - f["lnZ_per_site_exact"],
+                f["lnZ_per_site_variational_stderr"], fmt="o")
+    ax.errorbar(betas, f["lnZ_per_site_importance"] - f["lnZ_per_site_exact"],
+                f["lnZ_per_site_importance_stderr"], fmt="s", mfc="none")
+    ax.set_ylabel("estimate - exact")
+    ax.set_xlabel("beta")
+    ax = axes[0, 1]
     ax.plot(fine, energy, "k-", lw=1, label="exact")
     ax.errorbar(betas, f["energy_per_site_importance"], f["energy_per_site_importance_stderr"],
-                fmt="s", mfc="none", label="importance")
-    ax.set_xlabel("beta")
+                fmt="s", mfc="none", color="C1", label="importance")
     ax.set_ylabel("E / N")
     ax.legend(fontsize=7)
+    ax = axes[1, 1]
+    ax.axhline(0.0, color="k", lw=1)
+    ax.errorbar(betas, f["energy_per_site_importance"] - f["energy_per_site_exact"],
+                f["energy_per_site_importance_stderr"], fmt="s", mfc="none", color="C1")
+    ax.set_ylabel("estimate - exact")
+    ax.set_xlabel("beta")
     fig.tight_layout()
     fig.savefig(png_path, dpi=110)
     plt.close(fig)

@@ -112,7 +112,10 @@ class IsingVariationalProblem(Problem):
     # -- set-up -----------------------------------------------------------------------------
     def describe(self) -> str:
         c = self.case
-        return (f"Ising {self.L}x{self.L} at beta = {self.beta:.6g}, J = {self.J:g}: "
+        betas = c.get("scan.betas")
+        where = (f"beta scan over {len(betas)} temperatures ({min(betas):g}..{max(betas):g})"
+                 if betas else f"beta = {self.beta:.6g}")
+        return (f"Ising {self.L}x{self.L} at {where}, J = {self.J:g}: "
                 f"{c.get('model.family')} (width {c.get('model.width')}, symmetry "
                 f"{'+'.join(c.get('model.symmetry')) or 'none'}), {c.get('time.n_steps')} "
                 f"{c.get('time.scheme')} steps")
