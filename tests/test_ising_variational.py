@@ -246,3 +246,47 @@ def test_L4_critical_case_meets_the_acceptance(cli, tmp_path):
     assert s["relative_error_variational"] <= 0.005
     assert s["importance_error_in_stderr"] <= 3.0
     assert s["exact_is_brute_force"] is True
+
+
+def test_fft_translations_in_the_model_equal_the_full_group_average(monkeypatch):
+    """With lattice translations in model.symmetry (and L large enough) the one-hidden-layer
+    potential is the FFT translation average with the point group and spin flip averaged on
+    top; that is the average over the whole group (256 elements at L = 4, where the switch is
+    lowered for the test), computed directly here."""
+    from ot_pde.backends import get_backend
+    from ot_pde.flows import model
+
+    monkeypatch.setattr(model, "FFT_TRANSLATIONS_MIN_L", 4)
+    from ot_pde.flows.lattice import TranslationAveraged
+    from ot_pde.flows.potentials import (GroupAveraged, OneHiddenLayer, reflections_2d,
+                                         spin_flip, translations_2d)
+
+    text = SMALL.replace("L = 3", "L = 4").replace(
+        'symmetry = ["spin_flip"]',
+        'symmetry = ["spin_flip", "lattice_translations", "lattice_reflections"]\n'
+        'bias = true\ntime_dependent = true\nactivation = "tanh"')
+    problem = get_kind("ising_variational").build(load_case_text(text))
+    pot = problem.build_potential(get_backend("numpy"))
+    assert isinstance(pot.base, TranslationAveraged) and pot.order == 16
+    ref = GroupAveraged(OneHiddenLayer(16, 8, "tanh", bias=True, time_dependent=True),
+                        translations_2d(4) + reflections_2d(4) + spin_flip(16))
+    assert ref.order == 256
+    ref.set_params(pot.params)
+    rng = np.random.default_rng(4)
+    x, a, b = rng.standard_normal((5, 16)), rng.standard_normal((5, 16)), rng.standard_normal(5)
+    for got, want in [(pot.value(x, 0.3), ref.value(x, 0.3)),
+                      *zip(pot.grad_and_laplacian(x, 0.3), ref.grad_and_laplacian(x, 0.3)),
+                      *zip(pot.vjp(x, 0.3, a, b), ref.vjp(x, 0.3, a, b))]:
+        assert np.max(np.abs(got - want)) <= 1e-12 * np.max(np.abs(want))
+
+
+def test_small_lattices_average_translations_directly():
+    from ot_pde.backends import get_backend
+    from ot_pde.flows.potentials import OneHiddenLayer
+
+    text = SMALL.replace("L = 3", "L = 4").replace(
+        'symmetry = ["spin_flip"]',
+        'symmetry = ["spin_flip", "lattice_translations", "lattice_reflections"]')
+    pot = get_kind("ising_variational").build(load_case_text(text)).build_potential(
+        get_backend("numpy"))
+    assert isinstance(pot.base, OneHiddenLayer) and pot.order == 256
