@@ -159,26 +159,23 @@ class TranslationAveraged(Potential):
         w2 = self._views["w2"]
         return (self._sigma(self.xp, z).sum(axis=2) @ w2) / self.dim
 
-    def grad_and_laplacian(self, x, t):
+    def _terms(self, x, t, want_value: bool):
+        """(value or None, gradient, Laplacian) from one set of pre-activations."""
         x = self._x(x)
         Wh = self._W_hat()
         z = self._pre(x, t, Wh)
         w2 = self._views["w2"]
         d1, d2, _ = self._derivs(self.xp, z, False)
+        value = self._sigma(self.xp, z).sum(axis=2) @ w2 / self.dim if want_value else None
         grad = self._conv_W(Wh, d1 * w2[:, None])
         lap = d2.sum(axis=2) @ (w2 * self._norms())
-        return grad / self.dim, lap / self.dim
+        return value, grad / self.dim, lap / self.dim
+
+    def grad_and_laplacian(self, x, t):
+        return self._terms(x, t, want_value=False)[1:]
 
     def value_grad_and_laplacian(self, x, t):
-        x = self._x(x)
-        Wh = self._W_hat()
-        z = self._pre(x, t, Wh)
-        w2 = self._views["w2"]
-        d1, d2, _ = self._derivs(self.xp, z, False)
-        value = self._sigma(self.xp, z).sum(axis=2) @ w2
-        grad = self._conv_W(Wh, d1 * w2[:, None])
-        lap = d2.sum(axis=2) @ (w2 * self._norms())
-        return value / self.dim, grad / self.dim, lap / self.dim
+        return self._terms(x, t, want_value=True)
 
     def grad(self, x, t):
         x = self._x(x)
@@ -186,11 +183,6 @@ class TranslationAveraged(Potential):
         z = self._pre(x, t, Wh)
         d1 = self._derivs(self.xp, z, False)[0]
         return self._conv_W(Wh, d1 * self._views["w2"][:, None]) / self.dim
-
-    def vjp(self, x, t, a, b):
-        x = self._x(x)
-        a = self._vectors(a, x.shape[0], "a")
-        return self._vjp(x, t, a, self._rows(b, x.shape[0], "b"), want_params=True)
 
     def _vjp(self, x, t, a, b, want_params):
         xp = self.xp

@@ -125,7 +125,7 @@ class Potential:
     Notes
     -----
     Subclasses declare their parameters with :meth:`_declare` and implement ``value``,
-    ``grad_and_laplacian``, ``vjp`` and ``param_vjp_value``; the other methods derive from
+    ``grad_and_laplacian``, ``_vjp`` and ``param_vjp_value``; the other methods derive from
     these and may be overridden where a direct formula is cheaper.
     """
 
@@ -234,7 +234,9 @@ class Potential:
 
         One pass computes both, which is what a step of the discrete adjoint needs.
         """
-        raise NotImplementedError
+        x = self._x(x)
+        a = self._vectors(a, x.shape[0], "a")
+        return self._vjp(x, t, a, self._rows(b, x.shape[0], "b"), want_params=True)
 
     def hvp(self, x, t, v):
         r""":math:`\nabla_x^2\varphi(x_i, t)\,v_i`, shape ``(B, d)``."""
@@ -456,11 +458,6 @@ class OneHiddenLayer(Potential):
         W1, w2 = self._views["W1"], self._views["w2"]
         d3 = self._derivs(self.xp, z, True)[2]
         return (d3 * (w2 * self._norms())) @ W1
-
-    def vjp(self, x, t, a, b):
-        x = self._x(x)
-        a = self._vectors(a, x.shape[0], "a")
-        return self._vjp(x, t, a, self._rows(b, x.shape[0], "b"), want_params=True)
 
     def _vjp(self, x, t, a, b, want_params):
         xp = self.xp
@@ -695,11 +692,6 @@ class OTFlowResNet(Potential):
         lap, _, _ = self._trace(ders, g, keep=False)
         AE = self._views["A"][:, :self.dim]
         return self._grad_s(s, q)[:, :self.dim], lap + (AE * AE).sum()
-
-    def vjp(self, x, t, a, b):
-        x = self._x(x)
-        a = self._vectors(a, x.shape[0], "a")
-        return self._vjp(x, t, a, self._rows(b, x.shape[0], "b"), want_params=True)
 
     def _vjp(self, x, t, a, b, want_params):
         s_bar, theta_bar = self._reverse(x, t, None, a, b, want_params)
@@ -1072,11 +1064,6 @@ class GroupAveraged(Potential):
         for sl in self._chunks(batch):
             grad = grad + self._act_transpose(self.base.grad(self._act(x, sl), t), sl, batch)
         return grad / self.order
-
-    def vjp(self, x, t, a, b):
-        x = self._x(x)
-        a = self._vectors(a, x.shape[0], "a")
-        return self._vjp(x, t, a, self._rows(b, x.shape[0], "b"), want_params=True)
 
     def _vjp(self, x, t, a, b, want_params):
         batch = x.shape[0]
