@@ -291,28 +291,21 @@ class ScanRun:
         self.betas = [float(b) for b in c.get("scan.betas")]
         self.per_beta = c.get("training.iterations")
         self.lr, self.lr_final = c.get("training.lr"), c.get("training.lr_final")
-        self.index = 0
         self.results = {name: np.full(len(self.betas), np.nan) for name in SCAN_FIELDS}
-        self.trainer = Trainer(potential, self._objective(0),
-                               batch_size=c.get("training.batch_size"),
-                               optimizer=Adam(potential.n_params, lr=c.get("training.lr")),
+        self.trainer = Trainer(potential, None, batch_size=c.get("training.batch_size"),
                                seed=np.random.default_rng(problem._seeds["batches"]),
+                               optimizer=Adam(potential.n_params, lr=self.lr),
                                xp=backend.xp, **flow_options(c))
-
-    def _relax(self, k: int) -> IsingRelaxation:
-        p = self.problem
-        return IsingRelaxation(p.L, self.betas[k], p.J, p.case.get("lattice.alpha"))
-
-    def _objective(self, k: int):
-        relax = self._relax(k)
-        return ReverseKL(relax.log_prob, relax.grad_log_prob)
+        self._enter(0)
 
     def _enter(self, k: int) -> None:
+        """Move to temperature ``k``: its relaxation (built once, not per step), a fresh Adam."""
         self.index = k
         if k < len(self.betas):
-            self.trainer.objective = self._objective(k)
-            self.trainer.optimizer = Adam(self.potential.n_params,
-                                          lr=self.problem.case.get("training.lr"))
+            p = self.problem
+            self.relax = IsingRelaxation(p.L, self.betas[k], p.J, p.case.get("lattice.alpha"))
+            self.trainer.objective = ReverseKL(self.relax.log_prob, self.relax.grad_log_prob)
+            self.trainer.optimizer = Adam(self.potential.n_params, lr=self.lr)
 
     @property
     def iteration(self) -> int:
@@ -327,7 +320,7 @@ class ScanRun:
         lr = geometric_lr(self.lr, self.lr_final, local, self.per_beta)
         self.trainer.optimizer.lr = lr
         diag = self.trainer.step()
-        relax = self._relax(self.index)
+        relax = self.relax
         row = {"loss": diag["loss"], "grad_norm": diag["grad_norm"], "lr": lr,
                "beta": self.betas[self.index],
                "lnZ_per_site_batch": (relax.constant - diag["loss"]) / relax.N}
