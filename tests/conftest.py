@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from ot_pde.backends import available_backends
@@ -49,3 +50,39 @@ def json_line(stdout: str) -> dict:
     lines = [ln for ln in stdout.splitlines() if ln.strip()]
     assert len(lines) == 1, stdout
     return json.loads(lines[0])
+
+
+def fd_param_grad(potential, fun, eps=1e-5):
+    """Central differences of ``fun()`` in the flat parameters of ``potential`` (restored)."""
+    theta = np.array(potential.params, copy=True)
+    grad = np.empty(theta.size)
+    try:
+        for k in range(theta.size):
+            step = np.zeros_like(theta)
+            step[k] = eps
+            potential.set_params(theta + step)
+            up = fun()
+            potential.set_params(theta - step)
+            grad[k] = (up - fun()) / (2 * eps)
+    finally:
+        potential.set_params(theta)
+    return grad
+
+
+def run_full_and_restarted(cli, case, full, part, *, stop_at: int, total: int) -> None:
+    """Run ``case`` (``training.iterations = total``) into ``full``; run it with
+    ``training.iterations = stop_at`` into ``part``, mark that file as interrupted with the full
+    case (as if a ``total``-iteration run had been killed after its checkpoint at ``stop_at``)
+    and continue it with ``--restart``. The caller compares the two files."""
+    import h5py
+
+    assert cli("run", case, "-o", full, "--backend", "numpy")[0] == 0
+    code, _, err = cli("run", case, "-o", part, "--backend", "numpy", "--set",
+                       f"training.iterations={stop_at}")
+    assert code == 0, err
+    with h5py.File(part, "r+") as f:
+        f.attrs["status"] = "interrupted"
+        f.attrs["case_toml"] = f.attrs["case_toml"].replace(f"iterations = {stop_at}",
+                                                            f"iterations = {total}")
+    code, _, err = cli("run", case, "-o", part, "--backend", "numpy", "--restart")
+    assert code == 0, err

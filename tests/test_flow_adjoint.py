@@ -22,6 +22,8 @@ from ot_pde.errors import InputError, NumericalError
 from ot_pde.flows import integrators as integ
 from ot_pde.flows import training as tr
 
+from .conftest import fd_param_grad
+
 
 class QuadraticPotential:
     r""":math:`\varphi = \tfrac12 x^\top S x`, :math:`S = (M + M^\top)/2`; parameters: ``M``."""
@@ -134,22 +136,6 @@ class TanhPotential:
         return np.concatenate([c @ h, (g.T @ x).ravel(), t * g.sum(0), g.sum(0)])
 
 
-def _fd_grad(potential, fun, eps=1e-5):
-    """Central differences of ``fun()`` in the potential's parameters."""
-    theta = potential.params.copy()
-    g = np.empty_like(theta)
-    for k in range(theta.size):
-        step = np.zeros_like(theta)
-        step[k] = eps
-        potential.set_params(theta + step)
-        fp = fun()
-        potential.set_params(theta - step)
-        fm = fun()
-        g[k] = (fp - fm) / (2 * eps)
-    potential.set_params(theta)
-    return g
-
-
 def _target():
     """An unnormalized non-Gaussian target and its gradient (d = 3)."""
     mean = np.array([0.5, -0.3, 0.2])
@@ -189,9 +175,9 @@ def test_test_potentials_derivatives():
                       / (2 * eps) for i in range(3)], 1)
     np.testing.assert_allclose(pot.grad_laplacian(x, t), fd_gl, atol=1e-8)
     fun = lambda: float(np.sum(a * pot.grad(x, t)) + b @ pot.laplacian(x, t))  # noqa: E731
-    np.testing.assert_allclose(pot.param_vjp(x, t, a, b), _fd_grad(pot, fun), atol=1e-8)
+    np.testing.assert_allclose(pot.param_vjp(x, t, a, b), fd_param_grad(pot, fun), atol=1e-8)
     fun = lambda: float(b @ pot.value(x, t))  # noqa: E731
-    np.testing.assert_allclose(pot.param_vjp_value(x, t, b), _fd_grad(pot, fun), atol=1e-8)
+    np.testing.assert_allclose(pot.param_vjp_value(x, t, b), fd_param_grad(pot, fun), atol=1e-8)
 
 
 # ---------------------------------------------------------------------------- adjoint
@@ -211,7 +197,7 @@ def test_adjoint_gradient_matches_finite_differences(scheme, kind):
     kw = dict(T=0.8, n_steps=5, scheme=scheme)
     value, grad = tr.loss_and_grad(pot, objective, batch, **kw)
     assert value == tr.loss(pot, objective, batch, **kw)
-    fd = _fd_grad(pot, lambda: tr.loss(pot, objective, batch, **kw))
+    fd = fd_param_grad(pot, lambda: tr.loss(pot, objective, batch, **kw))
     assert np.max(np.abs(grad - fd)) <= 1e-6 * np.max(np.abs(fd))
 
 
@@ -273,7 +259,7 @@ def test_adjoint_every_package_family(family, kind, backend_name):
     objective = tr.ForwardKL(batch) if kind == "forward_kl" else tr.ReverseKL(*_target())
     kw = dict(T=0.7, n_steps=3, scheme="rk4")
     _, grad = tr.loss_and_grad(pot, objective, batch, **kw)
-    fd = _fd_grad(pot, lambda: tr.loss(pot, objective, batch, **kw))
+    fd = fd_param_grad(pot, lambda: tr.loss(pot, objective, batch, **kw))
     assert np.max(np.abs(grad - fd)) <= 1e-6 * np.max(np.abs(fd))
 
 
@@ -288,7 +274,7 @@ def test_adjoint_fused_vjp_one_hidden_layer(scheme, kind):
     objective = tr.ForwardKL(batch) if kind == "forward_kl" else tr.ReverseKL(*_target())
     kw = dict(T=0.8, n_steps=4, scheme=scheme)
     _, grad = tr.loss_and_grad(pot, objective, batch, **kw)
-    fd = _fd_grad(pot, lambda: tr.loss(pot, objective, batch, **kw))
+    fd = fd_param_grad(pot, lambda: tr.loss(pot, objective, batch, **kw))
     assert np.max(np.abs(grad - fd)) <= 1e-6 * np.max(np.abs(fd))
 
 
@@ -300,7 +286,7 @@ def test_adjoint_quadratic_potential_fd():
     for objective in (tr.ForwardKL(batch), tr.ReverseKL(*_target())):
         kw = dict(T=1.0, n_steps=4, scheme="rk4")
         _, grad = tr.loss_and_grad(pot, objective, batch, **kw)
-        fd = _fd_grad(pot, lambda: tr.loss(pot, objective, batch, **kw))
+        fd = fd_param_grad(pot, lambda: tr.loss(pot, objective, batch, **kw))
         assert np.max(np.abs(grad - fd)) <= 1e-6 * np.max(np.abs(fd))
 
 

@@ -10,6 +10,8 @@ from ot_pde.flows import training as tr
 from ot_pde.flows.lattice import TranslationAveraged
 from ot_pde.flows.potentials import GroupAveraged, OneHiddenLayer, translations_2d
 
+from .conftest import fd_param_grad
+
 RTOL = 1e-12
 
 
@@ -90,22 +92,6 @@ def test_translation_invariance(L):
             _close(fft.grad(xs, 0.5), gs)
 
 
-def _fd_grad(potential, fun, eps=1e-5):
-    """Central differences of ``fun()`` in the potential's parameters."""
-    theta = potential.params.copy()
-    g = np.empty_like(theta)
-    for k in range(theta.size):
-        step = np.zeros_like(theta)
-        step[k] = eps
-        potential.set_params(theta + step)
-        fp = fun()
-        potential.set_params(theta - step)
-        fm = fun()
-        g[k] = (fp - fm) / (2 * eps)
-    potential.set_params(theta)
-    return g
-
-
 def test_adjoint_rk4_matches_finite_differences():
     """The discrete adjoint through RK4 with the FFT potential is the gradient of the loss."""
     L = 3
@@ -123,5 +109,5 @@ def test_adjoint_rk4_matches_finite_differences():
     kw = dict(T=0.8, n_steps=4, scheme="rk4")
     value, g = tr.loss_and_grad(pot, objective, batch, **kw)
     assert value == tr.loss(pot, objective, batch, **kw)
-    fd = _fd_grad(pot, lambda: tr.loss(pot, objective, batch, **kw))
+    fd = fd_param_grad(pot, lambda: tr.loss(pot, objective, batch, **kw))
     assert np.max(np.abs(g - fd)) <= 1e-6 * np.max(np.abs(fd))

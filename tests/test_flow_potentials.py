@@ -34,6 +34,8 @@ from ot_pde.flows.potentials import (ACTIVATIONS, GroupAveraged, OneHiddenLayer,
                                      signed_permutation_group, spin_flip, translations_2d,
                                      reflections_2d)
 
+from .conftest import fd_param_grad
+
 FD_H = 1e-5
 FD_TOL = 1e-7
 FD2_H = 1e-4
@@ -169,22 +171,6 @@ def test_vjp_x_cotangent(fd_data):
     assert_rel(x_bar, expected, FD_TOL, "vjp x_bar")
 
 
-def _fd_params(pot, loss, h=FD_H):
-    theta = pot.params.copy()
-    out = np.empty(pot.n_params)
-    try:
-        for k in range(pot.n_params):
-            e = np.zeros_like(theta)
-            e[k] = h
-            pot.set_params(theta + e)
-            up = loss()
-            pot.set_params(theta - e)
-            out[k] = (up - loss()) / (2 * h)
-    finally:
-        pot.set_params(theta)
-    return out
-
-
 def test_param_vjp_matches_fd(fd_data):
     d = fd_data
     pot, x, t = d["pot"], d["x"], d["t"]
@@ -195,7 +181,7 @@ def test_param_vjp_matches_fd(fd_data):
         g, lap = pot.grad_and_laplacian(x, t)
         return float((a * g).sum() + b @ lap)
 
-    fd = _fd_params(pot, loss)
+    fd = fd_param_grad(pot, loss, FD_H)
     _, theta_bar = pot.vjp(x, t, a, b)
     assert_rel(theta_bar, fd, FD_TOL, "vjp theta_bar")
     assert_rel(pot.param_vjp(x, t, a, b), theta_bar, 1e-14, "param_vjp vs vjp")
@@ -208,7 +194,7 @@ def test_param_vjp_value_matches_fd(fd_data):
     d = fd_data
     pot, x, t = d["pot"], d["x"], d["t"]
     c = d["rng"].standard_normal(x.shape[0])
-    fd = _fd_params(pot, lambda: float(c @ pot.value(x, t)))
+    fd = fd_param_grad(pot, lambda: float(c @ pot.value(x, t)), FD_H)
     assert_rel(pot.param_vjp_value(x, t, c), fd, FD_TOL, "param_vjp_value")
 
 

@@ -14,7 +14,7 @@ from ot_pde.ising.exact import IsingRelaxation, brute_force
 from ot_pde.ising.variational.problem import energy_per_site
 from ot_pde.io import ResultFile
 
-from .conftest import json_line
+from .conftest import json_line, run_full_and_restarted
 
 SMALL = """\
 [case]
@@ -125,20 +125,10 @@ def test_short_run_writes_estimates_with_the_exact_values(cli, tmp_path):
 
 
 def test_restart_continues_bit_for_bit(cli, tmp_path):
-    import h5py
-
     case = tmp_path / "ising.toml"
     case.write_text(SMALL)
     full, part = tmp_path / "full.h5", tmp_path / "part.h5"
-    assert cli("run", case, "-o", full, "--backend", "numpy")[0] == 0
-    assert cli("run", case, "-o", part, "--backend", "numpy", "--set",
-               "training.iterations=10")[0] == 0
-    with h5py.File(part, "r+") as f:
-        f.attrs["status"] = "interrupted"
-        f.attrs["case_toml"] = f.attrs["case_toml"].replace("iterations = 10",
-                                                            "iterations = 20")
-    code, _, err = cli("run", case, "-o", part, "--backend", "numpy", "--restart")
-    assert code == 0, err
+    run_full_and_restarted(cli, case, full, part, stop_at=10, total=20)
     with ResultFile(full) as a, ResultFile(part) as b:
         assert np.array_equal(a.checkpoint()[0]["params"], b.checkpoint()[0]["params"])
         assert a.summary()["lnZ_per_site_importance"] == b.summary()["lnZ_per_site_importance"]
