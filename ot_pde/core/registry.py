@@ -22,6 +22,7 @@ _KIND_MODULES = {
     "benamou_brenier": "ot_pde.transport.benamou_brenier",
     "monge_ampere_flow": "ot_pde.flows.monge_ampere",
     "ising_variational": "ot_pde.ising.variational",
+    "euler_spectral": "ot_pde.euler.spectral",
 }
 
 _KINDS: dict[str, "ProblemKind"] = {}

@@ -1,0 +1,1 @@
+"""Incompressible Euler equations: spectral (torus) and Lagrangian particle (OT) solvers."""
