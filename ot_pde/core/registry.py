@@ -23,6 +23,7 @@ _KIND_MODULES = {
     "monge_ampere_flow": "ot_pde.flows.monge_ampere",
     "ising_variational": "ot_pde.ising.variational",
     "euler_spectral": "ot_pde.euler.spectral",
+    "euler_lagrangian": "ot_pde.euler.lagrangian",
 }
 
 _KINDS: dict[str, "ProblemKind"] = {}
