@@ -24,6 +24,7 @@ _KIND_MODULES = {
     "ising_variational": "ot_pde.ising.variational",
     "euler_spectral": "ot_pde.euler.spectral",
     "euler_lagrangian": "ot_pde.euler.lagrangian",
+    "generalized_geodesic": "ot_pde.euler.generalized",
 }
 
 _KINDS: dict[str, "ProblemKind"] = {}
