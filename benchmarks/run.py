@@ -9,7 +9,14 @@ same process (never as assertions in tests).
 3. Monge-Ampere flow potential (``bench_flows.py``): value + gradient + Laplacian and one RK4
    trajectory at batch 64, d = 256, width 512, numpy vs numba vs PyTorch autograd (optional).
 
-``--only bb`` runs 1 and 2, ``--only flows`` runs 3.
+4. Pseudo-spectral 2D Euler (``bench_euler.py``): RK4 steps per second at 256^2 and 1024^2
+   beside the time of the step's FFTs alone (how close to the FFT bound), numpy/numba/cupy.
+
+5. Exported flows (``bench_comparison.py``): RealNVP and OT-Flow inference (forward and
+   log-density) with numpy and numba vs PyTorch CPU (optional) on the same batch.
+
+``--only bb`` runs 1 and 2, ``--only flows`` runs 3, ``--only euler`` runs 4,
+``--only comparison`` runs 5.
 """
 from __future__ import annotations
 
@@ -25,6 +32,8 @@ from ot_pde.config import load_case
 from ot_pde.core.registry import get_kind
 from ot_pde.transport.benamou_brenier import BenamouBrenierSolver, SpaceTimeGrid
 
+from bench_comparison import main as bench_comparison
+from bench_euler import main as bench_euler
 from bench_flows import main as bench_flows  # benchmarks/ is sys.path[0] when run as a script
 
 CASES = __import__("pathlib").Path(__file__).resolve().parent.parent / "cases"
@@ -100,14 +109,15 @@ def bench_pot(quick: bool):
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="fewer iterations, smaller POT problem")
-    p.add_argument("--only", choices=("bb", "flows"),
-                   help="run only the Benamou-Brenier (bb) or the flow-potential benchmarks")
+    p.add_argument("--only", choices=("bb", "flows", "euler", "comparison"),
+                   help="run only the Benamou-Brenier (bb), the flow-potential (flows) or the "
+                        "spectral Euler (euler) benchmarks")
     args = p.parse_args(argv)
     if args.only is None:
         # Each group in its own process: numba's parallel kernels of group 1 leave worker
         # threads that compete with torch's OpenMP threads (measured: torch 0.9 ms -> 8 ms
         # for (a) after the Benamou-Brenier runs), which would flatter numba 10x.
-        for group in ("bb", "flows"):
+        for group in ("bb", "flows", "euler", "comparison"):
             cmd = [sys.executable, __file__, "--only", group] + (["--quick"] if args.quick
                                                                  else [])
             code = subprocess.call(cmd)
@@ -117,6 +127,10 @@ def main(argv=None) -> int:
     if args.only == "bb":
         bench_iterations(args.quick)
         bench_pot(args.quick)
+    elif args.only == "euler":
+        bench_euler(args.quick)
+    elif args.only == "comparison":
+        bench_comparison(args.quick)
     else:
         bench_flows(args.quick)
     return 0

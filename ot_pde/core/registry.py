@@ -22,9 +22,10 @@ _KIND_MODULES = {
     "benamou_brenier": "ot_pde.transport.benamou_brenier",
     "monge_ampere_flow": "ot_pde.flows.monge_ampere",
     "ising_variational": "ot_pde.ising.variational",
-    "euler_spectral": "ot_pde.euler.spectral",
-    "euler_lagrangian": "ot_pde.euler.lagrangian",
     "generalized_geodesic": "ot_pde.euler.generalized",
+    "flow_comparison": "ot_pde.flows.comparison",
+    "euler_lagrangian": "ot_pde.euler.lagrangian",
+    "euler_spectral": "ot_pde.euler.spectral",
 }
 
 _KINDS: dict[str, "ProblemKind"] = {}
