@@ -275,6 +275,36 @@ def test_sigint_exits_130_and_marks_interrupted(tmp_path):
         assert len(rf.history()["iteration"]) == iteration
 
 
+def test_second_signal_skips_a_slow_summary_and_still_marks_the_file(tmp_path):
+    """An Ising run's summary samples afresh (here 2^21 flow samples, many seconds): a second
+    SIGINT while it runs skips it, and the file is still marked interrupted with its
+    checkpoint, ready for --restart."""
+    out = tmp_path / "x.h5"
+    proc = subprocess.Popen([sys.executable, "-m", "ot_pde", "run",
+                             str(CASES / "ising_L4_critical.toml"), "-o", str(out),
+                             "--backend", "numpy", "--set", "output.every=5",
+                             "--set", "estimate.n_samples=2097152"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    while _checkpoint_iteration(out) < 5 and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    err = []
+    for line in proc.stderr:  # wait until the summary has started
+        err.append(line)
+        if "signal again to skip" in line:
+            proc.send_signal(signal.SIGINT)
+            break
+    err.extend(proc.stderr)
+    proc.wait(timeout=60)
+    err = "".join(err)
+    assert proc.returncode == 130, err
+    assert "summary skipped" in err
+    with ResultFile(out) as rf:
+        assert rf.status == "interrupted"
+        assert rf.checkpoint()[1] >= 5
+        assert not rf.summary()
+
+
 def test_python_dash_m_entry_point():
     res = run_subprocess("--version", timeout=60)
     assert res.returncode == 0 and "ot_pde" in res.stdout

@@ -207,23 +207,41 @@ def run_case(case: Case, output: Path | None = None, *, backend: str | None = No
             progress.close()
             summary = {}
             if consistent and status in ("completed", "interrupted"):
-                summary = problem.summary(solver)
-                summary["iterations"] = int(solver.iteration)
-                summary["wall_seconds"] = float(elapsed())
-                with writer.batch():
-                    for fld in problem.fields(solver):
-                        writer.write_field(fld.name, fld.data, dims=fld.dims, units=fld.units,
-                                           description=fld.description)
-                    for part in problem.particles(solver):
-                        writer.write_particles(part.name, part.data, units=part.units,
-                                               description=part.description)
-                    writer.write_summary(summary)
-                if case.get("output.xdmf"):
-                    write_xdmf(output)
+                if status == "interrupted":
+                    # The summary may take a while (the Ising estimators sample afresh); a
+                    # second signal skips it and still marks the file.
+                    log.warning("%s: writing the summary of iteration %d (signal again to "
+                                "skip it)", message, solver.iteration)
+                try:
+                    summary = _write_results(problem, solver, writer, case, output, elapsed())
+                except KeyboardInterrupt:
+                    if status != "interrupted":
+                        raise
+                    summary = {}
+                    log.warning("summary skipped; the checkpoint of iteration %d is kept",
+                                solver.iteration)
             writer.set_status(status, message=message)
     log.info("%s in %d iterations, %.2f s", status, solver.iteration, elapsed())
     return RunResult(problem=case.kind, case=case.source, output=output,
                      backend=backend_obj.name, summary=summary, status=status)
+
+
+def _write_results(problem, solver, writer, case: Case, output: Path, wall: float) -> dict:
+    """Summary, fields and particles of the solver's current state into the file."""
+    summary = problem.summary(solver)
+    summary["iterations"] = int(solver.iteration)
+    summary["wall_seconds"] = float(wall)
+    with writer.batch():
+        for fld in problem.fields(solver):
+            writer.write_field(fld.name, fld.data, dims=fld.dims, units=fld.units,
+                               description=fld.description)
+        for part in problem.particles(solver):
+            writer.write_particles(part.name, part.data, units=part.units,
+                                   description=part.description)
+        writer.write_summary(summary)
+    if case.get("output.xdmf"):
+        write_xdmf(output)
+    return summary
 
 
 def _restart_state(case: Case, output: Path, backend: str) -> dict | None:
