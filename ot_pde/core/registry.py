@@ -26,6 +26,7 @@ _KIND_MODULES = {
     "flow_comparison": "ot_pde.flows.comparison",
     "euler_lagrangian": "ot_pde.euler.lagrangian",
     "euler_spectral": "ot_pde.euler.spectral",
+    "gp_flow": "ot_pde.flows.gp",
 }
 
 _KINDS: dict[str, "ProblemKind"] = {}

@@ -1,0 +1,381 @@
+r"""The ``gp_flow`` problem kind: a trained flow rearranged along a Gaussian Euler geodesic.
+
+After Morel, Drumetz, Benaïchouche, Courty & Rousseau, "Turning normalizing flows into Monge
+maps with geodesic Gaussian preserving flows" (TMLR 2023). A flow :math:`T` (latent
+:math:`\mathcal N(0, I)` to data, loaded as in :mod:`ot_pde.flows.comparison`) is composed with
+a map :math:`G` that preserves the standard Gaussian :math:`\gamma`: :math:`T\circ G` has the
+same density as :math:`T`, and :math:`G` is chosen to lower the transport cost
+
+.. math:: J(\theta_0) = \frac1n\sum_i |T(G(z_i)) - z_i|^2
+
+over fixed latent draws. :math:`G` is the time-1 map of the velocity of the 2D Gaussian Euler
+(lake) equations started from coefficients :math:`\theta_0`
+(:class:`~ot_pde.flows.gp.hermite.HermiteEuler`): only the initial velocity is optimized
+(shooting), by scipy's L-BFGS-B with gradients from the discrete adjoint of the RK4 steps and
+the flow's Jacobian by central differences (``solver.fd_step``).
+
+Each iteration of the run is a *chunk* of ``solver.chunk`` L-BFGS iterations started from the
+current coefficients (the L-BFGS memory is reset between chunks, so a ``--restart`` continues
+bit-for-bit). A trial point whose coefficient path is not resolved by the time steps (relative
+energy drift above ``solver.max_energy_drift``) or is non-finite is rejected by the line
+search (a large objective value); a non-finite *accepted* state is a numerical failure.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+
+import numpy as np
+
+from ...backends import Backend, get_backend
+from ...config import Field, Section, make_schema
+from ...core.problem import FieldData, GridAxis, ParticleData, Problem
+from ...errors import InputError, NumericalError
+from .. import data as toy_data
+from ..comparison.checkpoint import load_checkpoint
+from ..comparison.discrete_ot import estimate_w2
+from ..comparison.models import build_flow
+from ..comparison.problem import _chunked
+from .hermite import HermiteEuler
+
+log = logging.getLogger("ot_pde")
+
+TOY_SETS = tuple(toy_data.DATASETS)
+#: objective value returned for a rejected trial point (unresolved or non-finite path)
+_REJECT = 1e10
+
+SCHEMA = make_schema({
+    "model": Section({
+        "path": Field("path", must_exist=True, doc="the flow checkpoint (.npz or .safetensors)"),
+        "steps": Field("int", None, minimum=1,
+                       doc="integrator steps of an ODE flow (default: the checkpoint's)"),
+    }, doc="the trained flow T (latent -> data), 2D"),
+    "data": Section({
+        "n_test": Field("int", 10000, minimum=2, doc="held-out points for the log-likelihood"),
+    }, variants={**{name: {} for name in TOY_SETS}, "model": {}}, default_variant="model",
+        doc="held-out data for the log-likelihood before/after: a 2D toy set or the flow's "
+            "own samples"),
+    "basis": Section({
+        "degree": Field("int", 6, minimum=0, maximum=16,
+                        doc="total degree K of the Hermite stream function chi "
+                            "((K+1)(K+2)/2 coefficients)"),
+        "taper_inner": Field("float", 3.0, exclusive_minimum=0.0,
+                             doc="radius where the particle velocity starts to be cut off"),
+        "taper_outer": Field("float", 4.0, exclusive_minimum=0.0,
+                             doc="radius beyond which the particle velocity is zero"),
+    }, doc="the Gaussian Euler discretization (Hermite-Galerkin)"),
+    "time": Section({
+        "steps": Field("int", 48, minimum=1, resolution="inverse",
+                       doc="RK4 steps on t in [0, 1]"),
+    }, doc="time stepping of the geodesic"),
+    "initial": Section({
+        "amplitude": Field("float", 0.0, minimum=0.0,
+                           doc="|theta_0| of the starting velocity (random direction from "
+                               "run.seed); 0: start from the identity"),
+    }, doc="the optimizer's starting point"),
+    "solver": Section({
+        "n_samples": Field("int", 2048, minimum=2, doc="latent draws of the objective"),
+        "max_iterations": Field("int", 40, minimum=1, doc="L-BFGS iterations in all"),
+        "chunk": Field("int", 10, minimum=1,
+                       doc="L-BFGS iterations per run iteration (memory reset between)"),
+        "gtol": Field("float", 1e-7, exclusive_minimum=0.0, doc="L-BFGS-B gradient tolerance"),
+        "fd_step": Field("float", 1e-5, exclusive_minimum=0.0,
+                         doc="central-difference step of the flow's Jacobian"),
+        "max_energy_drift": Field("float", 1e-3, exclusive_minimum=0.0,
+                                  doc="relative energy drift above which a trial path is "
+                                      "rejected as unresolved"),
+    }, doc="shooting optimization of the initial velocity"),
+    "comparison": Section({
+        "n_eval": Field("int", 10000, minimum=2,
+                        doc="fresh latent draws for the transport costs before/after"),
+        "ot_sizes": Field("int_list", [256, 512, 1024], minimum=2,
+                          doc="sample sizes of the discrete OT problems (extrapolated)"),
+        "ot_repeats": Field("int", 4, minimum=2, doc="independent repeats per size"),
+    }, doc="evaluation: transport cost, discrete-OT lower bound"),
+    "output": Section({
+        "every": Field("int", 1, minimum=1, doc="chunks between flushes and checkpoints"),
+        "samples": Field("int", 1000, minimum=1, doc="latent points written to /particles"),
+    }),
+})
+
+
+class Shooting:
+    r"""Objective :math:`J(\theta_0) = \frac1n\sum|T(G(z_i)) - z_i|^2` and its gradient."""
+
+    def __init__(self, euler: HermiteEuler, flow, z: np.ndarray, fd_step: float,
+                 max_drift: float):
+        self.euler, self.flow, self.z = euler, flow, z
+        self.h, self.max_drift = float(fd_step), float(max_drift)
+        self.evaluations = 0
+
+    def flow_and_jacobian(self, x):
+        """:math:`T(x)` ``(n, 2)`` and :math:`DT(x)` ``(n, 2, 2)`` by central differences."""
+        n, h = x.shape[0], self.h
+        e = np.eye(2) * h
+        pts = np.concatenate([x, x + e[0], x - e[0], x + e[1], x - e[1]])
+        y = _chunked(lambda a: (self.flow.sample(a),), pts, self.flow.xp)[0]
+        jac = np.stack([(y[n:2 * n] - y[2 * n:3 * n]) / (2 * h),
+                        (y[3 * n:4 * n] - y[4 * n:]) / (2 * h)], axis=2)
+        return y[:n], jac
+
+    def path(self, theta):
+        """Forward shooting: ``(theta_end, G(z), stages)``; None if rejected."""
+        with np.errstate(all="ignore"):
+            te, xe, _, (_, stages) = self.euler.integrate(theta, self.z, store=True)
+        e0 = self.euler.energy(theta)
+        drift = abs(self.euler.energy(te) - e0) / max(e0, 1e-300)
+        if not (np.all(np.isfinite(xe)) and np.all(np.isfinite(te))) or drift > self.max_drift:
+            return None
+        return te, xe, stages
+
+    def __call__(self, theta):
+        self.evaluations += 1
+        theta = np.asarray(theta, dtype=np.float64)
+        out = self.path(theta)
+        if out is None:
+            return _REJECT * (1.0 + float(theta @ theta)), theta.copy()
+        _, xe, stages = out
+        tx, jac = self.flow_and_jacobian(xe)
+        diff = tx - self.z
+        f = float(np.mean(np.sum(diff * diff, axis=1)))
+        g_x = (2.0 / diff.shape[0]) * np.einsum("mi,mij->mj", diff, jac)
+        with np.errstate(all="ignore"):
+            g, _ = self.euler.adjoint(stages, g_x)
+        if not (math.isfinite(f) and np.all(np.isfinite(g))):
+            return _REJECT * (1.0 + float(theta @ theta)), theta.copy()
+        return f, g
+
+
+class ShootingRun:
+    """Chunks of L-BFGS-B on the initial coefficients (the runner's iterations)."""
+
+    def __init__(self, objective: Shooting, theta0, max_iterations: int, chunk: int,
+                 gtol: float):
+        self.objective = objective
+        self.theta = np.array(theta0, dtype=np.float64)
+        self.max_iterations, self.chunk, self.gtol = int(max_iterations), int(chunk), gtol
+        self.iteration = 0          # chunks done (= rows of /history)
+        self.lbfgs_iterations = 0
+        self.converged = False
+
+    @property
+    def finished(self) -> bool:
+        return self.converged or self.lbfgs_iterations >= self.max_iterations
+
+    def step(self):
+        from scipy.optimize import minimize
+
+        n_iter = min(self.chunk, self.max_iterations - self.lbfgs_iterations)
+        f0 = self.objective(self.theta)[0]
+        if f0 >= _REJECT:
+            raise NumericalError("the shooting path is non-finite or unresolved at the "
+                                 "current initial velocity (energy drift; more time.steps or "
+                                 "a smaller initial.amplitude)")
+        res = minimize(self.objective, self.theta, jac=True, method="L-BFGS-B",
+                       options={"maxiter": n_iter, "gtol": self.gtol, "ftol": 1e-13})
+        theta = np.asarray(res.x, dtype=np.float64)
+        if not np.all(np.isfinite(theta)) or not math.isfinite(res.fun):
+            raise NumericalError("L-BFGS produced non-finite coefficients")
+        self.theta = theta if res.fun <= f0 else self.theta
+        done = int(res.nit)
+        self.iteration += 1
+        self.lbfgs_iterations += max(done, 1)
+        if done < n_iter or res.fun >= f0:
+            self.converged = True
+        f, g = self.objective(self.theta)
+        return {"lbfgs_iterations": float(self.lbfgs_iterations), "cost": f,
+                "grad_norm": float(np.linalg.norm(g)),
+                "energy": 0.5 * float(self.theta @ self.theta),
+                "evaluations": float(self.objective.evaluations)}
+
+    def state(self) -> dict:
+        return {"theta": self.theta.copy(), "iteration": np.int64(self.iteration),
+                "lbfgs_iterations": np.int64(self.lbfgs_iterations),
+                "converged": np.int64(self.converged),
+                "evaluations": np.int64(self.objective.evaluations)}
+
+    def load_state(self, state) -> None:
+        self.theta = np.array(state["theta"], dtype=np.float64)
+        self.iteration = int(state["iteration"])
+        self.lbfgs_iterations = int(state["lbfgs_iterations"])
+        self.converged = bool(int(state["converged"]))
+        self.objective.evaluations = int(state["evaluations"])
+
+
+class GPFlowProblem(Problem):
+    def __init__(self, case):
+        super().__init__(case)
+        where = case.source
+        self.checkpoint = load_checkpoint(case.get("model.path"))
+        self.meta = self.checkpoint.meta
+        self.dim = self.meta["dim"]
+        if self.dim != 2:
+            raise InputError(f"gp_flow rearranges 2D flows only (the Gaussian Euler solver is "
+                             f"2D); this flow has d = {self.dim}", source=where,
+                             key="model.path")
+        build_flow(self.checkpoint, get_backend("numpy"), case.get("model.steps"))
+        r1, r2 = case.get("basis.taper_inner"), case.get("basis.taper_outer")
+        if not r2 > r1:
+            raise InputError(f"expected taper_outer > taper_inner, got {r2:g} <= {r1:g}",
+                             source=where, key="basis.taper_outer")
+        seq = np.random.SeedSequence(case.get("run.seed"))
+        self._seeds = dict(zip(("train", "eval", "data", "ot", "init"), seq.spawn(5)))
+        self.euler = HermiteEuler(case.get("basis.degree"), case.get("time.steps"),
+                                  taper=(r1, r2))
+        self._cache = None
+
+    def describe(self) -> str:
+        c = self.case
+        return (f"{self.meta['model_type']} flow ({Path(self.checkpoint.path).name}) rearranged "
+                f"by the Gaussian Euler geodesic: Hermite degree {self.euler.degree} "
+                f"({self.euler.size} coefficients), RK4 {self.euler.steps} steps, "
+                f"{c.get('solver.n_samples')} latent samples, L-BFGS "
+                f"{c.get('solver.max_iterations')} iterations")
+
+    def max_iterations(self) -> int:
+        """Chunks (run iterations) at most."""
+        return -(-self.case.get("solver.max_iterations") // self.case.get("solver.chunk"))
+
+    def grid(self) -> list[GridAxis]:
+        return [GridAxis("t", np.linspace(0.0, 1.0, self.euler.steps + 1), "1",
+                         "time of the geodesic", "time"),
+                GridAxis("mode", np.arange(self.euler.size, dtype=np.float64), "1",
+                         "Hermite mode index (m, n by total degree)", "other")]
+
+    def _theta0(self) -> np.ndarray:
+        amp = self.case.get("initial.amplitude")
+        rng = np.random.default_rng(self._seeds["init"])
+        d = rng.standard_normal(self.euler.size)
+        return amp * d / np.linalg.norm(d)
+
+    def make_solver(self, backend: Backend) -> ShootingRun:
+        c = self.case
+        flow = build_flow(self.checkpoint, backend, c.get("model.steps"))
+        z = np.random.default_rng(self._seeds["train"]).standard_normal(
+            (c.get("solver.n_samples"), 2))
+        obj = Shooting(self.euler, flow, z, c.get("solver.fd_step"),
+                       c.get("solver.max_energy_drift"))
+        run = ShootingRun(obj, self._theta0(), c.get("solver.max_iterations"),
+                          c.get("solver.chunk"), c.get("solver.gtol"))
+        run.flow = flow
+        return run
+
+    # -- evaluation -------------------------------------------------------------------------
+    def _evaluate(self, solver: ShootingRun):
+        key = (id(solver), solver.iteration, solver.theta.tobytes())
+        if self._cache is not None and self._cache[0] == key:
+            return self._cache[1]
+        c, flow, eu = self.case, solver.flow, self.euler
+        xp = flow.xp
+        theta = solver.theta
+        sample = lambda a: _chunked(lambda b: (flow.sample(b),), a, xp)[0]  # noqa: E731
+        s: dict = {"degree": eu.degree, "n_coefficients": eu.size, "time_steps": eu.steps,
+                   "lbfgs_iterations": solver.lbfgs_iterations,
+                   "objective_evaluations": solver.objective.evaluations}
+
+        # training objective before/after
+        obj = solver.objective
+        s["training_cost_before"] = float(obj(self._theta0())[0])
+        s["training_cost_after"] = float(obj(theta)[0])
+
+        # transport costs on fresh draws
+        n = c.get("comparison.n_eval")
+        z = np.random.default_rng(self._seeds["eval"]).standard_normal((n, 2))
+        with np.errstate(all="ignore"):
+            theta_end, gz, ld_fwd, path = eu.integrate(theta, z, logdet=True)
+        if not (np.all(np.isfinite(gz)) and np.all(np.isfinite(theta_end))):
+            raise NumericalError("the rearrangement G is non-finite on the evaluation samples")
+        x0, x1 = sample(z), sample(gz)
+        c0 = np.sum((x0 - z) ** 2, axis=1)
+        c1 = np.sum((x1 - z) ** 2, axis=1)
+        s["transport_cost_before"] = float(c0.mean())
+        s["transport_cost_after"] = float(c1.mean())
+        s["transport_cost_before_stderr"] = float(c0.std(ddof=1) / math.sqrt(n))
+        s["transport_cost_after_stderr"] = float(c1.std(ddof=1) / math.sqrt(n))
+        s["cost_change_stderr"] = float((c1 - c0).std(ddof=1) / math.sqrt(n))
+        # the pushed-forward Gaussian, pointwise: ln gamma(G z) + ln det DG - ln gamma(z)
+        defect = -0.5 * np.sum(gz ** 2, 1) + ld_fwd + 0.5 * np.sum(z ** 2, 1)
+        s["gaussian_defect_max_abs"] = float(np.abs(defect).max())
+
+        # the discrete-OT lower bound of the (unchanged) model distribution
+        est = estimate_w2(lambda m, rng: rng.standard_normal((m, 2)),
+                          lambda m, rng: sample(rng.standard_normal((m, 2))),
+                          c.get("comparison.ot_sizes"), c.get("comparison.ot_repeats"),
+                          np.random.default_rng(self._seeds["ot"]), 2)
+        s["ot_lower_bound"] = est.value
+        s["ot_lower_bound_stderr"] = est.stderr
+        gap0 = s["transport_cost_before"] - est.value
+        s["gap_closed_fraction"] = ((s["transport_cost_before"] - s["transport_cost_after"])
+                                    / gap0 if gap0 > 0 else 0.0)
+        s["cost_above_bound"] = bool(s["transport_cost_after"]
+                                     >= est.value - 3.0 * est.stderr
+                                     - 3.0 * s["transport_cost_after_stderr"])
+
+        # log-likelihood of held-out data before/after: ln p_new(x) = ln p(x) - ln gamma(z)
+        # + ln gamma(G^{-1} z) - int div v  (z = T^{-1} x, G^{-1} by RK4 backwards in time)
+        kind, m = c.get("data.type"), c.get("data.n_test")
+        rng = np.random.default_rng(self._seeds["data"])
+        if kind in TOY_SETS:
+            data = toy_data.sample(kind, m, rng)
+            zd, lp = _chunked(flow.to_latent, data, xp)
+        else:
+            zd, lp = _chunked(flow.to_data, rng.standard_normal((m, 2)), xp)
+            zd = _chunked(flow.to_latent, zd, xp)[0]
+        with np.errstate(all="ignore"):
+            _, w, ld_back, _ = eu.integrate(theta_end, zd, backward=True, logdet=True)
+        change = -0.5 * np.sum(w ** 2, 1) + 0.5 * np.sum(zd ** 2, 1) + ld_back
+        if not (np.all(np.isfinite(lp)) and np.all(np.isfinite(change))):
+            raise NumericalError("non-finite log-likelihood before/after the rearrangement")
+        s["log_likelihood_before"] = float(lp.mean())
+        s["log_likelihood_after"] = float((lp + change).mean())
+        s["log_likelihood_change"] = float(change.mean())
+        s["log_likelihood_change_max_abs"] = float(np.abs(change).max())
+
+        # how geodesic: the Galerkin-dropped part of the Euler tendency along the path
+        res = np.array([eu.euler_residual(p) for p in path])
+        energy = np.array([eu.energy(p) for p in path])
+        s["euler_residual"] = float(res[:, 0].max())
+        s["euler_residual_abs"] = float(res[:, 1].max())
+        s["energy"] = float(energy[0])
+        s["energy_drift"] = float(abs(energy[-1] - energy[0]) / max(energy[0], 1e-300))
+        s["taper_mass"] = math.exp(-0.5 * eu.taper[0] ** 2)
+
+        fields = [FieldData("theta0", theta.copy(), ("mode",), "1",
+                            "optimized initial coefficients (energy-orthonormal)"),
+                  FieldData("theta_path", path, ("t", "mode"), "1",
+                            "coefficients along the geodesic"),
+                  FieldData("euler_residual", res[:, 0], ("t",), "1",
+                            "relative Euler residual along the path"),
+                  FieldData("energy", energy, ("t",), "1", "kinetic energy along the path")]
+        k = min(c.get("output.samples"), n)
+        lat = np.linspace(-3.0, 3.0, 13)
+        fine = np.linspace(-3.0, 3.0, 121)
+        along, across = np.meshgrid(lat, fine, indexing="ij")
+        lines = np.concatenate([np.stack([across, along], -1).reshape(-1, 2),    # y = const
+                                np.stack([along, across], -1).reshape(-1, 2)])   # x = const
+        with np.errstate(all="ignore"):
+            lines_img = eu.integrate(theta, lines)[1]
+        particles = [
+            ParticleData("latent", z[:k], "1", "latent points z ~ N(0, I)"),
+            ParticleData("flow_image", x0[:k], "1", "T(z), the flow before"),
+            ParticleData("rearranged", gz[:k], "1", "G(z), the Gaussian-preserving map"),
+            ParticleData("gp_image", x1[:k], "1", "T(G(z)), the flow after"),
+            ParticleData("lattice", lines, "1", "points on the lines of a lattice in [-3, 3]^2"),
+            ParticleData("lattice_image", lines_img, "1", "their images under G"),
+        ]
+        self._cache = (key, (s, fields, particles))
+        return self._cache[1]
+
+    def summary(self, solver) -> dict:
+        return dict(self._evaluate(solver)[0])
+
+    def fields(self, solver) -> list[FieldData]:
+        return self._evaluate(solver)[1]
+
+    def particles(self, solver) -> list[ParticleData]:
+        return self._evaluate(solver)[2]
+
+
+def build(case) -> GPFlowProblem:
+    return GPFlowProblem(case)

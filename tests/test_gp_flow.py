@@ -1,0 +1,207 @@
+"""The gp_flow kind: the 2D Gaussian Euler (lake) solver in Hermite-Galerkin form (steady
+states, energy conservation to the RK4 order, exact Gaussian preservation, adjoint gradients)
+and the shooting optimization on a shipped RealNVP (cost drops, density unchanged, restart,
+backends, bad input, blow-up)."""
+from __future__ import annotations
+
+import math
+
+import h5py
+import numpy as np
+import pytest
+
+from ot_pde.flows.gp.hermite import HermiteEuler, radial_theta
+
+from .conftest import ROOT, json_line
+
+CKPT = ROOT / "checkpoints" / "realnvp_moons.npz"
+
+
+def _log_gamma(x):
+    return -0.5 * np.sum(x * x, axis=1)
+
+
+def test_galerkin_tensor_is_energy_conserving():
+    eu = HermiteEuler(5, 8)
+    # antisymmetric in (q, r): d/dt |theta|^2 / 2 = 0 for the semi-discrete system
+    assert np.abs(eu.C + eu.C.transpose(2, 1, 0)).max() < 1e-12 * np.abs(eu.C).max()
+    theta = np.random.default_rng(0).standard_normal(eu.size)
+    assert abs(theta @ eu.rhs(theta)) < 1e-12 * np.linalg.norm(theta) ** 3
+
+
+@pytest.mark.parametrize("taper", [None, (2.5, 3.5)])
+def test_field_preserves_the_gaussian_pointwise(taper):
+    """div(gamma v) = 0, i.e. div v = x . v, for every coefficient vector (taper included)."""
+    eu = HermiteEuler(6, 8, taper=taper)
+    rng = np.random.default_rng(1)
+    theta = rng.standard_normal(eu.size)
+    x = 2.0 * rng.standard_normal((500, 2))
+    v, jac, (bx, by) = eu.velocity(theta, x, gradient=True)
+    div = jac[:, 0, 0] + jac[:, 1, 1]
+    scale = np.abs(div).max() + np.abs(np.sum(x * v, 1)).max()
+    assert np.abs(div - np.sum(x * v, 1)).max() < 1e-11 * scale
+    assert np.allclose(np.stack([bx @ theta, by @ theta], 1), v, atol=1e-12 * np.abs(v).max())
+    # the Jacobian against central differences
+    h = 1e-6
+    for j in range(2):
+        e = np.zeros(2)
+        e[j] = h
+        fd = (eu.velocity(theta, x + e) - eu.velocity(theta, x - e)) / (2 * h)
+        assert np.abs(fd - jac[:, :, j]).max() < 1e-6 * (1 + np.abs(jac).max())
+
+
+def test_radial_steady_state_stays_steady():
+    """v = f(|x|) x^perp is an exact steady Euler solution: coefficients unchanged, particles
+    on circles, zero Euler residual."""
+    eu = HermiteEuler(4, 32, taper=(3.0, 4.0))
+    theta = radial_theta(eu, [1.0, 0.3])
+    v = eu.velocity(theta, np.array([[1.0, 0.5], [-2.0, 0.3]]))
+    assert np.abs(np.sum(v * np.array([[1.0, 0.5], [-2.0, 0.3]]), 1)).max() < 1e-13
+    x = np.random.default_rng(2).standard_normal((400, 2))
+    te, xe, _, path = eu.integrate(theta, x)
+    assert np.abs(path - theta).max() < 1e-12
+    assert np.abs(np.hypot(*xe.T) - np.hypot(*x.T)).max() < 1e-4  # RK4 error only
+    assert np.abs(xe - x).max() > 0.1  # it does move
+    assert eu.euler_residual(theta)[0] < 1e-12
+
+
+def test_energy_conservation_converges_at_rk4_order():
+    theta = 0.2 * np.random.default_rng(3).standard_normal(HermiteEuler(4, 1).size)
+    drifts = []
+    for steps in (16, 32, 64):
+        eu = HermiteEuler(4, steps)
+        te = eu.integrate(theta, np.zeros((1, 2)))[0]
+        drifts.append(abs(eu.energy(te) - eu.energy(theta)) / eu.energy(theta))
+    orders = np.log2(np.array(drifts[:-1]) / np.array(drifts[1:]))
+    # observed: 5.0, 5.2 (the drift of a quadratic invariant under RK4 is at least O(dt^4))
+    assert drifts[-1] < 1e-5
+    assert orders.min() >= 3.7, (drifts, orders)
+
+
+def test_gaussian_log_likelihood_defect_is_integration_error():
+    """ln gamma(G z) + ln det DG(z) - ln gamma(z) = 0 in continuous time; RK4 leaves O(dt^4)."""
+    z = np.random.default_rng(4).standard_normal((2000, 2))
+    theta = 0.2 * np.random.default_rng(5).standard_normal(HermiteEuler(4, 1).size)
+    defects = []
+    for steps in (32, 64):
+        eu = HermiteEuler(4, steps, taper=(3.0, 4.0))
+        _, gz, ld, _ = eu.integrate(theta, z, logdet=True)
+        defects.append(np.abs(_log_gamma(gz) + ld - _log_gamma(z)).mean())
+        # the inverse by backward RK4 returns the points
+        te = eu.integrate(theta, z[:10])[0]
+        back = eu.integrate(te, gz[:10], backward=True)[1]
+        assert np.abs(back - z[:10]).max() < 1e-4
+    assert defects[-1] <= 1e-4
+    assert defects[0] / defects[1] > 8.0
+
+
+def test_adjoint_gradient_matches_finite_differences():
+    eu = HermiteEuler(3, 6, taper=(2.0, 3.0))
+    rng = np.random.default_rng(6)
+    z, target = rng.standard_normal((40, 2)), rng.standard_normal((40, 2))
+    w = np.array([1.0, 2.0])
+    theta = 0.3 * rng.standard_normal(eu.size)
+
+    def cost(th):
+        te, xe, _, _ = eu.integrate(th, z)
+        return np.sum(w * (xe - target) ** 2) + 0.3 * te @ te
+
+    te, xe, _, (_, stages) = eu.integrate(theta, z, store=True)
+    grad, _ = eu.adjoint(stages, 2 * w * (xe - target), 0.6 * te)
+    eps = 1e-6
+    fd = np.array([(cost(theta + eps * e) - cost(theta - eps * e)) / (2 * eps)
+                   for e in np.eye(eu.size)])
+    assert np.abs(grad - fd).max() < 1e-6 * np.abs(fd).max()
+
+
+def _case(tmp_path, extra=""):
+    case = tmp_path / "gp.toml"
+    case.write_text(
+        f'[case]\nproblem = "gp_flow"\n[run]\nseed = 3\n[model]\npath = "{CKPT}"\n'
+        '[data]\ntype = "moons"\nn_test = 300\n[basis]\ndegree = 3\n[time]\nsteps = 16\n'
+        '[solver]\nn_samples = 200\nmax_iterations = 4\nchunk = 2\n'
+        '[comparison]\nn_eval = 500\not_sizes = [32, 64]\not_repeats = 2\n'
+        '[output]\nsamples = 100\n' + extra)
+    return case
+
+
+def test_shooting_on_realnvp_moons(cli, tmp_path):
+    code, out, err = cli("run", _case(tmp_path), "-o", tmp_path / "r.h5", "--backend",
+                         "numpy", "--json", "--set", "solver.max_iterations=2")
+    assert code == 0, err
+    res = json_line(out)
+    s = res["summary"]
+    assert res["status"] == "completed"
+    for key in ("transport_cost_before", "transport_cost_after", "ot_lower_bound",
+                "gap_closed_fraction", "log_likelihood_change", "euler_residual"):
+        assert math.isfinite(s[key]), key
+    assert s["training_cost_after"] < s["training_cost_before"] - 0.05
+    assert s["transport_cost_after"] < s["transport_cost_before"]
+    assert s["gap_closed_fraction"] > 0.0
+    assert abs(s["log_likelihood_change"]) <= 1e-4
+    assert s["gaussian_defect_max_abs"] < 1e-2
+    # the figure
+    code, _, err = cli("plot", tmp_path / "r.h5", "-o", tmp_path / "r.png")
+    assert code == 0, err
+    assert (tmp_path / "r.png").stat().st_size > 10000
+
+
+@pytest.mark.slow
+def test_restart_is_bit_for_bit(cli, tmp_path):
+    case = _case(tmp_path)
+    full, part = tmp_path / "full.h5", tmp_path / "part.h5"
+    assert cli("run", case, "-o", full, "--backend", "numpy")[0] == 0
+    code, _, err = cli("run", case, "-o", part, "--backend", "numpy", "--set",
+                       "solver.max_iterations=2")
+    assert code == 0, err
+    with h5py.File(part, "r+") as f:
+        f.attrs["status"] = "interrupted"
+    code, _, err = cli("run", case, "-o", part, "--backend", "numpy", "--restart")
+    assert code == 0, err
+    with h5py.File(full, "r") as a, h5py.File(part, "r") as b:
+        assert np.array_equal(a["fields/theta0"][()], b["fields/theta0"][()])
+        assert np.array_equal(a["history/cost"][()], b["history/cost"][()])
+        assert a.attrs["summary" if "summary" in a.attrs else "status"] is not None
+        for key in ("transport_cost_after", "log_likelihood_change"):
+            assert a["summary"].attrs[key] == b["summary"].attrs[key]
+
+
+@pytest.mark.slow
+def test_numpy_and_numba_agree(cli, tmp_path):
+    from ot_pde.backends import available_backends
+
+    if "numba" not in available_backends():
+        pytest.skip("numba not installed")
+    case = _case(tmp_path, "")
+    outs = {}
+    for b in ("numpy", "numba"):
+        code, out, err = cli("run", case, "-o", tmp_path / f"{b}.h5", "--backend", b,
+                             "--json", "--set", "solver.max_iterations=2")
+        assert code == 0, err
+        outs[b] = json_line(out)["summary"]
+    for key in ("training_cost_after", "transport_cost_after", "log_likelihood_change"):
+        assert outs["numba"][key] == pytest.approx(outs["numpy"][key], rel=1e-8, abs=1e-12)
+
+
+def test_bad_input_exits_2(cli, tmp_path):
+    code, _, err = cli("check", _case(tmp_path, ""), "--set", "basis.taper_outer=2.0")
+    assert code == 2
+    assert "taper_outer" in err and "gp.toml" in err
+    code, _, err = cli("check", _case(tmp_path), "--set", "basis.degree=-1")
+    assert code == 2 and "basis.degree" in err
+    # a flow of dimension 43: refused, naming the key
+    case = tmp_path / "gp43.toml"
+    case.write_text(_case(tmp_path).read_text().replace(
+        str(CKPT), str(ROOT / "checkpoints" / "otflow_miniboone.npz")).replace(
+        'type = "moons"', 'type = "model"'))
+    code, _, err = cli("check", case)
+    assert code == 2 and "model.path" in err and "d = 43" in err
+
+
+def test_blow_up_exits_1_with_failed_status(cli, tmp_path):
+    out = tmp_path / "bad.h5"
+    code, stdout, err = cli("run", _case(tmp_path), "-o", out, "--backend", "numpy",
+                            "--set", "initial.amplitude=1e6")
+    assert code == 1, err
+    with h5py.File(out, "r") as f:
+        assert f.attrs["status"] == "failed"
