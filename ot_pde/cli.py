@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from ._version import __version__
-from .errors import InputError, OtPdeError
+from .errors import InputError, NumericalError, OtPdeError
 
 log = logging.getLogger("ot_pde")
 
@@ -55,7 +55,13 @@ def cmd_run(args) -> int:
     from .core.runner import run_case
 
     case = _load(args)
-    result = run_case(case, args.output, backend=args.backend, restart=args.restart)
+    try:
+        result = run_case(case, args.output, backend=args.backend, restart=args.restart)
+    except NumericalError as exc:
+        # The contract: with --json, one object on stdout, "status": "failed" included.
+        if args.json and getattr(exc, "run_result", None) is not None:
+            _print_json(exc.run_result.as_json())
+        raise
     if args.json:
         _print_json(result.as_json())
     else:

@@ -195,6 +195,12 @@ def test_numerical_failure_marks_file_failed(cli, tmp_path, monkeypatch):
     with ResultFile(tmp_path / "x.h5") as rf:
         assert rf.status == "failed"
         np.testing.assert_array_equal(rf.history()["iteration"], np.arange(1, 31))
+    # --json still prints exactly one object, with the failed status (the CLI contract)
+    code, out, err = cli("run", path, "-o", tmp_path / "y.h5", "--json")
+    assert code == 1 and "injected NaN" in err
+    result = json_line(out)
+    assert result["status"] == "failed" and result["summary"] == {}
+    assert result["output"] == str(tmp_path / "y.h5") and result["problem"] == "benamou_brenier"
 
 
 KILL_ARGS = ["--backend", "numpy", "--set", "grid.n=32", "--set", "solver.max_iterations=4000",

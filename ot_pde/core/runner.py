@@ -18,7 +18,7 @@ import numpy as np
 
 from ..backends import get_backend
 from ..config import Case, load_case_text
-from ..errors import InputError
+from ..errors import InputError, NumericalError
 from ..io import ResultFile, ResultWriter, write_xdmf
 from .progress import Progress
 from .registry import get_kind
@@ -202,6 +202,10 @@ def run_case(case: Case, output: Path | None = None, *, backend: str | None = No
             consistent = False
             flush(checkpoint=False)
             status, message = "failed", f"{type(exc).__name__}: {exc}"
+            if isinstance(exc, NumericalError):  # the CLI's --json reports the failed run
+                exc.run_result = RunResult(problem=case.kind, case=case.source, output=output,
+                                           backend=backend_obj.name, summary={},
+                                           status="failed")
             raise
         finally:
             progress.close()
