@@ -15,8 +15,11 @@ same process (never as assertions in tests).
 5. Exported flows (``bench_comparison.py``): RealNVP and OT-Flow inference (forward and
    log-density) with numpy and numba vs PyTorch CPU (optional) on the same batch.
 
+6. Entropic potentials (``bench_entropic.py``): log-domain separable Sinkhorn per iteration,
+   numpy vs numba up to 256^2, beside POT's ``sinkhorn`` and ``convolutional_barycenter2d``.
+
 ``--only bb`` runs 1 and 2, ``--only flows`` runs 3, ``--only euler`` runs 4,
-``--only comparison`` runs 5.
+``--only comparison`` runs 5, ``--only entropic`` runs 6.
 """
 from __future__ import annotations
 
@@ -33,6 +36,7 @@ from ot_pde.core.registry import get_kind
 from ot_pde.transport.benamou_brenier import BenamouBrenierSolver, SpaceTimeGrid
 
 from bench_comparison import main as bench_comparison
+from bench_entropic import main as bench_entropic
 from bench_euler import main as bench_euler
 from bench_flows import main as bench_flows  # benchmarks/ is sys.path[0] when run as a script
 
@@ -109,7 +113,7 @@ def bench_pot(quick: bool):
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="fewer iterations, smaller POT problem")
-    p.add_argument("--only", choices=("bb", "flows", "euler", "comparison"),
+    p.add_argument("--only", choices=("bb", "flows", "euler", "comparison", "entropic"),
                    help="run only the Benamou-Brenier (bb), the flow-potential (flows) or the "
                         "spectral Euler (euler) benchmarks")
     args = p.parse_args(argv)
@@ -117,7 +121,7 @@ def main(argv=None) -> int:
         # Each group in its own process: numba's parallel kernels of group 1 leave worker
         # threads that compete with torch's OpenMP threads (measured: torch 0.9 ms -> 8 ms
         # for (a) after the Benamou-Brenier runs), which would flatter numba 10x.
-        for group in ("bb", "flows", "euler", "comparison"):
+        for group in ("bb", "flows", "euler", "comparison", "entropic"):
             cmd = [sys.executable, __file__, "--only", group] + (["--quick"] if args.quick
                                                                  else [])
             code = subprocess.call(cmd)
@@ -131,6 +135,8 @@ def main(argv=None) -> int:
         bench_euler(args.quick)
     elif args.only == "comparison":
         bench_comparison(args.quick)
+    elif args.only == "entropic":
+        bench_entropic(args.quick)
     else:
         bench_flows(args.quick)
     return 0

@@ -27,6 +27,7 @@ _KIND_MODULES = {
     "euler_lagrangian": "ot_pde.euler.lagrangian",
     "euler_spectral": "ot_pde.euler.spectral",
     "gp_flow": "ot_pde.flows.gp",
+    "entropic_potentials": "ot_pde.transport.entropic",
 }
 
 _KINDS: dict[str, "ProblemKind"] = {}
