@@ -24,9 +24,10 @@ _KIND_MODULES = {
     "ising_variational": "ot_pde.ising.variational",
     "generalized_geodesic": "ot_pde.euler.generalized",
     "flow_comparison": "ot_pde.flows.comparison",
+    "otreg_flow": "ot_pde.flows.otreg",
+    "gp_flow": "ot_pde.flows.gp",
     "euler_lagrangian": "ot_pde.euler.lagrangian",
     "euler_spectral": "ot_pde.euler.spectral",
-    "gp_flow": "ot_pde.flows.gp",
     "entropic_potentials": "ot_pde.transport.entropic",
 }
 

@@ -263,6 +263,25 @@ class Potential:
     def _vjp(self, x, t, a, b, want_params):
         raise NotImplementedError
 
+    # -- time derivative (transport-regularized training: the HJB residual) -------------------
+    def grad_time_laplacian(self, x, t):
+        r"""(:math:`\nabla_x\varphi`, :math:`\partial_t\varphi`, :math:`\Delta_x\varphi`),
+        shapes ``(B, d)``, ``(B,)``, ``(B,)``.
+
+        Only families with a time-dependent closed form implement it
+        (:class:`OneHiddenLayer` with ``time_dependent``, :class:`OTFlowResNet`).
+        """
+        raise NotImplementedError(f"{type(self).__name__} has no time derivative")
+
+    def vjp_time(self, x, t, a, a_t, b):
+        r"""Cotangents of :math:`L = \sum_i a_i\cdot\nabla_x\varphi + a_{t,i}\,\partial_t\varphi
+        + b_i\,\Delta_x\varphi` at :math:`(x_i, t)`: ``(x_bar (B, d), theta_bar (n_params,))``.
+
+        ``a`` has shape ``(B, d)``, ``a_t`` and ``b`` shape ``(B,)``. With ``a_t = 0`` it is
+        :meth:`vjp`.
+        """
+        raise NotImplementedError(f"{type(self).__name__} has no time derivative")
+
 
 # -- one hidden layer ---------------------------------------------------------------------------
 class OneHiddenLayer(Potential):
@@ -493,6 +512,52 @@ class OneHiddenLayer(Potential):
         out["w2"][...] = dw2
         return x_bar, theta_bar
 
+    def _check_time(self):
+        if not self.time_dependent:
+            raise ValueError("this OneHiddenLayer is not time-dependent (time_dependent=False): "
+                             "its time derivative is zero and has no parameters")
+
+    def grad_time_laplacian(self, x, t):
+        r""":math:`\partial_t\varphi = \sum_j w_j c_j \sigma'(z_j)` beside the gradient and
+        Laplacian (the ``xp`` code on every backend)."""
+        self._check_time()
+        x = self._x(x)
+        W1, w2, c = self._views["W1"], self._views["w2"], self._views["c"]
+        z = self._pre(x, t)
+        d1, d2, _ = self._derivs(self.xp, z, False)
+        u = d1 * w2
+        return u @ W1, u @ c, d2 @ (w2 * self._norms())
+
+    def vjp_time(self, x, t, a, a_t, b):
+        r"""With :math:`\tilde W = [W, c]` the weights of :math:`s = (x, t)`,
+        :math:`(\nabla_x\varphi, \partial_t\varphi) = \tilde W^T(w\odot\sigma')`: the
+        cotangent :math:`p = a W^T + a_t c` enters the formulas of :meth:`vjp` unchanged, and
+        :math:`c` gets the extra :math:`(w\odot\sigma')^T a_t`."""
+        self._check_time()
+        xp = self.xp
+        x = self._x(x)
+        batch = x.shape[0]
+        a = self._vectors(a, batch, "a")
+        a_t = self._rows(a_t, batch, "a_t")
+        b = self._rows(b, batch, "b")
+        W1, w2, c = self._views["W1"], self._views["w2"], self._views["c"]
+        z = self._pre(x, t)
+        n = self._norms()
+        p = a @ W1.T + a_t[:, None] * c
+        d1, d2, d3 = self._derivs(xp, z, True)
+        g = w2 * (p * d2 + b[:, None] * n * d3)
+        s1 = w2 * d1
+        q = b @ d2
+        theta_bar = xp.zeros(self.n_params)
+        out = self._unpack(theta_bar)
+        out["W1"][...] = g.T @ x + 2.0 * (w2 * q)[:, None] * W1 + s1.T @ a
+        gsum = g.sum(axis=0)
+        if self.bias:
+            out["b"][...] = gsum
+        out["c"][...] = float(t) * gsum + s1.T @ a_t
+        out["w2"][...] = (p * d1).sum(axis=0) + n * q
+        return g @ W1, theta_bar
+
     def param_vjp_value(self, x, t, c):
         xp = self.xp
         x = self._x(x)
@@ -697,6 +762,27 @@ class OTFlowResNet(Potential):
         s_bar, theta_bar = self._reverse(x, t, None, a, b, want_params)
         return s_bar[:, :self.dim], theta_bar
 
+    def grad_time_laplacian(self, x, t):
+        r""":math:`\partial_t\Phi` is the last entry of :math:`\nabla_s\Phi`."""
+        x = self._x(x)
+        s = self._s(x, t)
+        _, _, ders = self._forward(s, False)
+        g, q = self._backward_g(ders, x.shape[0])
+        lap, _, _ = self._trace(ders, g, keep=False)
+        AE = self._views["A"][:, :self.dim]
+        gs = self._grad_s(s, q)
+        return gs[:, :self.dim], gs[:, self.dim], lap + (AE * AE).sum()
+
+    def vjp_time(self, x, t, a, a_t, b):
+        r"""The reverse sweep of :meth:`vjp` with the cotangent :math:`(a, a_t)` on the whole
+        :math:`\nabla_s\Phi` (its time entry included)."""
+        x = self._x(x)
+        batch = x.shape[0]
+        a = self._vectors(a, batch, "a")
+        a_s = self.xp.concatenate([a, self._rows(a_t, batch, "a_t")[:, None]], axis=1)
+        s_bar, theta_bar = self._reverse(x, t, None, a_s, self._rows(b, batch, "b"), True)
+        return s_bar[:, :self.dim], theta_bar
+
     def param_vjp_value(self, x, t, c):
         x = self._x(x)
         return self._reverse(x, t, self._rows(c, x.shape[0], "c"), None, None, True)[1]
@@ -729,8 +815,9 @@ class OTFlowResNet(Potential):
                 tb["c"][...] += gamma @ s
                 tb["A"][...] += A @ (s.T @ (gamma[:, None] * s))
         q0_bar = None
-        if alpha is not None:  # alpha . (K0^T q0 + A^T A s + c)[:d]
-            al = xp.concatenate([alpha, xp.zeros((batch, 1))], axis=1)
+        if alpha is not None:  # alpha . (K0^T q0 + A^T A s + c)[:d] (or all d + 1 entries)
+            al = alpha if alpha.shape[1] == d + 1 else \
+                xp.concatenate([alpha, xp.zeros((batch, 1))], axis=1)
             s_bar += al @ AtA
             q0_bar = al @ K0.T
             if want_params:
