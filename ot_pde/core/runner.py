@@ -211,12 +211,12 @@ def run_case(case: Case, output: Path | None = None, *, backend: str | None = No
             progress.close()
             summary = {}
             if consistent and status in ("completed", "interrupted"):
-                if status == "interrupted":
-                    # The summary may take a while (the Ising estimators sample afresh); a
-                    # second signal skips it and still marks the file.
-                    log.warning("%s: writing the summary of iteration %d (signal again to "
-                                "skip it)", message, solver.iteration)
                 try:
+                    if status == "interrupted":
+                        # The summary may take a while (the Ising estimators sample afresh);
+                        # a second signal skips it and still marks the file.
+                        log.warning("%s: writing the summary of iteration %d (signal again "
+                                    "to skip it)", message, solver.iteration)
                     summary = _write_results(problem, solver, writer, case, output, elapsed())
                 except KeyboardInterrupt:
                     if status != "interrupted":
