@@ -116,3 +116,33 @@ class Problem(abc.ABC):
     def max_iterations(self) -> int | None:
         """Iteration cap, for the progress bar (None: unknown)."""
         return None
+
+
+class EvaluatedOnce:
+    """Mixin for a :class:`Problem` whose summary, fields and particles all come from one
+    costly evaluation of the solver's state (sampling, discrete OT, ...).
+
+    Subclasses define ``_results(solver) -> (summary, fields, particles)``; it runs once per
+    state, as told by :meth:`_results_key` (by default the solver and its iteration), however
+    many of the three the frame asks for.
+    """
+
+    _results_cache: tuple | None = None
+
+    def _results_key(self, solver) -> tuple:
+        return (id(solver), solver.iteration)
+
+    def _evaluated(self, solver) -> tuple:
+        key = self._results_key(solver)
+        if self._results_cache is None or self._results_cache[0] != key:
+            self._results_cache = (key, self._results(solver))
+        return self._results_cache[1]
+
+    def summary(self, solver) -> dict:
+        return dict(self._evaluated(solver)[0])
+
+    def fields(self, solver) -> list[FieldData]:
+        return self._evaluated(solver)[1]
+
+    def particles(self, solver) -> list[ParticleData]:
+        return self._evaluated(solver)[2]

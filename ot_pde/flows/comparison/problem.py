@@ -49,7 +49,7 @@ import numpy as np
 
 from ...backends import Backend, get_backend
 from ...config import Field, Section, make_schema
-from ...core.problem import FieldData, GridAxis, ParticleData, Problem
+from ...core.problem import EvaluatedOnce, FieldData, GridAxis, ParticleData, Problem
 from ...errors import InputError, NumericalError
 from .. import data as toy_data
 from ..integrators import standard_normal_log_prob, to_host
@@ -147,7 +147,7 @@ def _chunked(fn, x, xp):
     return tuple(np.concatenate([to_host(o[k]) for o in outs]) for k in range(len(outs[0])))
 
 
-class FlowComparisonProblem(Problem):
+class FlowComparisonProblem(EvaluatedOnce, Problem):
     def __init__(self, case):
         super().__init__(case)
         self.where = case.source
@@ -167,7 +167,6 @@ class FlowComparisonProblem(Problem):
             raise InputError("expected upper > lower on both axes", source=self.where,
                              key="grid.upper")
         self.on_grid = self.dim == 2 and case.get("grid.check")
-        self._cache = None
         self._ref_errors = None
         self._grid_logp = None
 
@@ -283,10 +282,7 @@ class FlowComparisonProblem(Problem):
             return _chunked(lambda z: (flow.sample(z),), latent(n, rng), xp)[0]
         return latent, pushed
 
-    def _evaluate(self, solver: ComparisonRun):
-        key = (id(solver), solver.iteration)
-        if self._cache is not None and self._cache[0] == key:
-            return self._cache[1]
+    def _results(self, solver: ComparisonRun) -> tuple:
         c, flow, xp = self.case, solver.flow, solver.flow.xp
         summary: dict = {}
         fields: list[FieldData] = []
@@ -386,17 +382,8 @@ class FlowComparisonProblem(Problem):
                                  "exp(ln p) of the flow at the cell centres"),
                        FieldData("bb_density_mid", dens[dens.shape[0] // 2], dims, "1",
                                  "Benamou-Brenier geodesic density at t = 1/2")]
-        self._cache = (key, (summary, fields, particles))
-        return self._cache[1]
+        return summary, fields, particles
 
-    def summary(self, solver) -> dict:
-        return dict(self._evaluate(solver)[0])
-
-    def fields(self, solver) -> list[FieldData]:
-        return self._evaluate(solver)[1]
-
-    def particles(self, solver) -> list[ParticleData]:
-        return self._evaluate(solver)[2]
 
 
 def build(case) -> FlowComparisonProblem:

@@ -30,7 +30,7 @@ import numpy as np
 
 from ...backends import Backend, get_backend
 from ...config import Field, Section, make_schema
-from ...core.problem import FieldData, GridAxis, ParticleData, Problem
+from ...core.problem import EvaluatedOnce, FieldData, GridAxis, ParticleData, Problem
 from ...errors import InputError, NumericalError
 from .. import data as toy_data
 from ..comparison.checkpoint import load_checkpoint
@@ -203,7 +203,7 @@ class ShootingRun:
         self.objective.evaluations = int(state["evaluations"])
 
 
-class GPFlowProblem(Problem):
+class GPFlowProblem(EvaluatedOnce, Problem):
     def __init__(self, case):
         super().__init__(case)
         where = case.source
@@ -223,7 +223,6 @@ class GPFlowProblem(Problem):
         self._seeds = dict(zip(("train", "eval", "data", "ot", "init"), seq.spawn(5)))
         self.euler = HermiteEuler(case.get("basis.degree"), case.get("time.steps"),
                                   taper=(r1, r2))
-        self._cache = None
 
     def describe(self) -> str:
         c = self.case
@@ -262,10 +261,10 @@ class GPFlowProblem(Problem):
         return run
 
     # -- evaluation -------------------------------------------------------------------------
-    def _evaluate(self, solver: ShootingRun):
-        key = (id(solver), solver.iteration, solver.theta.tobytes())
-        if self._cache is not None and self._cache[0] == key:
-            return self._cache[1]
+    def _results_key(self, solver) -> tuple:
+        return (id(solver), solver.iteration, solver.theta.tobytes())
+
+    def _results(self, solver: ShootingRun) -> tuple:
         c, flow, eu = self.case, solver.flow, self.euler
         xp = flow.xp
         theta = solver.theta
@@ -364,17 +363,8 @@ class GPFlowProblem(Problem):
             ParticleData("lattice", lines, "1", "points on the lines of a lattice in [-3, 3]^2"),
             ParticleData("lattice_image", lines_img, "1", "their images under G"),
         ]
-        self._cache = (key, (s, fields, particles))
-        return self._cache[1]
+        return s, fields, particles
 
-    def summary(self, solver) -> dict:
-        return dict(self._evaluate(solver)[0])
-
-    def fields(self, solver) -> list[FieldData]:
-        return self._evaluate(solver)[1]
-
-    def particles(self, solver) -> list[ParticleData]:
-        return self._evaluate(solver)[2]
 
 
 def build(case) -> GPFlowProblem:

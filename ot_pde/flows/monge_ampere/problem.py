@@ -26,7 +26,7 @@ import numpy as np
 
 from ...backends import Backend, get_backend
 from ...config import Field, Section, make_schema
-from ...core.problem import FieldData, GridAxis, ParticleData, Problem, Reference
+from ...core.problem import EvaluatedOnce, FieldData, GridAxis, ParticleData, Problem, Reference
 from ...errors import InputError
 from .. import data as toy_data
 from ..fv import cell_centers, solve_continuity_2d
@@ -186,7 +186,7 @@ def build_target(case, rng: np.random.Generator) -> TargetData:
     return TargetData(2, None, train, test, entropy)
 
 
-class MongeAmpereFlowProblem(Problem):
+class MongeAmpereFlowProblem(EvaluatedOnce, Problem):
     def __init__(self, case):
         super().__init__(case)
         where = case.source
@@ -207,7 +207,6 @@ class MongeAmpereFlowProblem(Problem):
                              key="grid.upper")
         self.on_grid = self.dim == 2
         self.fv_check = self.on_grid and case.get("grid.check")
-        self._cache: tuple | None = None
 
     # -- set-up -----------------------------------------------------------------------------
     def describe(self) -> str:
@@ -275,11 +274,8 @@ class MongeAmpereFlowProblem(Problem):
         points = np.stack([X.ravel(), Y.ravel()], axis=1)
         return np.exp(self._log_density(potential, points)).reshape(X.shape)
 
-    def _evaluate(self, solver: TrainingRun) -> dict:
+    def _results(self, solver: TrainingRun) -> tuple:
         """Summary, fields and particles of the current potential (cached per iteration)."""
-        key = (id(solver), solver.iteration)
-        if self._cache is not None and self._cache[0] == key:
-            return self._cache[1]
         pot, xp, flow, target = solver.potential, solver.potential.xp, self._flow(), self.target
         rng = np.random.default_rng(self._seeds["eval"])
         summary: dict = {}
@@ -318,8 +314,7 @@ class MongeAmpereFlowProblem(Problem):
 
         if self.on_grid:
             fields += self._grid_fields(pot, summary)
-        self._cache = (key, (summary, fields, particles))
-        return self._cache[1]
+        return summary, fields, particles
 
     def _grid_fields(self, pot, summary: dict) -> list[FieldData]:
         c, xp = self.case, pot.xp
@@ -364,14 +359,6 @@ class MongeAmpereFlowProblem(Problem):
         return out
 
     # -- results ----------------------------------------------------------------------------
-    def summary(self, solver) -> dict:
-        return dict(self._evaluate(solver)[0])
-
-    def fields(self, solver) -> list[FieldData]:
-        return self._evaluate(solver)[1]
-
-    def particles(self, solver) -> list[ParticleData]:
-        return self._evaluate(solver)[2]
 
     def reference(self) -> Reference | None:
         """For a fixed potential in 2D: the particle density at the cell centres.

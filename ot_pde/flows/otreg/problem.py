@@ -35,7 +35,7 @@ import numpy as np
 
 from ...backends import Backend
 from ...config import Field, Section, make_schema
-from ...core.problem import FieldData, GridAxis, ParticleData, Problem
+from ...core.problem import EvaluatedOnce, FieldData, GridAxis, ParticleData, Problem
 from ...errors import InputError, NumericalError
 from ..comparison.checkpoint import save_checkpoint
 from ..comparison.discrete_ot import assignment_cost, estimate_w2
@@ -102,7 +102,7 @@ class OTRegRun(TrainingRun):
         return row
 
 
-class OTRegFlowProblem(Problem):
+class OTRegFlowProblem(EvaluatedOnce, Problem):
     def __init__(self, case):
         super().__init__(case)
         where = case.source
@@ -129,7 +129,6 @@ class OTRegFlowProblem(Problem):
             raise InputError("expected upper > lower on both axes", source=where,
                              key="grid.upper")
         self.alpha = tuple(case.get("training.alpha"))
-        self._cache = None
 
     def describe(self) -> str:
         c = self.case
@@ -181,10 +180,7 @@ class OTRegFlowProblem(Problem):
                for k in ("l", "v", "r", "layerwise")}
         return z, cat
 
-    def _evaluate(self, solver):
-        key = (id(solver), solver.iteration)
-        if self._cache is not None and self._cache[0] == key:
-            return self._cache[1]
+    def _results(self, solver) -> tuple:
         c, pot = self.case, solver.potential
         rng = np.random.default_rng(self._seeds["eval"])
         test = self.target.test
@@ -241,8 +237,7 @@ class OTRegFlowProblem(Problem):
         if out:
             self._export(pot, out, test[:16])
             s["checkpoint_written"] = True
-        self._cache = (key, (s, fields, particles))
-        return self._cache[1]
+        return s, fields, particles
 
     def _export(self, pot, path, ref_x) -> None:
         meta, params = checkpoint_arrays(pot, alpha=self.alpha, extra={
@@ -261,14 +256,6 @@ class OTRegFlowProblem(Problem):
             raise InputError(f"cannot write the checkpoint: {exc}", source=self.case.source,
                              key="output.checkpoint") from None
 
-    def summary(self, solver) -> dict:
-        return dict(self._evaluate(solver)[0])
-
-    def fields(self, solver) -> list[FieldData]:
-        return self._evaluate(solver)[1]
-
-    def particles(self, solver) -> list[ParticleData]:
-        return self._evaluate(solver)[2]
 
 
 def build(case) -> OTRegFlowProblem:
