@@ -96,20 +96,26 @@ class QuantileReference:
         return np.diff(cdf) / np.diff(faces)
 
 
+def checked_box(case) -> tuple[list, list]:
+    """``grid.lower`` and ``grid.upper`` of a 1D-3D box, checked (same length, upper > lower)."""
+    where = case.source
+    lower, upper = case.get("grid.lower"), case.get("grid.upper")
+    if not 1 <= len(lower) <= 3:
+        raise InputError(f"expected 1 to 3 values, got {len(lower)}", source=where,
+                         key="grid.lower")
+    if len(upper) != len(lower):
+        raise InputError(f"expected {len(lower)} values like grid.lower, got {len(upper)}",
+                         source=where, key="grid.upper")
+    if any(b <= a for a, b in zip(lower, upper)):
+        raise InputError("expected upper > lower on every axis", source=where, key="grid.upper")
+    return lower, upper
+
+
 class BenamouBrenierProblem(Problem):
     def __init__(self, case):
         super().__init__(case)
         where = case.source
-        lower, upper = case.get("grid.lower"), case.get("grid.upper")
-        if not 1 <= len(lower) <= 3:
-            raise InputError(f"expected 1 to 3 values, got {len(lower)}", source=where,
-                             key="grid.lower")
-        if len(upper) != len(lower):
-            raise InputError(f"expected {len(lower)} values like grid.lower, got {len(upper)}",
-                             source=where, key="grid.upper")
-        if any(b <= a for a, b in zip(lower, upper)):
-            raise InputError("expected upper > lower on every axis", source=where,
-                             key="grid.upper")
+        lower, upper = checked_box(case)
         n = case.get("grid.n")
         nt = case.get("time.nt") or max(2, int(round(case.get("time.nt_ratio") * n)))
         self.grid_ = SpaceTimeGrid(tuple(lower), tuple(upper), (n,) * len(lower), nt)

@@ -9,6 +9,7 @@ from ...config import Field, Section, make_schema
 from ...core.problem import FieldData, GridAxis, ParticleData, Problem, Reference
 from ...densities import GridDensity, build_density, density_section, gaussian_pdf
 from ...errors import InputError
+from ..benamou_brenier.problem import checked_box
 from ..benamou_brenier.solver import SpaceTimeGrid
 from .solver import EntropicSolver, integrate_flow, interpolate
 
@@ -238,16 +239,7 @@ class EntropicProblem(Problem):
     def __init__(self, case):
         super().__init__(case)
         where = case.source
-        lower, upper = case.get("grid.lower"), case.get("grid.upper")
-        if not 1 <= len(lower) <= 3:
-            raise InputError(f"expected 1 to 3 values, got {len(lower)}", source=where,
-                             key="grid.lower")
-        if len(upper) != len(lower):
-            raise InputError(f"expected {len(lower)} values like grid.lower, got {len(upper)}",
-                             source=where, key="grid.upper")
-        if any(b <= a for a, b in zip(lower, upper)):
-            raise InputError("expected upper > lower on every axis", source=where,
-                             key="grid.upper")
+        lower, upper = checked_box(case)
         n = case.get("grid.n")
         self.grid_ = SpaceTimeGrid(tuple(lower), tuple(upper), (n,) * len(lower),
                                    case.get("time.nt"))
