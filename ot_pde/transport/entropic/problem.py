@@ -198,15 +198,38 @@ def build_source_density(spec, grid, *, where, key_prefix):
     dens = GridDensity(values=np.exp(log_values), raw_mass=raw, gaussian=gaussian,
                        truncated_mass=truncated, spec=spec)
     dens.log_values = log_values
+    #: log of the normalization on the grid: log_pdf = checkerboard_log_pdf + log_offset
+    dens.log_offset = -top - np.log(raw)
     return dens
+
+
+def density_log_pdf(dens, points, grid):
+    """Log-density at arbitrary ``points`` (N, d) of the density the solver sees (normalized
+    so that its grid sum times the cell volume is 1).
+
+    Exact (closed form) for ``gaussian``, ``mixture`` and ``checkerboard``; otherwise the
+    multilinear interpolation of the grid log-density. The interpolation of ``log mu`` is biased
+    low by about ``(h^2/12) E_mu|grad log mu|^2`` (concavity on average: the Fisher information),
+    which for the checkerboard's 0.1-wide edges is a mass defect of 2.7e-2 at 64^2 in the flow's
+    model density; the closed form has no such bias.
+    """
+    kind = dens.spec["type"]
+    if kind == "checkerboard":
+        return checkerboard_log_pdf(points, dens.spec) + dens.log_offset
+    if kind in ("gaussian", "mixture"):
+        with np.errstate(divide="ignore"):
+            logp = np.log(dens.pdf(points))
+        return logp - np.log(dens.raw_mass) if dens.spec.get("normalize", True) else logp
+    return interpolate(dens.log_values, points, grid)
 
 
 def sample_density(dens, grid, n: int, rng) -> tuple[np.ndarray, np.ndarray]:
     """``n`` samples of a density and their log-densities.
 
     Exact for (non-degenerate) Gaussians; the smoothed checkerboard by rejection from its
-    bounding box; anything else from the grid histogram (uniform within cells, log-density by
-    multilinear interpolation of the grid log-density).
+    bounding box (log-density in closed form, :func:`density_log_pdf`); anything else from the
+    grid histogram (uniform within cells, log-density by multilinear interpolation of the grid
+    log-density).
     """
     d = grid.ndim
     kind = dens.spec["type"]
@@ -225,6 +248,7 @@ def sample_density(dens, grid, n: int, rng) -> tuple[np.ndarray, np.ndarray]:
             keep = np.log(rng.random(2 * n)) < checkerboard_log_pdf(cand, spec)
             out.append(cand[keep])
         x = np.concatenate(out)[:n]
+        return x, density_log_pdf(dens, x, grid)
     else:
         p = (dens.values * grid.cell_volume).ravel()
         cells = rng.choice(p.size, size=n, p=p / p.sum())
@@ -313,9 +337,9 @@ class EntropicProblem(Problem):
                 points = np.stack(g.mesh(), axis=-1).reshape(-1, g.ndim)
                 back, div_int = integrate_flow(levels, points, np.zeros(len(points)), g,
                                                backward=True)
-                log0 = (np.log(gaussian_pdf(back, *self.source.gaussian))
-                        if self.source.spec["type"] == "gaussian"
-                        else interpolate(self.source.log_values, back, g))
+                # the source log-density at the back-traced points in closed form where
+                # there is one (interpolating log mu biases the mass low, see density_log_pdf)
+                log0 = density_log_pdf(self.source, back, g)
                 out["model_log_density"] = (log0 - div_int).reshape(g.shape)
         self._flow = (solver.iteration, out)
         return out
