@@ -14,6 +14,11 @@ over fixed latent draws. :math:`G` is the time-1 map of the velocity of the 2D G
 (shooting), by scipy's L-BFGS-B with gradients from the discrete adjoint of the RK4 steps and
 the flow's Jacobian by central differences (``solver.fd_step``).
 
+For d > 2 the map is the time-1 flow of an exactly Gaussian-preserving antisymmetric-matrix
+field (:class:`~ot_pde.flows.gp.antisymmetric.AntisymmetricGP`) whose time-dependent
+coefficients are all optimized, the Euler condition added to the objective as a penalty
+weighted by ``solver.euler_penalty`` (:class:`PenalizedShooting`).
+
 Each iteration of the run is a *chunk* of ``solver.chunk`` L-BFGS iterations started from the
 current coefficients (the L-BFGS memory is reset between chunks, so a ``--restart`` continues
 bit-for-bit). A trial point whose coefficient path is not resolved by the time steps (relative
@@ -34,9 +39,10 @@ from ...core.problem import EvaluatedOnce, FieldData, GridAxis, ParticleData, Pr
 from ...errors import InputError, NumericalError
 from .. import data as toy_data
 from ..comparison.checkpoint import load_checkpoint
-from ..comparison.discrete_ot import estimate_w2
+from ..comparison.discrete_ot import estimate_w2, gelbrich_bound
 from ..comparison.models import build_flow
 from ..comparison.problem import _chunked
+from .antisymmetric import AntisymmetricGP, taper_mass
 from .hermite import HermiteEuler
 
 log = logging.getLogger("ot_pde")
@@ -44,31 +50,39 @@ log = logging.getLogger("ot_pde")
 TOY_SETS = tuple(toy_data.DATASETS)
 #: objective value returned for a rejected trial point (unresolved or non-finite path)
 _REJECT = 1e10
+#: d > 2: largest parameter count and penalty least-squares matrix (nodes x d x pressures)
+_MAX_PARAMS = 20000
+_MAX_PENALTY_MATRIX = 20_000_000
 
 SCHEMA = make_schema({
     "model": Section({
         "path": Field("path", must_exist=True, doc="the flow checkpoint (.npz or .safetensors)"),
         "steps": Field("int", None, minimum=1,
                        doc="integrator steps of an ODE flow (default: the checkpoint's)"),
-    }, doc="the trained flow T (latent -> data), 2D"),
+    }, doc="the trained flow T (latent -> data), d >= 2"),
     "data": Section({
         "n_test": Field("int", 10000, minimum=2, doc="held-out points for the log-likelihood"),
     }, variants={**{name: {} for name in TOY_SETS}, "model": {}}, default_variant="model",
         doc="held-out data for the log-likelihood before/after: a 2D toy set or the flow's "
             "own samples"),
     "basis": Section({
-        "degree": Field("int", 6, minimum=0, maximum=16,
-                        doc="total degree K of the Hermite stream function chi "
-                            "((K+1)(K+2)/2 coefficients)"),
+        "degree": Field("int", None, minimum=0, maximum=16,
+                        doc="total degree K of the Hermite stream function chi in 2D "
+                            "((K+1)(K+2)/2 coefficients; default 6), of the entries of the "
+                            "antisymmetric matrix field A for d > 2 (default 1)"),
+        "time_degree": Field("int", 1, minimum=0, maximum=8,
+                             doc="d > 2 only: Legendre degree in time of A's coefficients "
+                                 "(0: a stationary field)"),
         "taper_inner": Field("float", 3.0, exclusive_minimum=0.0,
                              doc="radius where the particle velocity starts to be cut off"),
         "taper_outer": Field("float", 4.0, exclusive_minimum=0.0,
                              doc="radius beyond which the particle velocity is zero"),
-    }, doc="the Gaussian Euler discretization (Hermite-Galerkin)"),
+    }, doc="the Gaussian Euler discretization (2D: Hermite-Galerkin; d > 2: antisymmetric "
+           "Hermite matrix field, penalized Euler)"),
     "time": Section({
         "steps": Field("int", 48, minimum=1, resolution="inverse",
                        doc="RK4 steps on t in [0, 1]"),
-    }, doc="time stepping of the geodesic"),
+    }, doc="time stepping of the geodesic (RK4 of the particles)"),
     "initial": Section({
         "amplitude": Field("float", 0.0, minimum=0.0,
                            doc="|theta_0| of the starting velocity (random direction from "
@@ -83,8 +97,12 @@ SCHEMA = make_schema({
         "fd_step": Field("float", 1e-5, exclusive_minimum=0.0,
                          doc="central-difference step of the flow's Jacobian"),
         "max_energy_drift": Field("float", 1e-3, exclusive_minimum=0.0,
-                                  doc="relative energy drift above which a trial path is "
-                                      "rejected as unresolved"),
+                                  doc="2D only: relative energy drift above which a trial "
+                                      "path is rejected as unresolved"),
+        "euler_penalty": Field("float", 10.0, minimum=0.0,
+                               doc="d > 2 only: weight of the Euler penalty "
+                                   "int_0^1 |Q(dv/dt + (v.grad)v)|^2 dt added to the "
+                                   "transport objective"),
     }, doc="shooting optimization of the initial velocity"),
     "comparison": Section({
         "n_eval": Field("int", 10000, minimum=2,
@@ -147,6 +165,62 @@ class Shooting:
         return f, g
 
 
+class PenalizedShooting:
+    r"""d > 2: :math:`J(\theta) = \frac1n\sum|T(G(z_i)) - z_i|^2 + \lambda\int_0^1
+    \|Q(\partial_t v + (v\cdot\nabla)v)\|^2_{L^2(\gamma)}dt` and its exact gradient (RK4
+    adjoint of the particles; the penalty in closed form), G the time-1 map of the
+    antisymmetric-matrix field :class:`~ot_pde.flows.gp.antisymmetric.AntisymmetricGP`."""
+
+    def __init__(self, field: AntisymmetricGP, flow, z: np.ndarray, fd_step: float,
+                 penalty: float):
+        self.field, self.flow, self.z = field, flow, z
+        self.h, self.weight = float(fd_step), float(penalty)
+        self.evaluations = 0
+
+    def flow_and_jacobian(self, x):
+        """:math:`T(x)` ``(n, d)`` and :math:`DT(x)` ``(n, d, d)`` by central differences."""
+        n, d = x.shape
+        e = np.eye(d) * self.h
+        pts = np.concatenate([x] + [x + s * e[j] for j in range(d) for s in (1.0, -1.0)])
+        y = _chunked(lambda a: (self.flow.sample(a),), pts, self.flow.xp)[0]
+        jac = np.stack([(y[(2 * j + 1) * n:(2 * j + 2) * n] - y[(2 * j + 2) * n:(2 * j + 3) * n])
+                        / (2.0 * self.h) for j in range(d)], axis=2)
+        return y[:n], jac
+
+    def energy(self, theta) -> float:
+        """Kinetic energy 1/2 |v(., 0)|^2 in L^2(gamma) of the polynomial field at t = 0."""
+        return self.field.energy(theta, 0.0)
+
+    def transport_cost(self, theta) -> float:
+        with np.errstate(all="ignore"):
+            xe = self.field.integrate(theta, self.z)[0]
+        if not np.all(np.isfinite(xe)):
+            return math.inf
+        diff = self.flow_and_jacobian(xe)[0] - self.z
+        return float(np.mean(np.sum(diff * diff, axis=1)))
+
+    def __call__(self, theta):
+        self.evaluations += 1
+        theta = np.asarray(theta, dtype=np.float64)
+        reject = (_REJECT * (1.0 + float(theta @ theta)), theta.copy())
+        with np.errstate(all="ignore"):
+            xe, _, stages = self.field.integrate(theta, self.z, store=True)
+        if not np.all(np.isfinite(xe)):
+            return reject
+        tx, jac = self.flow_and_jacobian(xe)
+        diff = tx - self.z
+        f = float(np.mean(np.sum(diff * diff, axis=1)))
+        g_x = (2.0 / diff.shape[0]) * np.einsum("mi,mij->mj", diff, jac)
+        with np.errstate(all="ignore"):
+            g, _ = self.field.adjoint(theta, stages, g_x)
+            if self.weight > 0.0:
+                pen, gp = self.field.penalty(theta, gradient=True)
+                f, g = f + self.weight * pen, g + self.weight * gp
+        if not (math.isfinite(f) and np.all(np.isfinite(g))):
+            return reject
+        return f, g
+
+
 class ShootingRun:
     """Chunks of L-BFGS-B on the initial coefficients (the runner's iterations)."""
 
@@ -186,7 +260,9 @@ class ShootingRun:
         f, g = self.objective(self.theta)
         return {"lbfgs_iterations": float(self.lbfgs_iterations), "cost": f,
                 "grad_norm": float(np.linalg.norm(g)),
-                "energy": 0.5 * float(self.theta @ self.theta),
+                "energy": (self.objective.energy(self.theta)
+                           if hasattr(self.objective, "energy")
+                           else 0.5 * float(self.theta @ self.theta)),
                 "evaluations": float(self.objective.evaluations)}
 
     def state(self) -> dict:
@@ -210,10 +286,9 @@ class GPFlowProblem(EvaluatedOnce, Problem):
         self.checkpoint = load_checkpoint(case.get("model.path"))
         self.meta = self.checkpoint.meta
         self.dim = self.meta["dim"]
-        if self.dim != 2:
-            raise InputError(f"gp_flow rearranges 2D flows only (the Gaussian Euler solver is "
-                             f"2D); this flow has d = {self.dim}", source=where,
-                             key="model.path")
+        if self.dim < 2:
+            raise InputError(f"a Gaussian-preserving rearrangement needs d >= 2; this flow has "
+                             f"d = {self.dim}", source=where, key="model.path")
         build_flow(self.checkpoint, get_backend("numpy"), case.get("model.steps"))
         r1, r2 = case.get("basis.taper_inner"), case.get("basis.taper_outer")
         if not r2 > r1:
@@ -221,11 +296,43 @@ class GPFlowProblem(EvaluatedOnce, Problem):
                              source=where, key="basis.taper_outer")
         seq = np.random.SeedSequence(case.get("run.seed"))
         self._seeds = dict(zip(("train", "eval", "data", "ot", "init"), seq.spawn(5)))
-        self.euler = HermiteEuler(case.get("basis.degree"), case.get("time.steps"),
-                                  taper=(r1, r2))
+        degree = case.get("basis.degree")
+        if self.dim == 2:
+            self.field = None
+            self.euler = HermiteEuler(6 if degree is None else degree, case.get("time.steps"),
+                                      taper=(r1, r2))
+            return
+        # d > 2: antisymmetric Hermite matrix field, Euler condition as a penalty
+        degree = 1 if degree is None else degree
+        if case.get("data.type") in TOY_SETS:
+            raise InputError(f"the toy data sets are 2D; this flow has d = {self.dim} (use "
+                             f"type = \"model\")", source=where, key="data.type")
+        n_params, n_pressure, n_nodes = AntisymmetricGP.sizes(
+            self.dim, degree, case.get("basis.time_degree"))
+        if n_params > _MAX_PARAMS or n_nodes * self.dim * n_pressure > _MAX_PENALTY_MATRIX:
+            raise InputError(f"too large for this construction: d = {self.dim} with degree "
+                             f"{degree} has {n_params} coefficients (limit {_MAX_PARAMS}) and "
+                             f"an Euler penalty on {n_pressure} pressure functions x "
+                             f"{n_nodes} nodes ({n_nodes * self.dim * n_pressure:.3g} matrix "
+                             f"entries, limit {_MAX_PENALTY_MATRIX:.3g}); lower basis.degree "
+                             f"(degree 0 = rotations) if d allows", source=where,
+                             key="basis.degree")
+        self.euler = None
+        self.field = AntisymmetricGP(self.dim, degree, case.get("basis.time_degree"),
+                                     case.get("time.steps"), taper=(r1, r2),
+                                     seed=seq.spawn(1)[0])
 
     def describe(self) -> str:
         c = self.case
+        if self.field is not None:
+            f = self.field
+            return (f"{self.meta['model_type']} flow ({Path(self.checkpoint.path).name}, "
+                    f"d = {self.dim}) rearranged by a Gaussian-preserving antisymmetric-matrix "
+                    f"field: Hermite degree {f.degree}, time degree {f.time_degree} "
+                    f"({f.size} coefficients), Euler penalty {c.get('solver.euler_penalty'):g} "
+                    f"({f.quadrature} nodes {f.nodes.shape[0]}), RK4 {f.steps} steps, "
+                    f"{c.get('solver.n_samples')} latent samples, L-BFGS "
+                    f"{c.get('solver.max_iterations')} iterations")
         return (f"{self.meta['model_type']} flow ({Path(self.checkpoint.path).name}) rearranged "
                 f"by the Gaussian Euler geodesic: Hermite degree {self.euler.degree} "
                 f"({self.euler.size} coefficients), RK4 {self.euler.steps} steps, "
@@ -237,6 +344,12 @@ class GPFlowProblem(EvaluatedOnce, Problem):
         return -(-self.case.get("solver.max_iterations") // self.case.get("solver.chunk"))
 
     def grid(self) -> list[GridAxis]:
+        if self.field is not None:
+            return [GridAxis("t", np.linspace(0.0, 1.0, self.field.steps + 1), "1",
+                             "time of the path", "time"),
+                    GridAxis("mode", np.arange(self.field.size, dtype=np.float64), "1",
+                             "coefficient index (time degree, pair i < j, Hermite "
+                             "multi-index)", "other")]
         return [GridAxis("t", np.linspace(0.0, 1.0, self.euler.steps + 1), "1",
                          "time of the geodesic", "time"),
                 GridAxis("mode", np.arange(self.euler.size, dtype=np.float64), "1",
@@ -245,16 +358,20 @@ class GPFlowProblem(EvaluatedOnce, Problem):
     def _theta0(self) -> np.ndarray:
         amp = self.case.get("initial.amplitude")
         rng = np.random.default_rng(self._seeds["init"])
-        d = rng.standard_normal(self.euler.size)
+        d = rng.standard_normal((self.field or self.euler).size)
         return amp * d / np.linalg.norm(d)
 
     def make_solver(self, backend: Backend) -> ShootingRun:
         c = self.case
         flow = build_flow(self.checkpoint, backend, c.get("model.steps"))
         z = np.random.default_rng(self._seeds["train"]).standard_normal(
-            (c.get("solver.n_samples"), 2))
-        obj = Shooting(self.euler, flow, z, c.get("solver.fd_step"),
-                       c.get("solver.max_energy_drift"))
+            (c.get("solver.n_samples"), self.dim))
+        if self.field is not None:
+            obj = PenalizedShooting(self.field, flow, z, c.get("solver.fd_step"),
+                                    c.get("solver.euler_penalty"))
+        else:
+            obj = Shooting(self.euler, flow, z, c.get("solver.fd_step"),
+                           c.get("solver.max_energy_drift"))
         run = ShootingRun(obj, self._theta0(), c.get("solver.max_iterations"),
                           c.get("solver.chunk"), c.get("solver.gtol"))
         run.flow = flow
@@ -265,6 +382,8 @@ class GPFlowProblem(EvaluatedOnce, Problem):
         return (id(solver), solver.iteration, solver.theta.tobytes())
 
     def _results(self, solver: ShootingRun) -> tuple:
+        if self.field is not None:
+            return self._results_nd(solver)
         c, flow, eu = self.case, solver.flow, self.euler
         xp = flow.xp
         theta = solver.theta
@@ -365,6 +484,104 @@ class GPFlowProblem(EvaluatedOnce, Problem):
         ]
         return s, fields, particles
 
+
+    def _results_nd(self, solver: ShootingRun) -> tuple:
+        """d > 2: the same summary from the penalized antisymmetric-matrix path."""
+        c, flow, fld, d = self.case, solver.flow, self.field, self.dim
+        xp = flow.xp
+        theta = solver.theta
+        sample = lambda a: _chunked(lambda b: (flow.sample(b),), a, xp)[0]  # noqa: E731
+        obj = solver.objective
+        s: dict = {"dim": d, "degree": fld.degree, "time_degree": fld.time_degree,
+                   "n_coefficients": fld.size, "time_steps": fld.steps,
+                   "lbfgs_iterations": solver.lbfgs_iterations,
+                   "objective_evaluations": obj.evaluations,
+                   "euler_penalty_weight": obj.weight,
+                   "penalty_nodes": int(fld.nodes.shape[0]),
+                   "penalty_quadrature_exact": fld.quadrature == "gauss_hermite"}
+        s["training_cost_before"] = obj.transport_cost(self._theta0())
+        s["training_cost_after"] = obj.transport_cost(theta)
+        s["euler_penalty"] = float(fld.penalty(theta))
+
+        n = c.get("comparison.n_eval")
+        z = np.random.default_rng(self._seeds["eval"]).standard_normal((n, d))
+        with np.errstate(all="ignore"):
+            gz, ld_fwd, _ = fld.integrate(theta, z, logdet=True)
+        if not np.all(np.isfinite(gz)):
+            raise NumericalError("the rearrangement G is non-finite on the evaluation samples")
+        x0, x1 = sample(z), sample(gz)
+        c0 = np.sum((x0 - z) ** 2, axis=1)
+        c1 = np.sum((x1 - z) ** 2, axis=1)
+        s["transport_cost_before"] = float(c0.mean())
+        s["transport_cost_after"] = float(c1.mean())
+        s["transport_cost_before_stderr"] = float(c0.std(ddof=1) / math.sqrt(n))
+        s["transport_cost_after_stderr"] = float(c1.std(ddof=1) / math.sqrt(n))
+        s["cost_change_stderr"] = float((c1 - c0).std(ddof=1) / math.sqrt(n))
+        defect = -0.5 * np.sum(gz ** 2, 1) + ld_fwd + 0.5 * np.sum(z ** 2, 1)
+        s["gaussian_defect_max_abs"] = float(np.abs(defect).max())
+
+        est = estimate_w2(lambda m, rng: rng.standard_normal((m, d)),
+                          lambda m, rng: sample(rng.standard_normal((m, d))),
+                          c.get("comparison.ot_sizes"), c.get("comparison.ot_repeats"),
+                          np.random.default_rng(self._seeds["ot"]), d)
+        s["ot_lower_bound"] = est.value
+        s["ot_lower_bound_stderr"] = est.stderr
+        s["gelbrich_bound"] = gelbrich_bound(x0)
+        gap0 = s["transport_cost_before"] - est.value
+        s["gap_closed_fraction"] = ((s["transport_cost_before"] - s["transport_cost_after"])
+                                    / gap0 if gap0 > 0 else 0.0)
+        s["cost_above_bound"] = bool(s["transport_cost_after"]
+                                     >= est.value - 3.0 * est.stderr
+                                     - 3.0 * s["transport_cost_after_stderr"])
+
+        m = c.get("data.n_test")
+        rng = np.random.default_rng(self._seeds["data"])
+        zd, lp = _chunked(flow.to_data, rng.standard_normal((m, d)), xp)
+        zd = _chunked(flow.to_latent, zd, xp)[0]
+        with np.errstate(all="ignore"):
+            w, ld_back, _ = fld.integrate(theta, zd, backward=True, logdet=True)
+        change = -0.5 * np.sum(w ** 2, 1) + 0.5 * np.sum(zd ** 2, 1) + ld_back
+        if not (np.all(np.isfinite(lp)) and np.all(np.isfinite(change))):
+            raise NumericalError("non-finite log-likelihood before/after the rearrangement")
+        s["log_likelihood_before"] = float(lp.mean())
+        s["log_likelihood_after"] = float((lp + change).mean())
+        s["log_likelihood_change"] = float(change.mean())
+        s["log_likelihood_change_max_abs"] = float(np.abs(change).max())
+
+        times = np.linspace(0.0, 1.0, fld.steps + 1)
+        res = np.array([fld.residual(theta, t) for t in times])
+        s["euler_residual"] = float(res[:, 0].max())
+        s["euler_residual_abs"] = float(res[:, 1].max())
+        s["energy"] = float(res[0, 2])
+        s["energy_drift"] = float(abs(res[-1, 2] - res[0, 2]) / max(res[0, 2], 1e-300))
+        s["taper_mass"] = taper_mass(d, fld.taper[0])
+
+        fields = [FieldData("theta0", theta.copy(), ("mode",), "1",
+                            "optimized coefficients of the antisymmetric matrix field"),
+                  FieldData("euler_residual", res[:, 0], ("t",), "1",
+                            "relative Euler residual |Q a| / |a| along the path"),
+                  FieldData("energy", res[:, 2], ("t",), "1",
+                            "kinetic energy along the path")]
+        k = min(c.get("output.samples"), n)
+        lat = np.linspace(-3.0, 3.0, 13)
+        fine = np.linspace(-3.0, 3.0, 121)
+        along, across = np.meshgrid(lat, fine, indexing="ij")
+        planar = np.concatenate([np.stack([across, along], -1).reshape(-1, 2),
+                                 np.stack([along, across], -1).reshape(-1, 2)])
+        lines = np.zeros((planar.shape[0], d))
+        lines[:, :2] = planar          # a lattice in the (x0, x1) plane
+        with np.errstate(all="ignore"):
+            lines_img = fld.integrate(theta, lines)[0]
+        particles = [
+            ParticleData("latent", z[:k], "1", "latent points z ~ N(0, I)"),
+            ParticleData("flow_image", x0[:k], "1", "T(z), the flow before"),
+            ParticleData("rearranged", gz[:k], "1", "G(z), the Gaussian-preserving map"),
+            ParticleData("gp_image", x1[:k], "1", "T(G(z)), the flow after"),
+            ParticleData("lattice", lines, "1",
+                         "points on the lines of a lattice in [-3, 3]^2 x {0}"),
+            ParticleData("lattice_image", lines_img, "1", "their images under G"),
+        ]
+        return s, fields, particles
 
 
 def build(case) -> GPFlowProblem:
