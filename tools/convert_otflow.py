@@ -102,12 +102,13 @@ class TorchOTFlow:
 
 def convert(src, dst, data: str = "swiss_roll", n_ref: int = 16, seed: int = 0) -> dict:
     """Read ``src``, compute the torch references and write ``dst``; returns the metadata."""
+    # Read (and refuse) the file before torch is even imported: reading needs no torch.
+    args, state = read_otflow(src)
     import torch
 
     from ot_pde.flows import data as toy
     from ot_pde.flows.comparison.checkpoint import save_checkpoint
 
-    args, state = read_otflow(src)
     r, D = state["A"].shape
     d, m, n_layers = D - 1, int(args["m"]), int(args["nTh"])
     dtype_name = {"double": "float64", "single": "float32"}[args.get("prec", "single")]
@@ -150,6 +151,11 @@ def main(argv=None) -> int:
         meta = convert(a.src, a.output, a.data, a.n_ref, a.seed)
     except torch_pickle.RefusedPickle as exc:
         print(f"error: {a.src}: {exc}; nothing was converted", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as exc:
+        print(f"error: {a.src}: the reference pairs are computed by torch, which is not "
+              f"installed ({exc}; pip install torch==2.13.0); nothing was converted",
+              file=sys.stderr)
         return 2
     except (pickle.UnpicklingError, EOFError, ValueError, KeyError, OSError) as exc:
         print(f"error: {a.src}: not a readable OT-Flow checkpoint ({type(exc).__name__}: "

@@ -78,6 +78,11 @@ def main(argv=None) -> int:
     except torch_pickle.RefusedPickle as exc:
         print(f"error: {a.src}: {exc}; nothing was converted", file=sys.stderr)
         return 2
+    except ModuleNotFoundError as exc:
+        print(f"error: {a.src}: the reference pairs are computed by torch, which is not "
+              f"installed ({exc}; pip install torch==2.13.0); nothing was converted",
+              file=sys.stderr)
+        return 2
     except (pickle.UnpicklingError, EOFError, ValueError, KeyError, OSError) as exc:
         print(f"error: {a.src}: not a readable RealNVP state dict ({type(exc).__name__}: "
               f"{exc})", file=sys.stderr)
