@@ -20,8 +20,9 @@ $(VENV)/.stamp-base: pyproject.toml
 	$(PY) -m pip install -q -e .
 	touch $@
 
+# .[mpi] brings mpi4py and the MPICH wheel (its mpiexec lands in $(BIN)) for the mpi test.
 $(VENV)/.stamp-test: $(VENV)/.stamp-base
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[test,mpi]'
 	touch $@
 
 $(VENV)/.stamp-docs: $(VENV)/.stamp-base

@@ -82,10 +82,29 @@ def cmd_check(args) -> int:
 
 def cmd_converge(args) -> int:
     from .backends import get_backend
-    from .core.converge import plot_study, run_study, write_study
+    from .core.converge import RemoteRunError, plot_study, run_study, write_study
+    from .parallel import share_cores, world_comm
 
+    comm = world_comm()  # None unless launched by mpiexec on > 1 rank with mpi4py importable
+    rank = 0 if comm is None else comm.Get_rank()
+    if comm is not None:
+        _rank_logging(rank, comm.Get_size())
+        threads = share_cores(comm)
+        if threads is not None:
+            log.debug("numba threads per rank: %d", threads)
     case = _load(args)
-    study = run_study(case, args.vary, backend=args.backend)
+    try:
+        study = run_study(case, args.vary, backend=args.backend, comm=comm)
+    except RemoteRunError as exc:
+        if rank != 0:  # the rank that ran the failed run reports it; rank 0 prints once
+            return exc.exit_code
+        raise
+    except OtPdeError as exc:
+        if rank != 0 and isinstance(exc, InputError):  # every rank sees bad input: say it once
+            return exc.exit_code
+        raise
+    if study is None:  # an MPI rank other than 0: its runs went to rank 0
+        return 0
     if args.output:
         backend = get_backend(args.backend or case.get("run.backend")).name
         write_study(study, case, Path(args.output), backend)
@@ -97,6 +116,12 @@ def cmd_converge(args) -> int:
     else:
         print(study.table())
     return 0
+
+
+def _rank_logging(rank: int, size: int) -> None:
+    """Under MPI, prefix every log line with the rank (all of them go to stderr)."""
+    for handler in log.handlers:
+        handler.setFormatter(logging.Formatter(f"[rank {rank}/{size}] %(levelname)s %(message)s"))
 
 
 def cmd_plot(args) -> int:
@@ -147,7 +172,9 @@ def cmd_info(args) -> int:
     info["backends"] = available_backends()
     info["default_backend"] = default_backend()
     info["gpus"] = cupy_device_count()
-    info["mpi"] = None if info["mpi4py"] is None else "mpi4py installed"
+    from .parallel import mpi_info
+
+    info.update(mpi_info())  # the MPI library's first line, world size and rank
     if args.json:
         _print_json(info)
     else:

@@ -10,13 +10,14 @@ from __future__ import annotations
 import logging
 import math
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from ..config import Case
-from ..errors import InputError
+from ..errors import InputError, OtPdeError
 from ..io import ResultFile, ResultWriter
 from .registry import get_kind
 from .runner import run_case
@@ -88,44 +89,104 @@ def mesh_size(case: Case, key: str, value) -> float:
     return 1.0 / value if resolution == "inverse" else float(value)
 
 
+def _run_one(case: Case, kind, key: str, v, folder: Path, backend: str | None,
+             keep: bool) -> tuple[dict[str, float], dict]:
+    """One run of a study: its errors (name -> value) and its run record."""
+    run = case.with_overrides([f"{key}={v!r}" if isinstance(v, str) else f"{key}={v}"])
+    problem = kind.build(run)
+    reference = problem.reference()
+    if reference is None:
+        raise InputError(f"problem kind {case.kind!r} has no exact reference for this "
+                         "case (convergence studies need one)", source=case.source,
+                         key="case.problem")
+    out = folder / f"{Path(case.source).stem}_{key}={v}.h5"
+    log.info("convergence study: %s = %s", key, v)
+    result = run_case(run, out, backend=backend)
+    errors: dict[str, float] = {}
+    with ResultFile(out) as rf:
+        for name, exact in reference.scalars.items():
+            got = result.summary[name]
+            errors[f"{name} rel"] = abs(got - exact) / abs(exact) if exact else abs(got)
+        for name, (exact, weight) in reference.fields.items():
+            diff = np.abs(rf.field(name) - exact)
+            errors[f"{name} L1"] = float(diff.sum() * weight)
+            errors[f"{name} L2"] = float(np.sqrt((diff ** 2).sum() * weight))
+            errors[f"{name} Linf"] = float(diff.max())
+    record = {"value": v, "output": str(out) if keep else None,
+              "summary": result.summary, "status": result.status}
+    return errors, record
+
+
+class RemoteRunError(OtPdeError):
+    """A run of an MPI study failed on another rank (which reports the error itself)."""
+
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def _idle_barrier(comm, poll: float = 0.05) -> None:
+    """Wait for every rank without busy-polling (MPICH spins in blocking collectives, which
+    would steal a core from the ranks still computing)."""
+    request = comm.Ibarrier()
+    while not request.Test():
+        time.sleep(poll)
+
+
 def run_study(case: Case, vary: str, *, backend: str | None = None,
-              workdir: Path | None = None) -> Study:
-    """Run ``case`` at each value of ``vary`` and compare with the kind's exact reference."""
+              workdir: Path | None = None, comm=None) -> Study | None:
+    """Run ``case`` at each value of ``vary`` and compare with the kind's exact reference.
+
+    With an MPI communicator ``comm`` of more than one rank, run ``i`` (coarse to fine) goes
+    to rank ``i % size``; each run is the same computation as in the serial study, so the
+    errors are identical to the bit. The results are gathered on rank 0, which returns the
+    study; the other ranks return None. A failed run raises on every rank: the original
+    exception on the rank that ran it, :class:`RemoteRunError` (same exit code) elsewhere.
+    """
     key, values = parse_vary(vary, case)
     kind = get_kind(case.kind)
     h = np.array([mesh_size(case, key, v) for v in values])
     order = np.argsort(-h)  # coarse to fine, whatever order the user gave
     values = [values[i] for i in order]
     h = h[order]
-    study = Study(key=key, values=values, h=h)
-    errors: dict[str, list[float]] = {}
+    size = 1 if comm is None else comm.Get_size()
+    rank = 0 if comm is None else comm.Get_rank()
+    mine: list[tuple] = []  # (index, errors, record) or (index, None, (exit code, message))
+    failure: BaseException | None = None
     with tempfile.TemporaryDirectory(prefix="ot_pde_converge_") as tmp:
         folder = Path(workdir) if workdir else Path(tmp)
         folder.mkdir(parents=True, exist_ok=True)
-        for v in values:
-            run = case.with_overrides([f"{key}={v!r}" if isinstance(v, str) else f"{key}={v}"])
-            problem = kind.build(run)
-            reference = problem.reference()
-            if reference is None:
-                raise InputError(f"problem kind {case.kind!r} has no exact reference for this "
-                                 "case (convergence studies need one)", source=case.source,
-                                 key="case.problem")
-            out = folder / f"{Path(case.source).stem}_{key}={v}.h5"
-            log.info("convergence study: %s = %s", key, v)
-            result = run_case(run, out, backend=backend)
-            with ResultFile(out) as rf:
-                for name, exact in reference.scalars.items():
-                    got = result.summary[name]
-                    errors.setdefault(f"{name} rel", []).append(
-                        abs(got - exact) / abs(exact) if exact else abs(got))
-                for name, (exact, weight) in reference.fields.items():
-                    diff = np.abs(rf.field(name) - exact)
-                    errors.setdefault(f"{name} L1", []).append(float(diff.sum() * weight))
-                    errors.setdefault(f"{name} L2", []).append(
-                        float(np.sqrt((diff ** 2).sum() * weight)))
-                    errors.setdefault(f"{name} Linf", []).append(float(diff.max()))
-            study.runs.append({"value": v, "output": str(out) if workdir else None,
-                               "summary": result.summary, "status": result.status})
+        for i in range(rank, len(values), size):
+            if comm is None:
+                mine.append((i, *_run_one(case, kind, key, values[i], folder, backend,
+                                          workdir is not None)))
+                continue
+            try:  # under MPI a failure must still reach the collective below (no deadlock)
+                mine.append((i, *_run_one(case, kind, key, values[i], folder, backend,
+                                          workdir is not None)))
+            except Exception as exc:
+                failure = exc
+                mine.append((i, None, (getattr(exc, "exit_code", 1), str(exc))))
+                break
+    if comm is not None:
+        _idle_barrier(comm)
+        outcomes = sorted((o for part in comm.allgather(mine) for o in part),
+                          key=lambda o: o[0])
+        failed = [o for o in outcomes if o[1] is None]
+        if failed:
+            if failure is not None:
+                raise failure
+            code, message = failed[0][2]
+            raise RemoteRunError(f"a run failed on another rank: {message}", code)
+        if rank != 0:
+            return None
+        mine = outcomes
+    study = Study(key=key, values=values, h=h)
+    errors: dict[str, list[float]] = {}
+    for _, run_errors, record in mine:
+        for name, e in run_errors.items():
+            errors.setdefault(name, []).append(e)
+        study.runs.append(record)
     study.errors = {k: np.array(v) for k, v in errors.items()}
     return study
 
