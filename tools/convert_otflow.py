@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import pickle
 import sys
 from pathlib import Path
 
@@ -147,19 +146,9 @@ def main(argv=None) -> int:
     p.add_argument("--n-ref", type=int, default=16, help="number of reference pairs")
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args(argv)
-    try:
-        meta = convert(a.src, a.output, a.data, a.n_ref, a.seed)
-    except torch_pickle.RefusedPickle as exc:
-        print(f"error: {a.src}: {exc}; nothing was converted", file=sys.stderr)
-        return 2
-    except ModuleNotFoundError as exc:
-        print(f"error: {a.src}: the reference pairs are computed by torch, which is not "
-              f"installed ({exc}; pip install torch==2.13.0); nothing was converted",
-              file=sys.stderr)
-        return 2
-    except (pickle.UnpicklingError, EOFError, ValueError, KeyError, OSError) as exc:
-        print(f"error: {a.src}: not a readable OT-Flow checkpoint ({type(exc).__name__}: "
-              f"{exc})", file=sys.stderr)
+    meta = torch_pickle.converted(a.src, "OT-Flow checkpoint",
+                                  lambda: convert(a.src, a.output, a.data, a.n_ref, a.seed))
+    if meta is None:
         return 2
     print(f"wrote {a.output}: otflow d = {meta['dim']}, layers {meta['layer_sizes']}, "
           f"{meta['steps']} RK4 steps, {meta['dtype']}")

@@ -13,7 +13,6 @@ Needs torch; never imported by ``ot_pde``.
 from __future__ import annotations
 
 import argparse
-import pickle
 import sys
 from pathlib import Path
 
@@ -69,23 +68,15 @@ def main(argv=None) -> int:
                                                               "elu", "softplus"))
     p.add_argument("--n-ref", type=int, default=16)
     a = p.parse_args(argv)
-    try:
+    def convert():
         state = torch_pickle.load(a.src)
         if not isinstance(state, dict) or not all(isinstance(v, np.ndarray)
                                                   for v in state.values()):
             raise ValueError("expected a state dict of tensors")
-        meta = convert_state(state, a.output, a.activation, a.n_ref)
-    except torch_pickle.RefusedPickle as exc:
-        print(f"error: {a.src}: {exc}; nothing was converted", file=sys.stderr)
-        return 2
-    except ModuleNotFoundError as exc:
-        print(f"error: {a.src}: the reference pairs are computed by torch, which is not "
-              f"installed ({exc}; pip install torch==2.13.0); nothing was converted",
-              file=sys.stderr)
-        return 2
-    except (pickle.UnpicklingError, EOFError, ValueError, KeyError, OSError) as exc:
-        print(f"error: {a.src}: not a readable RealNVP state dict ({type(exc).__name__}: "
-              f"{exc})", file=sys.stderr)
+        return convert_state(state, a.output, a.activation, a.n_ref)
+
+    meta = torch_pickle.converted(a.src, "RealNVP state dict", convert)
+    if meta is None:
         return 2
     print(f"wrote {a.output}: realnvp d = {meta['dim']}, "
           f"{len(meta['config']['permutations'])} couplings, sizes {meta['layer_sizes']}")

@@ -33,6 +33,7 @@ import collections
 import io
 import pickle
 import struct
+import sys
 import zipfile
 
 import numpy as np
@@ -224,3 +225,19 @@ def load(path):
         return _resolve(_load_zip(path))
     with open(path, "rb") as f:
         return _resolve(_load_legacy(f))
+
+
+def converted(src, what: str, convert):
+    """``convert()``, or None after a one-line error on stderr when the file is refused,
+    unreadable, or needs torch that is not installed (the converters then exit 2)."""
+    try:
+        return convert()
+    except RefusedPickle as exc:
+        message = f"{exc}; nothing was converted"
+    except ModuleNotFoundError as exc:
+        message = (f"the reference pairs are computed by torch, which is not installed ({exc}; "
+                   "pip install torch==2.13.0); nothing was converted")
+    except (pickle.UnpicklingError, EOFError, ValueError, KeyError, OSError) as exc:
+        message = f"not a readable {what} ({type(exc).__name__}: {exc})"
+    print(f"error: {src}: {message}", file=sys.stderr)
+    return None

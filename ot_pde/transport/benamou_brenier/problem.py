@@ -111,6 +111,21 @@ def checked_box(case) -> tuple[list, list]:
     return lower, upper
 
 
+def check_marginals(source, target, cell_volume: float, where: str) -> None:
+    """Equal masses on the grid (an error naming ``target.normalize`` otherwise); a warning
+    for either density with mass outside the box."""
+    m0 = source.values.sum() * cell_volume
+    m1 = target.values.sum() * cell_volume
+    if abs(m0 - m1) > 1e-12 * max(m0, m1):
+        raise InputError(f"source and target masses differ ({m0:.12g} vs {m1:.12g}); set "
+                         "normalize = true or give equal masses", source=where,
+                         key="target.normalize")
+    for name, dens in (("source", source), ("target", target)):
+        if dens.truncated_mass > 1e-6:
+            log.warning("%s: %.2e of the mass lies outside the box; the closed-form "
+                        "reference ignores the truncation", name, dens.truncated_mass)
+
+
 class BenamouBrenierProblem(Problem):
     def __init__(self, case):
         super().__init__(case)
@@ -123,16 +138,7 @@ class BenamouBrenierProblem(Problem):
                                     key_prefix="source")
         self.target = build_density(case.section("target"), self.grid_, where=where,
                                     key_prefix="target")
-        m0 = self.source.values.sum() * self.grid_.cell_volume
-        m1 = self.target.values.sum() * self.grid_.cell_volume
-        if abs(m0 - m1) > 1e-12 * max(m0, m1):
-            raise InputError(f"source and target masses differ ({m0:.12g} vs {m1:.12g}); set "
-                             "normalize = true or give equal masses", source=where,
-                             key="target.normalize")
-        for name, dens in (("source", self.source), ("target", self.target)):
-            if dens.truncated_mass > 1e-6:
-                log.warning("%s: %.2e of the mass lies outside the box; the closed-form "
-                            "reference ignores the truncation", name, dens.truncated_mass)
+        check_marginals(self.source, self.target, self.grid_.cell_volume, where)
 
     # -- set-up -----------------------------------------------------------------------------
     def describe(self) -> str:

@@ -9,7 +9,7 @@ from ...config import Field, Section, make_schema
 from ...core.problem import FieldData, GridAxis, ParticleData, Problem, Reference
 from ...densities import GridDensity, build_density, density_section, gaussian_pdf
 from ...errors import InputError
-from ..benamou_brenier.problem import checked_box
+from ..benamou_brenier.problem import check_marginals, checked_box
 from ..benamou_brenier.solver import SpaceTimeGrid
 from .solver import EntropicSolver, integrate_flow, interpolate
 
@@ -276,16 +276,7 @@ class EntropicProblem(Problem):
             raise InputError("no flow starts from a degenerate (line) source (its velocity is "
                              "singular at t = 0); set flow.samples = 0", source=where,
                              key="flow.samples")
-        m0 = self.source.values.sum() * self.grid_.cell_volume
-        m1 = self.target.values.sum() * self.grid_.cell_volume
-        if abs(m0 - m1) > 1e-12 * max(m0, m1):
-            raise InputError(f"source and target masses differ ({m0:.12g} vs {m1:.12g}); set "
-                             "normalize = true or give equal masses", source=where,
-                             key="target.normalize")
-        for name, dens in (("source", self.source), ("target", self.target)):
-            if dens.truncated_mass > 1e-6:
-                log.warning("%s: %.2e of the mass lies outside the box; the closed-form "
-                            "reference ignores the truncation", name, dens.truncated_mass)
+        check_marginals(self.source, self.target, self.grid_.cell_volume, where)
         self._flow = None
 
     # -- set-up -----------------------------------------------------------------------------
