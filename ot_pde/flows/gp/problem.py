@@ -279,6 +279,48 @@ class ShootingRun:
         self.objective.evaluations = int(state["evaluations"])
 
 
+def _transport_costs(s: dict, sample, z, gz, ld_fwd):
+    """Into ``s``: E|T(z) - z|^2 before and E|T(G z) - z|^2 after on the draws ``z``, their
+    standard errors, and the largest pointwise defect of G as a Gaussian-preserving map,
+    ln gamma(G z) + ln det DG - ln gamma(z). Returns T(z) and T(G z)."""
+    n = z.shape[0]
+    x0, x1 = sample(z), sample(gz)
+    c0 = np.sum((x0 - z) ** 2, axis=1)
+    c1 = np.sum((x1 - z) ** 2, axis=1)
+    s["transport_cost_before"] = float(c0.mean())
+    s["transport_cost_after"] = float(c1.mean())
+    s["transport_cost_before_stderr"] = float(c0.std(ddof=1) / math.sqrt(n))
+    s["transport_cost_after_stderr"] = float(c1.std(ddof=1) / math.sqrt(n))
+    s["cost_change_stderr"] = float((c1 - c0).std(ddof=1) / math.sqrt(n))
+    defect = -0.5 * np.sum(gz ** 2, 1) + ld_fwd + 0.5 * np.sum(z ** 2, 1)
+    s["gaussian_defect_max_abs"] = float(np.abs(defect).max())
+    return x0, x1
+
+
+def _gap_to_bound(s: dict, est) -> None:
+    """Into ``s``: the discrete-OT bound ``est`` and the fraction of the gap to it closed."""
+    s["ot_lower_bound"] = est.value
+    s["ot_lower_bound_stderr"] = est.stderr
+    gap0 = s["transport_cost_before"] - est.value
+    s["gap_closed_fraction"] = ((s["transport_cost_before"] - s["transport_cost_after"])
+                                / gap0 if gap0 > 0 else 0.0)
+    s["cost_above_bound"] = bool(s["transport_cost_after"]
+                                 >= est.value - 3.0 * est.stderr
+                                 - 3.0 * s["transport_cost_after_stderr"])
+
+
+def _likelihood_change(s: dict, lp, zd, w, ld_back) -> None:
+    """Into ``s``: held-out log-likelihoods before/after, ln p_new(x) = ln p(x) - ln gamma(z)
+    + ln gamma(G^{-1} z) + ln det DG^{-1} with z = T^{-1} x, w = G^{-1} z."""
+    change = -0.5 * np.sum(w ** 2, 1) + 0.5 * np.sum(zd ** 2, 1) + ld_back
+    if not (np.all(np.isfinite(lp)) and np.all(np.isfinite(change))):
+        raise NumericalError("non-finite log-likelihood before/after the rearrangement")
+    s["log_likelihood_before"] = float(lp.mean())
+    s["log_likelihood_after"] = float((lp + change).mean())
+    s["log_likelihood_change"] = float(change.mean())
+    s["log_likelihood_change_max_abs"] = float(np.abs(change).max())
+
+
 class GPFlowProblem(EvaluatedOnce, Problem):
     def __init__(self, case):
         super().__init__(case)
@@ -404,31 +446,14 @@ class GPFlowProblem(EvaluatedOnce, Problem):
             theta_end, gz, ld_fwd, path = eu.integrate(theta, z, logdet=True)
         if not (np.all(np.isfinite(gz)) and np.all(np.isfinite(theta_end))):
             raise NumericalError("the rearrangement G is non-finite on the evaluation samples")
-        x0, x1 = sample(z), sample(gz)
-        c0 = np.sum((x0 - z) ** 2, axis=1)
-        c1 = np.sum((x1 - z) ** 2, axis=1)
-        s["transport_cost_before"] = float(c0.mean())
-        s["transport_cost_after"] = float(c1.mean())
-        s["transport_cost_before_stderr"] = float(c0.std(ddof=1) / math.sqrt(n))
-        s["transport_cost_after_stderr"] = float(c1.std(ddof=1) / math.sqrt(n))
-        s["cost_change_stderr"] = float((c1 - c0).std(ddof=1) / math.sqrt(n))
-        # the pushed-forward Gaussian, pointwise: ln gamma(G z) + ln det DG - ln gamma(z)
-        defect = -0.5 * np.sum(gz ** 2, 1) + ld_fwd + 0.5 * np.sum(z ** 2, 1)
-        s["gaussian_defect_max_abs"] = float(np.abs(defect).max())
+        x0, x1 = _transport_costs(s, sample, z, gz, ld_fwd)
 
         # the discrete-OT lower bound of the (unchanged) model distribution
         est = estimate_w2(lambda m, rng: rng.standard_normal((m, 2)),
                           lambda m, rng: sample(rng.standard_normal((m, 2))),
                           c.get("comparison.ot_sizes"), c.get("comparison.ot_repeats"),
                           np.random.default_rng(self._seeds["ot"]), 2)
-        s["ot_lower_bound"] = est.value
-        s["ot_lower_bound_stderr"] = est.stderr
-        gap0 = s["transport_cost_before"] - est.value
-        s["gap_closed_fraction"] = ((s["transport_cost_before"] - s["transport_cost_after"])
-                                    / gap0 if gap0 > 0 else 0.0)
-        s["cost_above_bound"] = bool(s["transport_cost_after"]
-                                     >= est.value - 3.0 * est.stderr
-                                     - 3.0 * s["transport_cost_after_stderr"])
+        _gap_to_bound(s, est)
 
         # log-likelihood of held-out data before/after: ln p_new(x) = ln p(x) - ln gamma(z)
         # + ln gamma(G^{-1} z) - int div v  (z = T^{-1} x, G^{-1} by RK4 backwards in time)
@@ -442,13 +467,7 @@ class GPFlowProblem(EvaluatedOnce, Problem):
             zd = _chunked(flow.to_latent, zd, xp)[0]
         with np.errstate(all="ignore"):
             _, w, ld_back, _ = eu.integrate(theta_end, zd, backward=True, logdet=True)
-        change = -0.5 * np.sum(w ** 2, 1) + 0.5 * np.sum(zd ** 2, 1) + ld_back
-        if not (np.all(np.isfinite(lp)) and np.all(np.isfinite(change))):
-            raise NumericalError("non-finite log-likelihood before/after the rearrangement")
-        s["log_likelihood_before"] = float(lp.mean())
-        s["log_likelihood_after"] = float((lp + change).mean())
-        s["log_likelihood_change"] = float(change.mean())
-        s["log_likelihood_change_max_abs"] = float(np.abs(change).max())
+        _likelihood_change(s, lp, zd, w, ld_back)
 
         # how geodesic: the Galerkin-dropped part of the Euler tendency along the path
         res = np.array([eu.euler_residual(p) for p in path])
@@ -509,30 +528,14 @@ class GPFlowProblem(EvaluatedOnce, Problem):
             gz, ld_fwd, _ = fld.integrate(theta, z, logdet=True)
         if not np.all(np.isfinite(gz)):
             raise NumericalError("the rearrangement G is non-finite on the evaluation samples")
-        x0, x1 = sample(z), sample(gz)
-        c0 = np.sum((x0 - z) ** 2, axis=1)
-        c1 = np.sum((x1 - z) ** 2, axis=1)
-        s["transport_cost_before"] = float(c0.mean())
-        s["transport_cost_after"] = float(c1.mean())
-        s["transport_cost_before_stderr"] = float(c0.std(ddof=1) / math.sqrt(n))
-        s["transport_cost_after_stderr"] = float(c1.std(ddof=1) / math.sqrt(n))
-        s["cost_change_stderr"] = float((c1 - c0).std(ddof=1) / math.sqrt(n))
-        defect = -0.5 * np.sum(gz ** 2, 1) + ld_fwd + 0.5 * np.sum(z ** 2, 1)
-        s["gaussian_defect_max_abs"] = float(np.abs(defect).max())
+        x0, x1 = _transport_costs(s, sample, z, gz, ld_fwd)
 
         est = estimate_w2(lambda m, rng: rng.standard_normal((m, d)),
                           lambda m, rng: sample(rng.standard_normal((m, d))),
                           c.get("comparison.ot_sizes"), c.get("comparison.ot_repeats"),
                           np.random.default_rng(self._seeds["ot"]), d)
-        s["ot_lower_bound"] = est.value
-        s["ot_lower_bound_stderr"] = est.stderr
+        _gap_to_bound(s, est)
         s["gelbrich_bound"] = gelbrich_bound(x0)
-        gap0 = s["transport_cost_before"] - est.value
-        s["gap_closed_fraction"] = ((s["transport_cost_before"] - s["transport_cost_after"])
-                                    / gap0 if gap0 > 0 else 0.0)
-        s["cost_above_bound"] = bool(s["transport_cost_after"]
-                                     >= est.value - 3.0 * est.stderr
-                                     - 3.0 * s["transport_cost_after_stderr"])
 
         m = c.get("data.n_test")
         rng = np.random.default_rng(self._seeds["data"])
@@ -540,13 +543,7 @@ class GPFlowProblem(EvaluatedOnce, Problem):
         zd = _chunked(flow.to_latent, zd, xp)[0]
         with np.errstate(all="ignore"):
             w, ld_back, _ = fld.integrate(theta, zd, backward=True, logdet=True)
-        change = -0.5 * np.sum(w ** 2, 1) + 0.5 * np.sum(zd ** 2, 1) + ld_back
-        if not (np.all(np.isfinite(lp)) and np.all(np.isfinite(change))):
-            raise NumericalError("non-finite log-likelihood before/after the rearrangement")
-        s["log_likelihood_before"] = float(lp.mean())
-        s["log_likelihood_after"] = float((lp + change).mean())
-        s["log_likelihood_change"] = float(change.mean())
-        s["log_likelihood_change_max_abs"] = float(np.abs(change).max())
+        _likelihood_change(s, lp, zd, w, ld_back)
 
         times = np.linspace(0.0, 1.0, fld.steps + 1)
         res = np.array([fld.residual(theta, t) for t in times])
