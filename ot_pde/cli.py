@@ -54,14 +54,33 @@ def _load(args):
 def cmd_run(args) -> int:
     from .core.runner import run_case
 
-    case = _load(args)
+    comm = _mpi_comm()
+    rank = 0 if comm is None else comm.Get_rank()
     try:
-        result = run_case(case, args.output, backend=args.backend, restart=args.restart)
+        case = _load(args)
+        result = run_case(case, args.output, backend=args.backend, restart=args.restart,
+                          comm=comm)
     except NumericalError as exc:
         # The contract: with --json, one object on stdout, "status": "failed" included.
-        if args.json and getattr(exc, "run_result", None) is not None:
+        if rank == 0 and args.json and getattr(exc, "run_result", None) is not None:
             _print_json(exc.run_result.as_json())
+        if rank != 0:  # every rank fails at the same step; rank 0 reports it
+            return exc.exit_code
         raise
+    except InputError as exc:
+        if rank != 0:  # every rank sees bad input: say it once
+            return exc.exit_code
+        raise
+    except (OtPdeError, KeyboardInterrupt):
+        raise
+    except Exception:
+        if comm is None:
+            raise
+        # A bug on one rank: the others would wait for it in their next collective call.
+        log.exception("rank %d failed; aborting all ranks", rank)
+        comm.Abort(1)
+    if rank != 0:
+        return 0
     if args.json:
         _print_json(result.as_json())
     else:
@@ -82,16 +101,11 @@ def cmd_check(args) -> int:
 
 def cmd_converge(args) -> int:
     from .backends import get_backend
-    from .core.converge import RemoteRunError, plot_study, run_study, write_study
-    from .parallel import share_cores, world_comm
+    from .core.converge import plot_study, run_study, write_study
+    from .core.ensemble import RemoteRunError
 
-    comm = world_comm()  # None unless launched by mpiexec on > 1 rank with mpi4py importable
+    comm = _mpi_comm()
     rank = 0 if comm is None else comm.Get_rank()
-    if comm is not None:
-        _rank_logging(rank, comm.Get_size())
-        threads = share_cores(comm)
-        if threads is not None:
-            log.debug("numba threads per rank: %d", threads)
     case = _load(args)
     try:
         study = run_study(case, args.vary, backend=args.backend, comm=comm)
@@ -116,6 +130,54 @@ def cmd_converge(args) -> int:
     else:
         print(study.table())
     return 0
+
+
+def cmd_sweep(args) -> int:
+    from .backends import get_backend
+    from .core.ensemble import RemoteRunError
+    from .core.sweep import run_sweep, write_sweep
+
+    comm = _mpi_comm()
+    rank = 0 if comm is None else comm.Get_rank()
+    try:
+        case = _load(args)
+        output = Path(args.output) if args.output else Path(f"{Path(args.case).stem}_sweep.h5")
+        sweep = run_sweep(case, args.vary, output, backend=args.backend, comm=comm)
+    except RemoteRunError as exc:
+        if rank != 0:
+            return exc.exit_code
+        raise
+    except OtPdeError as exc:
+        if rank != 0 and isinstance(exc, InputError):  # every rank sees bad input: say it once
+            return exc.exit_code
+        raise
+    if sweep is None:  # an MPI rank other than 0: its runs went to rank 0
+        return 0
+    write_sweep(sweep, case, output, get_backend(args.backend or case.get("run.backend")).name)
+    if args.json:
+        _print_json({"problem": case.kind, "case": args.case, "output": str(output),
+                     "status": "failed" if sweep.failed else "completed", **sweep.as_json()})
+    else:
+        print(sweep.table())
+        print(f"sweep of {len(sweep.runs)} runs -> {output}")
+    if sweep.failed:
+        log.error("%d of %d sweep runs failed numerically", sweep.failed, len(sweep.runs))
+        return 1
+    return 0
+
+
+def _mpi_comm():
+    """The world communicator under ``mpiexec -n P`` (P > 1; rank-prefixed logs, numba
+    threads shared among a node's ranks), else None (mpi4py is then never imported)."""
+    from .parallel import share_cores, world_comm
+
+    comm = world_comm()
+    if comm is not None:
+        _rank_logging(comm.Get_rank(), comm.Get_size())
+        threads = share_cores(comm)
+        if threads is not None:
+            log.debug("numba threads per rank: %d", threads)
+    return comm
 
 
 def _rank_logging(rank: int, size: int) -> None:
@@ -222,6 +284,16 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--plot", metavar="PNG", help="log-log plot with reference slopes")
     v.add_argument("-o", "--output", help="HDF5 file for the study")
     v.set_defaults(func=cmd_converge)
+
+    w = add("sweep", "run a case at every point of a grid of parameter values")
+    case_args(w)
+    w.add_argument("--vary", required=True, action="append", metavar="SEC.KEY=V1,V2,...",
+                   help="values of one key; repeat for a Cartesian product")
+    w.add_argument("--backend", choices=("auto", "numpy", "numba", "cupy"))
+    w.add_argument("--json", action="store_true")
+    w.add_argument("-o", "--output",
+                   help="sweep HDF5 file (default: CASE_sweep.h5; runs in OUTPUT_runs/)")
+    w.set_defaults(func=cmd_sweep)
 
     pl = add("plot", "the problem kind's standard figure")
     pl.add_argument("result", help="result HDF5 file")

@@ -414,7 +414,7 @@ def test_adam_state_roundtrip_bit_for_bit():
         b.load_state_dict({"m": np.zeros(3), "v": np.zeros(3), "t": 1})
 
 
-def _make_trainer(kind, seed=11):
+def _make_trainer(kind, seed=11, **kw):
     pot = TanhPotential(3, 3, np.random.default_rng(9))
     if kind == "forward_kl":
         data = np.random.default_rng(10).standard_normal((50, 3)) * [1.0, 0.5, 2.0]
@@ -422,7 +422,28 @@ def _make_trainer(kind, seed=11):
     else:
         objective = tr.ReverseKL(*_target())
     return tr.Trainer(pot, objective, batch_size=8, n_steps=3, T=1.0, scheme="rk4",
-                      optimizer=tr.Adam(pot.n_params, lr=0.02), seed=seed)
+                      optimizer=tr.Adam(pot.n_params, lr=0.02), seed=seed, **kw)
+
+
+@pytest.mark.parametrize("kind", ["forward_kl", "reverse_kl"])
+def test_sharded_step_is_the_whole_batch_step(kind):
+    """Shards of 3 + 3 + 2 samples, summed in order, give the whole batch's loss and gradient
+    (to round-off: the sums are grouped differently), and the same draws."""
+    whole, sharded = _make_trainer(kind), _make_trainer(kind, shards=3)
+    batch = whole.objective.draw(np.random.default_rng(5), 8, 3)
+    want = tr.loss_and_grad(whole.potential, whole.objective, batch, n_steps=3)
+    parts = [tr.loss_and_grad(whole.potential, whole.objective, batch[lo:hi], n_steps=3,
+                              total=8) for lo, hi in (tr.batch_share(8, 3, k) for k in range(3))]
+    assert [tr.batch_share(8, 3, k) for k in range(3)] == [(0, 3), (3, 6), (6, 8)]
+    value, grad = tr.sum_shards(parts)
+    assert abs(value - want[0]) <= 1e-14 * abs(want[0])
+    np.testing.assert_allclose(grad, want[1], rtol=1e-13, atol=1e-15)
+    for _ in range(3):
+        a, b = whole.step(), sharded.step()
+        assert abs(a["loss"] - b["loss"]) <= 1e-12 * abs(a["loss"])
+    assert whole.rng.bit_generator.state == sharded.rng.bit_generator.state
+    with pytest.raises(ValueError, match="shards"):
+        _make_trainer(kind, shards=9)
 
 
 @pytest.mark.parametrize("kind", ["forward_kl", "reverse_kl"])

@@ -140,6 +140,7 @@ def test_restart_continues_bit_for_bit(cli, tmp_path):
     ("lattice.alpha=-5.0", "lattice.alpha"),
     ('model.symmetry=["rotation"]', "model.symmetry"),
     ("time.n_steps=0", "time.n_steps"),
+    ("training.shards=100000", "training.shards"),  # more shards than samples
 ])
 def test_bad_input_exits_2(cli, tmp_path, override, key):
     case = tmp_path / "ising.toml"

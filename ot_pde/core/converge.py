@@ -10,15 +10,15 @@ from __future__ import annotations
 import logging
 import math
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from ..config import Case
-from ..errors import InputError, OtPdeError
+from ..errors import InputError
 from ..io import ResultFile, ResultWriter
+from .ensemble import spread
 from .registry import get_kind
 from .runner import run_case
 
@@ -117,31 +117,13 @@ def _run_one(case: Case, kind, key: str, v, folder: Path, backend: str | None,
     return errors, record
 
 
-class RemoteRunError(OtPdeError):
-    """A run of an MPI study failed on another rank (which reports the error itself)."""
-
-    def __init__(self, message: str, exit_code: int):
-        super().__init__(message)
-        self.exit_code = exit_code
-
-
-def _idle_barrier(comm, poll: float = 0.05) -> None:
-    """Wait for every rank without busy-polling (MPICH spins in blocking collectives, which
-    would steal a core from the ranks still computing)."""
-    request = comm.Ibarrier()
-    while not request.Test():
-        time.sleep(poll)
-
-
 def run_study(case: Case, vary: str, *, backend: str | None = None,
               workdir: Path | None = None, comm=None) -> Study | None:
     """Run ``case`` at each value of ``vary`` and compare with the kind's exact reference.
 
-    With an MPI communicator ``comm`` of more than one rank, run ``i`` (coarse to fine) goes
-    to rank ``i % size``; each run is the same computation as in the serial study, so the
-    errors are identical to the bit. The results are gathered on rank 0, which returns the
-    study; the other ranks return None. A failed run raises on every rank: the original
-    exception on the rank that ran it, :class:`RemoteRunError` (same exit code) elsewhere.
+    With an MPI communicator ``comm`` of more than one rank the runs (coarse to fine) are
+    spread over the ranks by :func:`~ot_pde.core.ensemble.spread`: the errors are identical
+    to the bit, rank 0 returns the study and the other ranks None.
     """
     key, values = parse_vary(vary, case)
     kind = get_kind(case.kind)
@@ -149,41 +131,16 @@ def run_study(case: Case, vary: str, *, backend: str | None = None,
     order = np.argsort(-h)  # coarse to fine, whatever order the user gave
     values = [values[i] for i in order]
     h = h[order]
-    size = 1 if comm is None else comm.Get_size()
-    rank = 0 if comm is None else comm.Get_rank()
-    mine: list[tuple] = []  # (index, errors, record) or (index, None, (exit code, message))
-    failure: BaseException | None = None
     with tempfile.TemporaryDirectory(prefix="ot_pde_converge_") as tmp:
         folder = Path(workdir) if workdir else Path(tmp)
         folder.mkdir(parents=True, exist_ok=True)
-        for i in range(rank, len(values), size):
-            if comm is None:
-                mine.append((i, *_run_one(case, kind, key, values[i], folder, backend,
-                                          workdir is not None)))
-                continue
-            try:  # under MPI a failure must still reach the collective below (no deadlock)
-                mine.append((i, *_run_one(case, kind, key, values[i], folder, backend,
-                                          workdir is not None)))
-            except Exception as exc:
-                failure = exc
-                mine.append((i, None, (getattr(exc, "exit_code", 1), str(exc))))
-                break
-    if comm is not None:
-        _idle_barrier(comm)
-        outcomes = sorted((o for part in comm.allgather(mine) for o in part),
-                          key=lambda o: o[0])
-        failed = [o for o in outcomes if o[1] is None]
-        if failed:
-            if failure is not None:
-                raise failure
-            code, message = failed[0][2]
-            raise RemoteRunError(f"a run failed on another rank: {message}", code)
-        if rank != 0:
-            return None
-        mine = outcomes
+        outcomes = spread(len(values), lambda i: _run_one(case, kind, key, values[i], folder,
+                                                          backend, workdir is not None), comm)
+    if outcomes is None:  # an MPI rank other than 0: its runs went to rank 0
+        return None
     study = Study(key=key, values=values, h=h)
     errors: dict[str, list[float]] = {}
-    for _, run_errors, record in mine:
+    for run_errors, record in outcomes:
         for name, e in run_errors.items():
             errors.setdefault(name, []).append(e)
         study.runs.append(record)

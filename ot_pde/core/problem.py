@@ -45,11 +45,22 @@ class GridAxis:
 
 @dataclass
 class FieldData:
+    """A field written to ``/fields/<name>``.
+
+    Under MPI a kind whose ``mpi_mode`` is ``"distributed"`` returns each rank's block of a
+    distributed field: ``data`` is the block, ``offset`` its first index along each dimension
+    and ``global_shape`` the whole field's shape. The runner writes the blocks to one file per
+    rank and joins them by an HDF5 virtual dataset. Fields without ``offset`` are the same on
+    every rank and written once.
+    """
+
     name: str
     data: np.ndarray
     dims: tuple[str, ...]
     units: str = ""
     description: str = ""
+    offset: tuple[int, ...] | None = None
+    global_shape: tuple[int, ...] | None = None
 
 
 @dataclass
@@ -80,7 +91,25 @@ class Reference:
 
 
 class Problem(abc.ABC):
-    """A case turned into numerics. Subclasses are built by their kind's ``build(case)``."""
+    """A case turned into numerics. Subclasses are built by their kind's ``build(case)``.
+
+    MPI (``ot-pde run`` under ``mpiexec -n P``, P > 1): the runner sets :attr:`comm` before
+    :meth:`make_solver` and every rank drives its own solver in lockstep. ``mpi_mode`` says
+    what the kind can do:
+
+    * ``None``: serial only (the runner refuses to start it on more than one rank);
+    * ``"replicated"``: every rank holds the same state after each step (data-parallel
+      training: each rank computes its share of the batch, the step combines them);
+    * ``"distributed"``: the state is split over the ranks (domain decomposition).
+
+    With either mode :meth:`summary`, :meth:`fields`, :meth:`particles` and
+    ``solver.state()`` are collective (called on every rank); ``summary`` and the particles
+    must be the same on every rank, rank 0's ``state()`` is the checkpoint written (the
+    whole state), and ``solver.load_state`` receives that whole state on every rank.
+    """
+
+    mpi_mode: str | None = None
+    comm = None  # mpi4py communicator of more than one rank, or None (serial)
 
     def __init__(self, case):
         self.case = case

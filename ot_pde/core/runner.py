@@ -8,14 +8,17 @@ the file at every flush, so a run killed at any moment leaves every flushed step
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import h5py
 import numpy as np
 
+from .._version import __version__
 from ..backends import get_backend
 from ..config import Case, load_case_text
 from ..errors import InputError, NumericalError
@@ -103,9 +106,48 @@ def _check_restart_case(stored: Case, current: Case, path: Path) -> None:
                                  key=f"{section}.{key}")
 
 
+class _NoWriter:
+    """The writer of an MPI rank other than 0: rank 0 writes the file, the others nothing."""
+
+    @contextlib.contextmanager
+    def batch(self):
+        yield None
+
+    def __getattr__(self, name):
+        return lambda *args, **kwargs: None
+
+
+def _on_root(comm, make):
+    """``make()`` on rank 0, its result or its InputError sent to every rank (the others
+    would otherwise wait in the next collective call for a rank that has given up)."""
+    if comm is None:
+        return make()
+    value, error = None, None
+    if comm.Get_rank() == 0:
+        try:
+            value = make()
+        except InputError as exc:
+            error = exc
+    error = comm.bcast(error, root=0)
+    if error is not None:
+        raise error
+    return value
+
+
+def rank_file(output: Path, rank: int) -> Path:
+    """The file of one MPI rank's blocks of the distributed fields, beside ``output``."""
+    return output.with_name(f"{output.stem}.rank{rank}{output.suffix}")
+
+
 def run_case(case: Case, output: Path | None = None, *, backend: str | None = None,
-             restart: bool = False) -> RunResult:
+             restart: bool = False, comm=None) -> RunResult:
     """Run ``case`` to completion (or to a stop condition), writing ``output``.
+
+    With an MPI communicator ``comm`` of more than one rank every rank calls this: the kind
+    must have an ``mpi_mode`` (see :class:`~ot_pde.core.problem.Problem`); the ranks step
+    in lockstep and stop together (signals and the wall-time limit are shared at each
+    iteration); rank 0 writes ``output``, and the blocks of distributed fields go to one
+    file per rank (:func:`rank_file`) joined in ``output`` by HDF5 virtual datasets.
 
     Raises
     ------
@@ -121,14 +163,26 @@ def run_case(case: Case, output: Path | None = None, *, backend: str | None = No
     backend_obj = get_backend(backend or case.get("run.backend"),
                               source="--backend" if backend else "run.backend")
     problem = kind.build(case)
+    root = comm is None or comm.Get_rank() == 0
+    if comm is not None:
+        if problem.mpi_mode is None:
+            raise InputError(f"problem kind {case.kind!r} does not run on several MPI ranks; "
+                             "run it serially (a study's runs spread over ranks with "
+                             "'ot-pde converge' or 'ot-pde sweep')", source=case.source,
+                             key="case.problem")
+        problem.comm = comm
 
     state = None
-    if restart:
+    if restart:  # every rank reads the checkpoint (read-only), then rank 0 reopens the file
         state = _restart_state(case, output, backend_obj.name)
+        if comm is not None:
+            comm.Barrier()
     fresh = state is None
-    writer = ResultWriter(output, problem=case.kind, case_toml=case.to_toml(),
-                          backend=backend_obj.name, seed=case.get("run.seed"),
-                          restart=not fresh)
+    writer = _on_root(comm, lambda: ResultWriter(
+        output, problem=case.kind, case_toml=case.to_toml(), backend=backend_obj.name,
+        seed=case.get("run.seed"), restart=not fresh))
+    if not root:
+        writer = _NoWriter()
     solver = problem.make_solver(backend_obj)
     wall_before = 0.0
     if fresh:
@@ -146,7 +200,8 @@ def run_case(case: Case, output: Path | None = None, *, backend: str | None = No
              output)
     every = case.get("output.every")
     max_wall = case.get("run.max_wall_seconds")
-    progress = Progress(mode=case.get("run.progress"), cadence=case.get("run.progress_seconds"),
+    progress = Progress(mode=case.get("run.progress") if root else "none",
+                        cadence=case.get("run.progress_seconds"),
                         total=problem.max_iterations(), start=solver.iteration)
     rows: list[tuple[int, float, dict]] = []
     started = time.perf_counter()
@@ -175,9 +230,17 @@ def run_case(case: Case, output: Path | None = None, *, backend: str | None = No
         try:
             stop_reason = ""
             while not solver.finished:
-                if signals.received:
+                out_of_time = max_wall is not None and elapsed() >= max_wall
+                signalled = signals.received is not None
+                if comm is not None:  # stop together, or the others wait forever
+                    flags = comm.allgather((signalled, out_of_time, signals.received))
+                    signalled = any(f[0] for f in flags)
+                    out_of_time = any(f[1] for f in flags)
+                    signals.received = signals.received or next(
+                        (f[2] for f in flags if f[2]), None)
+                if signalled:
                     raise KeyboardInterrupt
-                if max_wall is not None and elapsed() >= max_wall:
+                if out_of_time:
                     stop_reason = f"wall-time limit of {max_wall:g} s reached"
                     break
                 diag = solver.step()
@@ -217,7 +280,8 @@ def run_case(case: Case, output: Path | None = None, *, backend: str | None = No
                         # a second signal skips it and still marks the file.
                         log.warning("%s: writing the summary of iteration %d (signal again "
                                     "to skip it)", message, solver.iteration)
-                    summary = _write_results(problem, solver, writer, case, output, elapsed())
+                    summary = _write_results(problem, solver, writer, case, output, elapsed(),
+                                             comm)
                 except KeyboardInterrupt:
                     if status != "interrupted":
                         raise
@@ -230,15 +294,30 @@ def run_case(case: Case, output: Path | None = None, *, backend: str | None = No
                      backend=backend_obj.name, summary=summary, status=status)
 
 
-def _write_results(problem, solver, writer, case: Case, output: Path, wall: float) -> dict:
-    """Summary, fields and particles of the solver's current state into the file."""
+def _write_results(problem, solver, writer, case: Case, output: Path, wall: float,
+                   comm=None) -> dict:
+    """Summary, fields and particles of the solver's current state into the file.
+
+    Under MPI every rank calls this (the problem's methods are collective); the blocks of
+    distributed fields are written by their ranks (:func:`_write_blocks`).
+    """
     summary = problem.summary(solver)
     summary["iterations"] = int(solver.iteration)
+    if comm is not None:  # rank 0's clock, so that every rank reports the same summary
+        wall = comm.bcast(wall, root=0)
     summary["wall_seconds"] = float(wall)
+    fields = problem.fields(solver)
+    blocks = [f for f in fields if f.offset is not None]
+    layouts = _write_blocks(blocks, output, comm, case.kind) if blocks else {}
     with writer.batch():
-        for fld in problem.fields(solver):
-            writer.write_field(fld.name, fld.data, dims=fld.dims, units=fld.units,
-                               description=fld.description)
+        for fld in fields:
+            if fld.offset is None:
+                writer.write_field(fld.name, fld.data, dims=fld.dims, units=fld.units,
+                                   description=fld.description)
+            else:
+                writer.write_virtual_field(fld.name, layouts[fld.name],
+                                           shape=fld.global_shape, dims=fld.dims,
+                                           units=fld.units, description=fld.description)
         for part in problem.particles(solver):
             writer.write_particles(part.name, part.data, units=part.units,
                                    description=part.description)
@@ -246,6 +325,28 @@ def _write_results(problem, solver, writer, case: Case, output: Path, wall: floa
     if case.get("output.xdmf"):
         write_xdmf(output)
     return summary
+
+
+def _write_blocks(blocks, output: Path, comm, problem: str) -> dict:
+    """Each rank writes its blocks to its own file; returns, for rank 0, each field's
+    sources ``[(file name, dataset, offset, shape), ...]`` over all ranks."""
+    rank = 0 if comm is None else comm.Get_rank()
+    path = rank_file(output, rank)
+    mine = {}
+    with h5py.File(path, "w", locking=False) as f:
+        f.attrs["ot_pde_version"] = __version__
+        f.attrs["problem"] = problem
+        f.attrs["rank"] = rank
+        f.attrs["main_file"] = output.name
+        for fld in blocks:
+            ds = f.create_dataset(f"fields/{fld.name}", data=np.ascontiguousarray(fld.data))
+            ds.attrs["offset"] = np.asarray(fld.offset, dtype=np.int64)
+            mine[fld.name] = (path.name, f"fields/{fld.name}", tuple(fld.offset),
+                              tuple(fld.data.shape))
+    parts = [mine] if comm is None else comm.gather(mine, root=0)
+    if parts is None:
+        return {}
+    return {name: [part[name] for part in parts] for name in mine}
 
 
 def _restart_state(case: Case, output: Path, backend: str) -> dict | None:

@@ -72,6 +72,29 @@ def training_fields(*, iterations: int = 1000, batch_size: int = 256,
     }
 
 
+#: ``[training]`` key of the kinds that train data-parallel under MPI (Trainer's ``shards``)
+SHARDS_FIELD = Field(
+    "int", 1, minimum=1,
+    doc="parts the batch is summed in, the unit of data-parallel training under MPI: the "
+        "loss history is the same to the bit on any number of ranks up to shards (each rank "
+        "takes whole shards), so set it to a multiple of the ranks you will use")
+
+
+def checked_shards(case, comm=None) -> int:
+    """``training.shards``, checked against the batch size and the number of MPI ranks."""
+    shards, batch = case.get("training.shards"), case.get("training.batch_size")
+    if shards > batch:
+        raise InputError(f"training.shards = {shards} exceeds training.batch_size = {batch}",
+                         source=case.source, key="training.shards")
+    ranks = 1 if comm is None else comm.Get_size()
+    if shards < ranks:
+        raise InputError(f"training.shards = {shards} cannot be spread over {ranks} MPI ranks "
+                         "(each rank takes whole shards): set it to a multiple of the number "
+                         "of ranks; the serial run with the same shards gives the same loss "
+                         "history to the bit", source=case.source, key="training.shards")
+    return shards
+
+
 def flow_options(case) -> dict:
     """``T``, ``n_steps`` and ``scheme`` of ``[time]``, as keywords of the integrators."""
     return {"T": case.get("time.T"), "n_steps": case.get("time.n_steps"),

@@ -369,6 +369,59 @@ class ResultWriter:
             _set_attr(ds, "units", units)
             _set_attr(ds, "description", description)
 
+    def write_virtual_field(
+        self,
+        name: str,
+        sources: Sequence[tuple[str, str, Sequence[int], Sequence[int]]],
+        *,
+        shape: Sequence[int],
+        dims: Sequence[str],
+        units: str = "",
+        description: str = "",
+        dtype: Any = np.float64,
+    ) -> None:
+        """Write ``/fields/<name>`` as a virtual dataset joining blocks held in other files.
+
+        Under MPI each rank writes its block of a distributed field to its own file (no
+        parallel-HDF5 build needed); this joins them, so readers see one array.
+
+        Parameters
+        ----------
+        name : str
+            Field name.
+        sources : sequence of (file, dataset, offset, block shape)
+            One entry per block. ``file`` is a name relative to this file's folder (HDF5
+            looks for relative source files beside the virtual dataset's file, so the
+            files can be moved together).
+        shape : sequence of int
+            The whole field's shape. Points no block covers read as NaN.
+        dims, units, description
+            As in :meth:`write_field`.
+        """
+        shape = tuple(int(n) for n in shape)
+        dims = tuple(dims)
+        if len(dims) != len(shape):
+            raise ValueError(f"field {name!r} has {len(shape)} dimensions but dims names "
+                             f"{len(dims)}: {dims}")
+        layout = h5py.VirtualLayout(shape=shape, dtype=dtype)
+        for file, dataset, offset, block in sources:
+            window = tuple(slice(o, o + n) for o, n in zip(offset, block))
+            layout[window] = h5py.VirtualSource(file, dataset, shape=tuple(block))
+        with self.batch() as f:
+            fields = f.require_group("fields")
+            if name in fields:
+                del fields[name]
+            ds = fields.create_virtual_dataset(name, layout, fillvalue=np.nan)
+            grid = f.get("grid", {})
+            for i, axis in enumerate(dims):
+                if axis not in grid or grid[axis].shape[0] != shape[i]:
+                    raise ValueError(f"field {name!r}: axis {i} of length {shape[i]} does not "
+                                     f"match a /grid axis {axis!r}")
+                ds.dims[i].attach_scale(grid[axis])
+                ds.dims[i].label = axis
+            _set_attr(ds, "units", units)
+            _set_attr(ds, "description", description)
+
     def write_particles(
         self, name: str, data: ArrayLike, *, units: str = "", description: str = ""
     ) -> None:

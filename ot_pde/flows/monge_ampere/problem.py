@@ -31,8 +31,8 @@ from ...errors import InputError
 from .. import data as toy_data
 from ..fv import cell_centers, solve_continuity_2d
 from ..integrators import log_density, sample, standard_normal_log_prob, to_host
-from ..model import (build_potential, check_model, flow_options, model_section, time_section,
-                     training_fields)
+from ..model import (SHARDS_FIELD, build_potential, check_model, checked_shards, flow_options,
+                     model_section, time_section, training_fields)
 from ..training import Adam, ForwardKL, ReverseKL, Trainer, TrainingRun
 
 log = logging.getLogger("ot_pde")
@@ -65,6 +65,7 @@ SCHEMA = make_schema({
                            doc="forward_kl: density estimation from samples; reverse_kl: "
                                "variational (target density known); none: fixed potential"),
         **training_fields(),
+        "shards": SHARDS_FIELD,
         "n_train": Field("int", 20000, minimum=1, doc="training samples drawn from the target "
                                                      "(at most this many from a file)"),
         "n_test": Field("int", 20000, minimum=2, doc="held-out samples for nll_test and the "
@@ -187,6 +188,8 @@ def build_target(case, rng: np.random.Generator) -> TargetData:
 
 
 class MongeAmpereFlowProblem(EvaluatedOnce, Problem):
+    mpi_mode = "replicated"  # data-parallel training (Trainer's comm); evaluation on each rank
+
     def __init__(self, case):
         super().__init__(case)
         where = case.source
@@ -242,7 +245,8 @@ class MongeAmpereFlowProblem(EvaluatedOnce, Problem):
             trainer = Trainer(potential, objective, batch_size=c.get("training.batch_size"),
                               optimizer=Adam(potential.n_params, lr=c.get("training.lr")),
                               seed=np.random.default_rng(self._seeds["batches"]),
-                              xp=backend.xp, **self._flow())
+                              xp=backend.xp, shards=checked_shards(c, self.comm),
+                              comm=self.comm, **self._flow())
         return TrainingRun(potential, trainer, c.get("training.iterations"),
                            c.get("training.lr"), c.get("training.lr_final"))
 

@@ -20,8 +20,8 @@ from ...config import Field, Section, make_schema
 from ...core.problem import FieldData, GridAxis, ParticleData, Problem
 from ...errors import InputError
 from ...flows.integrators import sample, to_host
-from ...flows.model import (build_potential, check_model, flow_options, model_section,
-                            time_section, training_fields)
+from ...flows.model import (SHARDS_FIELD, build_potential, check_model, checked_shards,
+                            flow_options, model_section, time_section, training_fields)
 from ...flows.training import Adam, ReverseKL, Trainer, TrainingRun, geometric_lr
 from ..estimators import log_partition_estimates, weighted_mean
 from ..exact import BETA_C, IsingRelaxation, brute_force, kaufman_energy_per_site, kaufman_lnZ
@@ -45,8 +45,8 @@ SCHEMA = make_schema({
                            symmetry=("spin_flip", "lattice_translations",
                                      "lattice_reflections")),
     "time": time_section(T=1.0, n_steps=10),
-    "training": Section(training_fields(iterations=1000, batch_size=64, lr=1e-2),
-                        doc="reverse-KL training (Adam)"),
+    "training": Section({**training_fields(iterations=1000, batch_size=64, lr=1e-2),
+                         "shards": SHARDS_FIELD}, doc="reverse-KL training (Adam)"),
     "scan": Section({
         "betas": Field("float_list", None, exclusive_minimum=0.0,
                        doc="beta-scan mode: train at each of these inverse temperatures in "
@@ -88,6 +88,8 @@ class IsingTrainingRun(TrainingRun):
 
 
 class IsingVariationalProblem(Problem):
+    mpi_mode = "replicated"  # data-parallel training (Trainer's comm); estimators on each rank
+
     def __init__(self, case):
         super().__init__(case)
         where = case.source
@@ -136,7 +138,7 @@ class IsingVariationalProblem(Problem):
                           batch_size=c.get("training.batch_size"),
                           optimizer=Adam(potential.n_params, lr=c.get("training.lr")),
                           seed=np.random.default_rng(self._seeds["batches"]), xp=backend.xp,
-                          **flow_options(c))
+                          shards=checked_shards(c, self.comm), comm=self.comm, **flow_options(c))
         return IsingTrainingRun(potential, trainer, c.get("training.iterations"),
                                 c.get("training.lr"), c.get("training.lr_final"),
                                 constant=self.relax.constant, n_sites=self.N)
@@ -295,7 +297,8 @@ class ScanRun:
         self.trainer = Trainer(potential, None, batch_size=c.get("training.batch_size"),
                                seed=np.random.default_rng(problem._seeds["batches"]),
                                optimizer=Adam(potential.n_params, lr=self.lr),
-                               xp=backend.xp, **flow_options(c))
+                               xp=backend.xp, shards=checked_shards(c, problem.comm),
+                               comm=problem.comm, **flow_options(c))
         self._enter(0)
 
     def _enter(self, k: int) -> None:

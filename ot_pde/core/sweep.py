@@ -1,0 +1,150 @@
+"""Parameter sweeps: one case run at every point of a grid of key values.
+
+``ot-pde sweep CASE.toml --vary sec.key=v1,v2 [--vary sec.other=w1,w2,w3]`` runs the Cartesian
+product of the values (the last ``--vary`` varies fastest). Each run writes its own result
+file into a folder beside the sweep file; the sweep file gathers one ``/history`` row per
+point (the varied values, every numeric summary scalar and the run's status) and links each
+run's file under ``/runs`` (HDF5 external links, so ``h5py.File(sweep)["runs/000/summary"]``
+reads a run's summary). Under ``mpiexec -n P`` the points are dealt round the ranks
+(:func:`~ot_pde.core.ensemble.spread`) and every run is the serial computation, so the sweep
+file holds the same numbers as a serial sweep.
+
+A run that fails numerically (exit 1) does not stop the sweep: its row says ``failed`` and its
+file keeps every step written; the command then exits 1. Bad input stops the sweep before
+anything runs: every point's case is validated first.
+"""
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from ..config import Case
+from ..errors import InputError, NumericalError
+from ..io import ResultWriter
+from .ensemble import spread
+from .registry import get_kind
+from .runner import run_case
+
+log = logging.getLogger("ot_pde")
+
+STATUS_CODES = {"completed": 0, "interrupted": 1, "failed": 2}
+
+
+@dataclass
+class Sweep:
+    keys: list[str]
+    points: list[tuple]
+    runs: list[dict] = field(default_factory=list)
+
+    @property
+    def failed(self) -> int:
+        return sum(r["status"] == "failed" for r in self.runs)
+
+    def as_json(self) -> dict:
+        return {"keys": self.keys, "points": [list(p) for p in self.points], "runs": self.runs}
+
+    def table(self) -> str:
+        names = sorted({k for r in self.runs for k, v in r["summary"].items()
+                        if isinstance(v, float) and k != "wall_seconds"})[:6]
+        widths = [max(12, len(k)) for k in self.keys]
+        head = "".join(f"{k:>{w}} " for k, w in zip(self.keys, widths)) + f"{'status':>10}" + \
+            "".join(f" {n[:16]:>16}" for n in names)
+        lines = [head, "-" * len(head)]
+        for point, run in zip(self.points, self.runs):
+            row = "".join(f"{v!s:>{w}} " for v, w in zip(point, widths)) + f"{run['status']:>10}"
+            row += "".join(f" {run['summary'].get(n, math.nan):16.8g}" for n in names)
+            lines.append(row)
+        return "\n".join(lines)
+
+
+def parse_sweep(varies: list[str], case: Case) -> tuple[list[str], list[tuple], list[Case]]:
+    """The keys, the points (Cartesian product) and each point's validated case."""
+    keys, columns = [], []
+    for text in varies:
+        if "=" not in text or "." not in text.split("=", 1)[0]:
+            raise InputError("expected sec.key=v1,v2,...", source="--vary", key=text)
+        key, raw = (s.strip() for s in text.split("=", 1))
+        if key in keys:
+            raise InputError("this key is varied twice", source="--vary", key=key)
+        items = [s.strip() for s in raw.split(",") if s.strip()]
+        if not items:
+            raise InputError("no values given", source="--vary", key=key)
+        keys.append(key)
+        columns.append(items)
+    points, cases = [], []
+    for combo in itertools.product(*columns):
+        run = case.with_overrides([f"{k}={v}" for k, v in zip(keys, combo)])
+        points.append(tuple(run.get(k) for k in keys))
+        cases.append(run)
+    return keys, points, cases
+
+
+def _run_name(keys: list[str], point: tuple, index: int) -> str:
+    label = "_".join(f"{k.split('.', 1)[1]}={v}" for k, v in zip(keys, point))
+    safe = "".join(c if c.isalnum() or c in "=.-_" else "-" for c in label)
+    return f"{index:03d}_{safe}.h5"
+
+
+def run_sweep(case: Case, varies: list[str], output: Path, *, backend: str | None = None,
+              comm=None) -> Sweep | None:
+    """Run every point of the sweep; rank 0 (or a serial call) returns the :class:`Sweep`,
+    whose runs' files lie in ``<output stem>_runs/``; other ranks return None."""
+    keys, points, cases = parse_sweep(varies, case)
+    kind = get_kind(case.kind)
+    for run in cases:  # bad input of any point stops the sweep before the first run
+        kind.build(run)
+    folder = output.with_name(f"{output.stem}_runs")
+
+    def run_point(i: int) -> dict:
+        out = folder / _run_name(keys, points[i], i)
+        log.info("sweep point %d/%d: %s", i + 1, len(points),
+                 ", ".join(f"{k} = {v}" for k, v in zip(keys, points[i])))
+        try:
+            result = run_case(cases[i], out, backend=backend)
+            summary, status = result.summary, result.status
+        except NumericalError as exc:  # recorded; the sweep goes on
+            log.error("sweep point %d failed: %s", i + 1, exc)
+            summary, status = {}, "failed"
+        return {"values": list(points[i]), "output": str(out), "summary": summary,
+                "status": status}
+
+    runs = spread(len(points), run_point, comm)
+    if runs is None:
+        return None
+    return Sweep(keys=keys, points=points, runs=runs)
+
+
+def write_sweep(sweep: Sweep, case: Case, path: Path, backend: str) -> None:
+    """The sweep file: ``/history`` rows = points, ``/runs/NNN`` links to the runs' files."""
+    writer = ResultWriter(path, problem=case.kind, case_toml=case.to_toml(), backend=backend,
+                          seed=case.get("run.seed"))
+    rows: dict[str, np.ndarray] = {"iteration": np.arange(len(sweep.points), dtype=np.int64)}
+    for j, key in enumerate(sweep.keys):
+        values = [p[j] for p in sweep.points]
+        if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+            rows[key.replace(".", "_")] = np.asarray(values, dtype=np.float64)
+    rows["status_code"] = np.array([STATUS_CODES[r["status"]] for r in sweep.runs],
+                                   dtype=np.float64)
+    names = sorted({k for r in sweep.runs for k, v in r["summary"].items()
+                    if isinstance(v, (int, float)) and not isinstance(v, bool)})
+    for name in names:
+        rows[name] = np.array([float(r["summary"].get(name, math.nan)) for r in sweep.runs])
+    with writer.batch() as f:
+        writer.append_history(rows)
+        writer.write_summary({"runs": len(sweep.points), "failed_runs": sweep.failed})
+        writer.set_attrs(sweep_keys=",".join(sweep.keys),
+                         sweep_status_codes="completed=0, interrupted=1, failed=2")
+        group = f.require_group("runs")
+        for i, run in enumerate(sweep.runs):
+            # relative to the sweep file, so the file and its folder can move together
+            target = Path(run["output"]).resolve().relative_to(path.resolve().parent)
+            group[f"{i:03d}"] = h5py.ExternalLink(str(target), "/")
+    writer.set_status("completed" if not sweep.failed else "failed",
+                      message=f"{sweep.failed} of {len(sweep.runs)} runs failed"
+                      if sweep.failed else "")
