@@ -18,8 +18,12 @@ same process (never as assertions in tests).
 6. Entropic potentials (``bench_entropic.py``): log-domain separable Sinkhorn per iteration,
    numpy vs numba up to 256^2, beside POT's ``sinkhorn`` and ``convolutional_barycenter2d``.
 
+7. MPI strong scaling (``bench_mpi_euler.py``): the slab-decomposed 2D Euler solver at 512^2
+   under ``mpiexec -n 1`` and ``-n 2``, RK4 steps per second and the speed-up, beside the
+   serial solver (skipped without an ``mpiexec``).
+
 ``--only bb`` runs 1 and 2, ``--only flows`` runs 3, ``--only euler`` runs 4,
-``--only comparison`` runs 5, ``--only entropic`` runs 6.
+``--only comparison`` runs 5, ``--only entropic`` runs 6, ``--only mpi`` runs 7.
 """
 from __future__ import annotations
 
@@ -39,6 +43,7 @@ from bench_comparison import main as bench_comparison
 from bench_entropic import main as bench_entropic
 from bench_euler import main as bench_euler
 from bench_flows import main as bench_flows  # benchmarks/ is sys.path[0] when run as a script
+from bench_mpi_euler import main as bench_mpi_euler
 
 CASES = __import__("pathlib").Path(__file__).resolve().parent.parent / "cases"
 
@@ -113,15 +118,16 @@ def bench_pot(quick: bool):
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="fewer iterations, smaller POT problem")
-    p.add_argument("--only", choices=("bb", "flows", "euler", "comparison", "entropic"),
-                   help="run only the Benamou-Brenier (bb), the flow-potential (flows) or the "
-                        "spectral Euler (euler) benchmarks")
+    p.add_argument("--only", choices=("bb", "flows", "euler", "comparison", "entropic", "mpi"),
+                   help="run only one group: Benamou-Brenier (bb), flow potentials (flows), "
+                        "spectral Euler (euler), exported flows (comparison), entropic "
+                        "potentials (entropic) or spectral Euler under MPI (mpi)")
     args = p.parse_args(argv)
     if args.only is None:
         # Each group in its own process: numba's parallel kernels of group 1 leave worker
         # threads that compete with torch's OpenMP threads (measured: torch 0.9 ms -> 8 ms
         # for (a) after the Benamou-Brenier runs), which would flatter numba 10x.
-        for group in ("bb", "flows", "euler", "comparison", "entropic"):
+        for group in ("bb", "flows", "euler", "comparison", "entropic", "mpi"):
             cmd = [sys.executable, __file__, "--only", group] + (["--quick"] if args.quick
                                                                  else [])
             code = subprocess.call(cmd)
@@ -137,6 +143,8 @@ def main(argv=None) -> int:
         bench_comparison(args.quick)
     elif args.only == "entropic":
         bench_entropic(args.quick)
+    elif args.only == "mpi":
+        return bench_mpi_euler(["--quick"] if args.quick else [])
     else:
         bench_flows(args.quick)
     return 0

@@ -12,6 +12,15 @@ import os
 _SIZE_VARS = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE", "PMIX_SIZE")
 
 
+def block_range(n: int, parts: int, k: int) -> tuple[int, int]:
+    """Items ``[lo, hi)`` of part ``k`` when ``n`` items are cut into ``parts`` contiguous
+    blocks whose sizes differ by at most one (the first ``n % parts`` get one more): a
+    rank's grid rows or spectral columns, a shard's samples, a rank's shards."""
+    base, extra = divmod(n, parts)
+    lo = k * base + min(k, extra)
+    return lo, lo + base + (1 if k < extra else 0)
+
+
 def launched_size() -> int:
     """World size announced by the MPI launcher's environment (1 when not under mpiexec)."""
     for var in _SIZE_VARS:

@@ -21,6 +21,7 @@ from scipy.linalg import expm
 from ot_pde.errors import InputError, NumericalError
 from ot_pde.flows import integrators as integ
 from ot_pde.flows import training as tr
+from ot_pde.parallel import block_range
 
 from .conftest import fd_param_grad
 
@@ -433,8 +434,8 @@ def test_sharded_step_is_the_whole_batch_step(kind):
     batch = whole.objective.draw(np.random.default_rng(5), 8, 3)
     want = tr.loss_and_grad(whole.potential, whole.objective, batch, n_steps=3)
     parts = [tr.loss_and_grad(whole.potential, whole.objective, batch[lo:hi], n_steps=3,
-                              total=8) for lo, hi in (tr.batch_share(8, 3, k) for k in range(3))]
-    assert [tr.batch_share(8, 3, k) for k in range(3)] == [(0, 3), (3, 6), (6, 8)]
+                              total=8) for lo, hi in (block_range(8, 3, k) for k in range(3))]
+    assert [block_range(8, 3, k) for k in range(3)] == [(0, 3), (3, 6), (6, 8)]
     value, grad = tr.sum_shards(parts)
     assert abs(value - want[0]) <= 1e-14 * abs(want[0])
     np.testing.assert_allclose(grad, want[1], rtol=1e-13, atol=1e-15)

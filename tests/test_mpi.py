@@ -194,3 +194,41 @@ def test_mpi_sweep_equals_serial(tmp_path, mpiexec):
         ha, hb = a.history(), b.history()
         for name in set(ha) - {"wall_seconds"}:
             assert np.array_equal(ha[name], hb[name]), name
+
+
+def test_mpi_euler_run_writes_rank_files_joined_by_virtual_datasets(tmp_path, mpiexec):
+    """Acceptance 3 through the command line (64^2 here; 512^2 in the docs): the 2-rank
+    fields, read through the virtual datasets of the main file, equal the serial ones."""
+    case = (CASES / "euler_random_512.toml", "--set", "grid.n=64", "--set", "time.t_final=0.3",
+            "--json", "-q")
+    serial = _ot_pde("run", *case, "-o", tmp_path / "serial.h5")
+    assert serial.returncode == 0, serial.stderr
+    parallel = _ot_pde("run", *case, "-o", tmp_path / "mpi" / "p.h5", ranks=2, mpiexec=mpiexec)
+    assert parallel.returncode == 0, parallel.stderr
+    assert sorted(p.name for p in (tmp_path / "mpi").glob("p.rank*.h5")) == \
+        ["p.rank0.h5", "p.rank1.h5"]
+    with h5py.File(tmp_path / "mpi" / "p.h5") as f:
+        assert all(f["fields"][name].is_virtual for name in ("omega", "u", "v"))
+        assert not f["fields/flow_map_x"].is_virtual  # replicated fields: written once
+    with ResultFile(tmp_path / "serial.h5") as a, ResultFile(tmp_path / "mpi" / "p.h5") as b:
+        assert b.status == "completed"
+        for name in a.field_names():
+            want, got = a.field(name), b.field(name)
+            assert got.shape == want.shape and not np.isnan(got).any()
+            assert np.max(np.abs(got - want)) <= 1e-12 * np.max(np.abs(want)), name
+        assert b.field_dims("omega") == ("x", "y")
+        hist_a, hist_b = a.history(), b.history()
+        np.testing.assert_allclose(hist_b["energy"], hist_a["energy"], rtol=1e-12)
+    s, p = json_line(serial.stdout)["summary"], json_line(parallel.stdout)["summary"]
+    assert p["steps"] == s["steps"]
+    for key in ("energy", "enstrophy", "casimir"):
+        assert abs(p[key] - s[key]) <= 1e-12 * abs(s[key])
+    # the main file and its rank files move together (the links are relative)
+    with ResultFile(tmp_path / "mpi" / "p.h5") as b:
+        omega = b.field("omega")
+    moved = tmp_path / "moved"
+    (tmp_path / "mpi").rename(moved)
+    with ResultFile(moved / "p.h5") as b:
+        assert np.array_equal(b.field("omega"), omega)
+    plot = _ot_pde("plot", moved / "p.h5", "-o", tmp_path / "p.png", cwd=tmp_path)
+    assert plot.returncode == 0, plot.stderr

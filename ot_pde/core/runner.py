@@ -314,7 +314,7 @@ def _write_results(problem, solver, writer, case: Case, output: Path, wall: floa
             if fld.offset is None:
                 writer.write_field(fld.name, fld.data, dims=fld.dims, units=fld.units,
                                    description=fld.description)
-            else:
+            elif layouts:  # rank 0 joins the blocks (the other ranks have no writer)
                 writer.write_virtual_field(fld.name, layouts[fld.name],
                                            shape=fld.global_shape, dims=fld.dims,
                                            units=fld.units, description=fld.description)

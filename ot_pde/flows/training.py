@@ -45,6 +45,7 @@ import numpy as np
 
 from ..backends import get_array_module
 from ..errors import InputError, NumericalError
+from ..parallel import block_range
 from .integrators import integrate, integrate_adjoint, standard_normal_log_prob, to_host
 
 
@@ -245,7 +246,7 @@ class Trainer:
     xp : module
         Array module the batches are moved to (numpy or cupy), the potential's.
     shards : int
-        The batch is cut into this many contiguous shards (:func:`batch_share`), whose losses
+        The batch is cut into this many contiguous shards (:func:`block_range`), whose losses
         and gradients are computed one at a time and summed in shard order. This is the unit
         of data parallelism: the arithmetic does not depend on how the shards are spread over
         ranks, so the run is the same to the bit on 1 to ``shards`` ranks. (Round-off
@@ -254,7 +255,7 @@ class Trainer:
     comm : mpi4py communicator, optional
         Data-parallel training over its ranks: every rank draws the whole batch from the same
         generator (the random stream does not depend on the number of ranks), computes the
-        shards :func:`batch_share` gives it, and the shards of all ranks are gathered and
+        shards :func:`block_range` gives it, and the shards of all ranks are gathered and
         summed in shard order on every rank (:func:`sum_shards`), so all ranks take the same
         Adam step and keep the same parameters.
     """
@@ -294,12 +295,12 @@ class Trainer:
         batch = self.objective.draw(self.rng, self.batch_size, self.potential.dim)
         mine = range(self.shards)
         if self.comm is not None:
-            mine = range(*batch_share(self.shards, self.comm.Get_size(), self.comm.Get_rank()))
+            mine = range(*block_range(self.shards, self.comm.Get_size(), self.comm.Get_rank()))
         # whole-batch objectives (otreg's) take no ``total``: they train unsharded and serial
         sharded = {} if self.shards == 1 and self.comm is None else {"total": self.batch_size}
         parts = []
         for k in mine:
-            lo, hi = batch_share(self.batch_size, self.shards, k)
+            lo, hi = block_range(self.batch_size, self.shards, k)
             parts.append(loss_and_grad(self.potential, self.objective,
                                        self.xp.asarray(batch[lo:hi]), T=self.T,
                                        n_steps=self.n_steps, scheme=self.scheme, **sharded))
@@ -353,14 +354,6 @@ class Trainer:
         self.rng.bit_generator.state = rng_state
         self.potential.set_params(params)
         self.iteration = int(state["iteration"])
-
-
-def batch_share(n: int, parts: int, k: int) -> tuple[int, int]:
-    """Items ``[lo, hi)`` of part ``k`` when ``n`` items are cut into ``parts`` contiguous
-    parts whose sizes differ by at most one (rows of a shard, shards of a rank)."""
-    base, extra = divmod(n, parts)
-    lo = k * base + min(k, extra)
-    return lo, lo + base + (1 if k < extra else 0)
 
 
 def sum_shards(parts, comm=None) -> tuple[float, np.ndarray]:

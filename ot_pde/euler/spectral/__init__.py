@@ -2,6 +2,7 @@
 from ...core.registry import ProblemKind, register
 from .plot import plot
 from .problem import SCHEMA, SpectralEulerProblem, build, taylor_green_flow_map
+from .distributed import SlabSpectralEulerSolver
 from .solver import SpectralEulerSolver, dealias_cutoff
 
 KIND = register(ProblemKind(
@@ -13,5 +14,5 @@ KIND = register(ProblemKind(
     plot=plot,
 ))
 
-__all__ = ["SpectralEulerSolver", "SpectralEulerProblem", "dealias_cutoff",
-           "taylor_green_flow_map", "KIND"]
+__all__ = ["SpectralEulerSolver", "SlabSpectralEulerSolver", "SpectralEulerProblem",
+           "dealias_cutoff", "taylor_green_flow_map", "KIND"]

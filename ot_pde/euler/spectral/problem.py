@@ -12,6 +12,11 @@ Initial vorticities (``[initial] type``):
   :math:`\tanh((3\pi/2 - y)/\delta)` above, :math:`v = \varepsilon\sin x`;
 * ``random``: a smooth random vorticity (seeded by ``run.seed``), Gaussian spectrum peaked at
   ``k_peak``, scaled to an r.m.s. velocity.
+
+Under ``mpiexec -n P`` (``mpi_mode = "distributed"``) the solver is the slab-decomposed
+:class:`~ot_pde.euler.spectral.distributed.SlabSpectralEulerSolver`: each rank builds, holds
+and returns only its rows ``block_range(n, P, rank)`` of the grid fields (written with their
+``offset``), the markers are replicated, and the summary is global (the same on every rank).
 """
 from __future__ import annotations
 
@@ -21,7 +26,9 @@ import numpy as np
 
 from ...config import Field, Section, make_schema
 from ...core.problem import FieldData, GridAxis, ParticleData, Problem, Reference
-from ...errors import InputError
+from ...errors import BackendError, InputError
+from ...parallel import block_range
+from .distributed import SlabFFT, SlabSpectralEulerSolver
 from .solver import TWO_PI, SpectralEulerSolver, dealias_cutoff
 
 SCHEMA = make_schema({
@@ -93,6 +100,8 @@ def taylor_green_flow_map(markers, t: float, amplitude: float, mean_velocity) ->
 
 
 class SpectralEulerProblem(Problem):
+    mpi_mode = "distributed"
+
     def __init__(self, case):
         super().__init__(case)
         where = case.source
@@ -122,8 +131,16 @@ class SpectralEulerProblem(Problem):
                 f"{dealias_cutoff(self.n)}), RK4 {step} to t = {t['t_final']:g}, "
                 f"{self.n_markers ** 2} markers")
 
+    def rows(self) -> tuple[int, int]:
+        """The x rows ``lo:hi`` of the grid fields held here (all of them when serial)."""
+        if self.comm is None:
+            return 0, self.n
+        return block_range(self.n, self.comm.Get_size(), self.comm.Get_rank())
+
     def initial_vorticity(self) -> np.ndarray:
-        x, y = np.meshgrid(self.x, self.x, indexing="ij")
+        """The initial vorticity on the rows :meth:`rows` (the whole grid when serial)."""
+        lo, hi = self.rows()
+        x, y = np.meshgrid(self.x[lo:hi], self.x, indexing="ij")
         s = self.case.section("initial")
         if self.kind == "taylor_green":
             return 2.0 * s["amplitude"] * np.sin(x) * np.sin(y)
@@ -133,7 +150,15 @@ class SpectralEulerProblem(Problem):
             lower = 1.0 / np.cosh((y - math.pi / 2) / d) ** 2 / d
             upper = 1.0 / np.cosh((3 * math.pi / 2 - y) / d) ** 2 / d
             return eps * np.cos(x) - np.where(y <= math.pi, lower, -upper)
-        return self._random_vorticity(s["k_peak"], s["rms_velocity"])
+        if self.comm is None:
+            return self._random_vorticity(s["k_peak"], s["rms_velocity"])
+        return self._random_vorticity_slab(s["k_peak"], s["rms_velocity"])
+
+    def _random_amplitude(self, kx, ky, k_peak: float) -> np.ndarray:
+        """Spectral amplitude of the random field: a Gaussian shell, kept modes only."""
+        k = np.hypot(kx, ky)
+        amp = np.exp(-((k - k_peak) / max(1.0, 0.5 * k_peak)) ** 2) * (k > 0)
+        return amp * ((np.abs(kx) <= dealias_cutoff(self.n)) & (ky <= dealias_cutoff(self.n)))
 
     def _random_vorticity(self, k_peak: float, rms: float) -> np.ndarray:
         n = self.n
@@ -141,8 +166,7 @@ class SpectralEulerProblem(Problem):
         kx = np.fft.fftfreq(n, 1.0 / n)[:, None]
         ky = np.fft.rfftfreq(n, 1.0 / n)[None, :]
         k = np.hypot(kx, ky)
-        amp = np.exp(-((k - k_peak) / max(1.0, 0.5 * k_peak)) ** 2) * (k > 0)
-        amp *= (np.abs(kx) <= dealias_cutoff(n)) & (ky <= dealias_cutoff(n))
+        amp = self._random_amplitude(kx, ky, k_peak)
         coef = amp * (rng.standard_normal(k.shape) + 1j * rng.standard_normal(k.shape))
         omega = np.fft.irfft2(coef, s=(n, n))
         # scale to the r.m.s. velocity: <|u|^2> = sum |omega_k|^2 / |k|^2 (Parseval)
@@ -152,6 +176,41 @@ class SpectralEulerProblem(Problem):
         half[0, -1] = 1.0
         k2 = np.where(k > 0, k * k, 1.0)
         mean_u2 = float((half * np.abs(w_hat) ** 2 / k2 * (k > 0)).sum()) / n ** 4
+        return omega * (rms / math.sqrt(mean_u2)) if mean_u2 > 0 else omega
+
+    def _random_vorticity_slab(self, k_peak: float, rms: float) -> np.ndarray:
+        """This rank's rows of :meth:`_random_vorticity`'s field (equal to round-off) without
+        the whole grid: the spectrum in the slab solver's columns, its inverse slab FFT.
+
+        Each rank draws the whole random stream, row block by row block (the same numbers as
+        the serial ``(n, n // 2 + 1)`` draws), and keeps its columns: O(n^2) time, O(n^2 / P)
+        memory. The serial ``rfft2(irfft2(coef))`` round trip only symmetrizes the ky = 0
+        column (the ky = n/2 column and kx = n/2 row are outside the kept modes), done here
+        directly.
+        """
+        n, nky = self.n, self.n // 2 + 1
+        fft = SlabFFT(self.comm, n)
+        lo, hi = fft.klo, fft.khi
+        rng = np.random.default_rng(self.case.get("run.seed"))
+        block = max(1, (1 << 20) // nky)  # rows per draw: 8 MB at a time
+
+        def draw():
+            out = np.empty((n, hi - lo))
+            for r in range(0, n, block):
+                out[r:r + block] = rng.standard_normal((min(block, n - r), nky))[:, lo:hi]
+            return out
+
+        kx = np.fft.fftfreq(n, 1.0 / n)[:, None]
+        ky = np.fft.rfftfreq(n, 1.0 / n)[None, lo:hi]
+        k = np.hypot(kx, ky)
+        coef = self._random_amplitude(kx, ky, k_peak) * (draw() + 1j * draw())
+        if lo == 0:
+            coef[:, 0] = 0.5 * (coef[:, 0] + np.conj(coef[-np.arange(n) % n, 0]))
+        half = np.where((ky == 0) | (ky == n // 2), 1.0, 2.0)
+        k2 = np.where(k > 0, k * k, 1.0)
+        mine = float((half * np.abs(coef) ** 2 / k2 * (k > 0)).sum())
+        mean_u2 = sum(self.comm.allgather(mine)) / n ** 4  # added in rank order on every rank
+        omega = fft.irfft2(coef)
         return omega * (rms / math.sqrt(mean_u2)) if mean_u2 > 0 else omega
 
     def markers(self) -> np.ndarray | None:
@@ -168,9 +227,18 @@ class SpectralEulerProblem(Problem):
 
     def make_solver(self, backend) -> SpectralEulerSolver:
         t = self.case.section("time")
-        return SpectralEulerSolver(self.initial_vorticity(), backend, t_final=t["t_final"],
-                                   dt=t["dt"], cfl=t["cfl"], max_cfl=t["max_cfl"],
-                                   mean_velocity=self.mean_velocity, markers=self.markers())
+        options = dict(t_final=t["t_final"], dt=t["dt"], cfl=t["cfl"], max_cfl=t["max_cfl"],
+                       mean_velocity=self.mean_velocity, markers=self.markers())
+        if self.comm is None:
+            return SpectralEulerSolver(self.initial_vorticity(), backend, **options)
+        size = self.comm.Get_size()
+        if backend.name not in ("numpy", "numba"):
+            raise BackendError(f"backend {backend.name!r} runs on one rank only; under mpiexec "
+                               "use numpy or numba", source=self.case.source, key="run.backend")
+        if size > self.n:
+            raise InputError(f"{size} ranks for {self.n} grid rows: at most one rank per row",
+                             source=self.case.source, key="grid.n")
+        return SlabSpectralEulerSolver(self.initial_vorticity(), backend, self.comm, **options)
 
     def grid(self) -> list[GridAxis]:
         axes = [GridAxis("x", self.x, "length", "grid points along x on [0, 2 pi)", "space"),
@@ -186,10 +254,15 @@ class SpectralEulerProblem(Problem):
     # -- results ----------------------------------------------------------------------------
     def fields(self, solver) -> list[FieldData]:
         u, v = solver.velocity()
+        # under MPI each rank's rows, placed in the whole grid; the markers are replicated
+        slab = {} if self.comm is None else {"offset": (self.rows()[0], 0),
+                                             "global_shape": (self.n, self.n)}
         out = [FieldData("omega", solver.vorticity(), ("x", "y"), "1/time",
-                         "vorticity at t_final"),
-               FieldData("u", u, ("x", "y"), "length/time", "velocity x at t_final (U included)"),
-               FieldData("v", v, ("x", "y"), "length/time", "velocity y at t_final (U included)")]
+                         "vorticity at t_final", **slab),
+               FieldData("u", u, ("x", "y"), "length/time", "velocity x at t_final (U included)",
+                         **slab),
+               FieldData("v", v, ("x", "y"), "length/time", "velocity y at t_final (U included)",
+                         **slab)]
         if self.n_markers:
             m = self.n_markers
             pos = solver.marker_positions().reshape(m, m, 2)
@@ -221,10 +294,13 @@ class SpectralEulerProblem(Problem):
                 "enstrophy": 2 * math.pi ** 2 * amp ** 2,
                 "casimir": 9 * math.pi ** 2 * amp ** 4}
 
-    def _exact_fields(self, t: float) -> dict[str, np.ndarray]:
+    def _exact_fields(self, t: float, rows: tuple[int, int] | None = None
+                      ) -> dict[str, np.ndarray]:
+        """The exact Taylor-Green fields at ``t`` on the grid rows ``rows`` (default all)."""
         amp = self.case.get("initial.amplitude")
         ux, uy = self.mean_velocity
-        x, y = np.meshgrid(self.x, self.x, indexing="ij")
+        lo, hi = (0, self.n) if rows is None else rows
+        x, y = np.meshgrid(self.x[lo:hi], self.x, indexing="ij")
         out = {"omega": 2 * amp * np.sin(x - ux * t) * np.sin(y - uy * t)}
         if self.n_markers:
             m = self.n_markers
@@ -245,8 +321,9 @@ class SpectralEulerProblem(Problem):
                     "dt_min": r["dt_min"] if math.isfinite(r["dt_min"]) else 0.0,
                     "dt_max": r["dt_max"]})
         if self.kind == "taylor_green":
-            exact = self._exact_fields(solver.time)
-            out["omega_error_max"] = float(np.abs(solver.vorticity() - exact["omega"]).max())
+            exact = self._exact_fields(solver.time, self.rows())
+            error = float(np.abs(solver.vorticity() - exact["omega"]).max())
+            out["omega_error_max"] = float(solver.global_max([error])[0])  # over all ranks
             if self.n_markers:
                 pos = solver.marker_positions()
                 ref = np.stack([exact["flow_map_x"].ravel(), exact["flow_map_y"].ravel()], 1)

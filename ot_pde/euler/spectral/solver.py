@@ -174,6 +174,16 @@ class SpectralEulerSolver:
         n = omega0.shape[0]
         if omega0.shape != (n, n) or n < 4:
             raise ValueError(f"expected a square (N, N) vorticity with N >= 4, got {omega0.shape}")
+        self._setup(backend, n, (0, n // 2 + 1), _FFT(backend, n), t_final=t_final, dt=dt,
+                    cfl=cfl, max_cfl=max_cfl, mean_velocity=mean_velocity)
+        self._start(omega0, markers)
+
+    def _setup(self, backend: Backend, n: int, columns: tuple[int, int], fft, *,
+               t_final: float, dt: float | None, cfl: float | None, max_cfl: float,
+               mean_velocity):
+        """Parameters, FFTs and the spectral multipliers of the half-spectrum columns
+        ``columns = (lo, hi)`` held here (all ``N // 2 + 1`` of them serially; a slab of
+        them in :class:`~ot_pde.euler.spectral.distributed.SlabSpectralEulerSolver`)."""
         if (dt is None) == (cfl is None):
             raise ValueError("give exactly one of dt and cfl")
         self.backend = backend
@@ -190,21 +200,24 @@ class SpectralEulerSolver:
             self.n_steps = None
             self.dt_fixed = None
         self.mean_velocity = (float(mean_velocity[0]), float(mean_velocity[1]))
-        self.fft = _FFT(backend, n)
+        self.fft = fft
 
-        # wavenumbers of the rfft2 layout (axis 0: x, all k; axis 1: y, k >= 0)
+        # wavenumbers of the rfft2 layout (axis 0: x, all k; axis 1: y, k >= 0), our columns
+        lo, hi = columns
+        self._column0 = lo
         kx = np.fft.fftfreq(n, 1.0 / n).reshape(n, 1)
-        ky = np.fft.rfftfreq(n, 1.0 / n).reshape(1, n // 2 + 1)
+        ky = np.fft.rfftfreq(n, 1.0 / n)[lo:hi].reshape(1, hi - lo)
         k_cut = dealias_cutoff(n)
         self.k_cut = k_cut
         mask = (np.abs(kx) <= k_cut) & (ky <= k_cut)
         k2 = kx * kx + ky * ky
         inv_k2 = np.where(k2 > 0, 1.0 / np.where(k2 > 0, k2, 1.0), 0.0) * mask
         # half-spectrum weights of Parseval sums: 1 for ky = 0 (and N/2), 2 otherwise
-        half = np.full((1, n // 2 + 1), 2.0)
-        half[0, 0] = 1.0
+        half = np.full(n // 2 + 1, 2.0)
+        half[0] = 1.0
         if n % 2 == 0:
-            half[0, -1] = 1.0
+            half[-1] = 1.0
+        half = half[lo:hi].reshape(1, hi - lo)
         self._mask = xp.asarray(mask.astype(np.float64))
         self._inv_k2 = xp.asarray(inv_k2)
         self._ikx = xp.asarray(1j * kx * np.ones_like(ky))
@@ -218,18 +231,26 @@ class SpectralEulerSolver:
         self._mean_energy = 0.5 * TWO_PI ** 2 * (self.mean_velocity[0] ** 2
                                                 + self.mean_velocity[1] ** 2)
 
-        # kept modes for the marker sums
+        # kept modes for the marker sums: rows |kx| <= K, our columns with ky <= K (they come
+        # first; none when our first column is past K)
         rows = np.r_[0:k_cut + 1, n - k_cut:n]
+        kept = max(0, min(hi, k_cut + 1) - lo)
         self._rows = xp.asarray(rows)
-        self._cols = k_cut + 1
+        self._cols = kept
         self._kxs = xp.asarray(kx[rows, 0].copy())
-        self._kys = xp.asarray(ky[0, :k_cut + 1].copy())
-        w = np.full(k_cut + 1, 2.0 / (n * n))
-        w[0] = 1.0 / (n * n)
+        self._kys = xp.asarray(ky[0, :kept].copy())
+        w = np.full(kept, 2.0 / (n * n))
+        if lo == 0 and kept:
+            w[0] = 1.0 / (n * n)
         self._weights = xp.asarray(w)
+        self._spec4 = xp.empty((4, n, hi - lo), dtype=np.complex128)
 
+    def _start(self, omega0, markers):
+        """The initial state from the grid vorticity (our rows), its invariants."""
+        xp = self.xp
         omega_hat = self.fft.rfft2(xp.asarray(omega0)) * self._mask
-        omega_hat[0, 0] = 0.0
+        if self._column0 == 0:
+            omega_hat[0, 0] = 0.0
         self.omega_hat = omega_hat
         if markers is not None and len(markers):
             markers = np.asarray(markers, dtype=np.float64).reshape(-1, 2)
@@ -240,7 +261,6 @@ class SpectralEulerSolver:
             self.deformation = None
         self.iteration = 0
         self.time = 0.0
-        self._spec4 = xp.empty((4, n, n // 2 + 1), dtype=np.complex128)
         self._select_kernels()
         d = self.diagnostics()
         self.initial = {"energy": d["energy"], "enstrophy": d["enstrophy"],
@@ -368,27 +388,36 @@ class SpectralEulerSolver:
         return row
 
     # -- diagnostics -------------------------------------------------------------------------
+    def global_sum(self, values) -> np.ndarray:
+        """Sums over the processes holding parts of the state: here, one holds everything."""
+        return np.asarray(values, dtype=np.float64)
+
+    def global_max(self, values) -> np.ndarray:
+        """Maxima over the processes holding parts of the state (NaN wins)."""
+        return np.asarray(values, dtype=np.float64)
+
     def diagnostics(self) -> dict[str, float]:
-        """Energy, enstrophy, Casimir int omega^4, max |div u| and max |det F - 1| now."""
+        """Energy, enstrophy, Casimir int omega^4, max ``|div u|`` and max ``|det F - 1|`` now."""
         xp = self.xp
         w = self.omega_hat
         a2 = w.real * w.real + w.imag * w.imag
-        energy = self._mean_energy + float((self._w_energy * a2).sum())
-        enstrophy = float((self._w_enstrophy * a2).sum())
         psi = w * self._inv_k2
         grids = self.fft.irfft2(xp.stack([w, self._iky * psi, -(self._ikx * psi)]))
         omega, u, v = grids[0], grids[1], grids[2]
-        casimir = float((omega ** 4).sum()) * self.dx * self.dx
         uv_hat = self.fft.rfft2(xp.stack([u, v]))
         div = self.fft.irfft2(self._ikx * uv_hat[0] + self._iky * uv_hat[1])
-        max_div = float(xp.abs(div).max())
+        energy, enstrophy, casimir = self.global_sum(
+            [float((self._w_energy * a2).sum()), float((self._w_enstrophy * a2).sum()),
+             float((omega ** 4).sum())])
+        max_div = float(self.global_max([float(xp.abs(div).max())])[0])
         jac = 0.0
         if self.deformation is not None:
             f = self.deformation
             det = f[:, 0, 0] * f[:, 1, 1] - f[:, 0, 1] * f[:, 1, 0]
             jac = float(xp.abs(det - 1.0).max())
-        return {"energy": energy, "enstrophy": enstrophy, "casimir": casimir,
-                "max_divergence": max_div, "jacobian_error": jac}
+        return {"energy": self._mean_energy + float(energy), "enstrophy": float(enstrophy),
+                "casimir": float(casimir) * self.dx * self.dx, "max_divergence": max_div,
+                "jacobian_error": jac}
 
     def vorticity(self) -> np.ndarray:
         return self.backend.to_numpy(self.fft.irfft2(self.omega_hat))
