@@ -56,29 +56,21 @@ def cmd_run(args) -> int:
 
     comm = _mpi_comm()
     rank = 0 if comm is None else comm.Get_rank()
-    try:
-        case = _load(args)
-        result = run_case(case, args.output, backend=args.backend, restart=args.restart,
-                          comm=comm)
-    except NumericalError as exc:
-        # The contract: with --json, one object on stdout, "status": "failed" included.
-        if rank == 0 and args.json and getattr(exc, "run_result", None) is not None:
-            _print_json(exc.run_result.as_json())
-        if rank != 0:  # every rank fails at the same step; rank 0 reports it
-            return exc.exit_code
-        raise
-    except InputError as exc:
-        if rank != 0:  # every rank sees bad input: say it once
-            return exc.exit_code
-        raise
-    except (OtPdeError, KeyboardInterrupt):
-        raise
-    except Exception:
-        if comm is None:
+
+    def work():
+        try:
+            return run_case(_load(args), args.output, backend=args.backend,
+                            restart=args.restart, comm=comm)
+        except NumericalError as exc:
+            # The contract: with --json, one object on stdout, "status": "failed" included.
+            if rank == 0 and args.json and getattr(exc, "run_result", None) is not None:
+                _print_json(exc.run_result.as_json())
             raise
-        # A bug on one rank: the others would wait for it in their next collective call.
-        log.exception("rank %d failed; aborting all ranks", rank)
-        comm.Abort(1)
+
+    # under MPI every rank fails at the same step: rank 0 reports it
+    result, code = _on_every_rank(comm, work, quiet=(InputError, NumericalError))
+    if code is not None:
+        return code
     if rank != 0:
         return 0
     if args.json:
@@ -102,21 +94,17 @@ def cmd_check(args) -> int:
 def cmd_converge(args) -> int:
     from .backends import get_backend
     from .core.converge import plot_study, run_study, write_study
-    from .core.ensemble import RemoteRunError
 
     comm = _mpi_comm()
-    rank = 0 if comm is None else comm.Get_rank()
-    case = _load(args)
-    try:
-        study = run_study(case, args.vary, backend=args.backend, comm=comm)
-    except RemoteRunError as exc:
-        if rank != 0:  # the rank that ran the failed run reports it; rank 0 prints once
-            return exc.exit_code
-        raise
-    except OtPdeError as exc:
-        if rank != 0 and isinstance(exc, InputError):  # every rank sees bad input: say it once
-            return exc.exit_code
-        raise
+
+    def work():
+        case = _load(args)
+        return case, run_study(case, args.vary, backend=args.backend, comm=comm)
+
+    outcome, code = _on_every_rank(comm, work)
+    if code is not None:
+        return code
+    case, study = outcome
     if study is None:  # an MPI rank other than 0: its runs went to rank 0
         return 0
     if args.output:
@@ -134,23 +122,19 @@ def cmd_converge(args) -> int:
 
 def cmd_sweep(args) -> int:
     from .backends import get_backend
-    from .core.ensemble import RemoteRunError
     from .core.sweep import run_sweep, write_sweep
 
     comm = _mpi_comm()
-    rank = 0 if comm is None else comm.Get_rank()
-    try:
+    output = Path(args.output) if args.output else Path(f"{Path(args.case).stem}_sweep.h5")
+
+    def work():
         case = _load(args)
-        output = Path(args.output) if args.output else Path(f"{Path(args.case).stem}_sweep.h5")
-        sweep = run_sweep(case, args.vary, output, backend=args.backend, comm=comm)
-    except RemoteRunError as exc:
-        if rank != 0:
-            return exc.exit_code
-        raise
-    except OtPdeError as exc:
-        if rank != 0 and isinstance(exc, InputError):  # every rank sees bad input: say it once
-            return exc.exit_code
-        raise
+        return case, run_sweep(case, args.vary, output, backend=args.backend, comm=comm)
+
+    outcome, code = _on_every_rank(comm, work)
+    if code is not None:
+        return code
+    case, sweep = outcome
     if sweep is None:  # an MPI rank other than 0: its runs went to rank 0
         return 0
     write_sweep(sweep, case, output, get_backend(args.backend or case.get("run.backend")).name)
@@ -164,6 +148,32 @@ def cmd_sweep(args) -> int:
         log.error("%d of %d sweep runs failed numerically", sweep.failed, len(sweep.runs))
         return 1
     return 0
+
+
+def _on_every_rank(comm, work, quiet=(InputError,)):
+    """``(work(), None)``, called on every rank of ``comm`` (or serially).
+
+    On a rank other than 0 an error of a ``quiet`` type (one every rank raises alike, such as
+    bad input) or one another rank reported (:class:`~ot_pde.core.ensemble.RemoteRunError`)
+    gives ``(None, exit code)``: rank 0 says it once. Any other exception on one rank aborts
+    all of them, which would otherwise wait for it in their next collective call.
+    """
+    from .core.ensemble import RemoteRunError
+
+    rank = 0 if comm is None else comm.Get_rank()
+    try:
+        return work(), None
+    except (RemoteRunError, *quiet) as exc:
+        if rank != 0:
+            return None, exc.exit_code
+        raise
+    except (OtPdeError, KeyboardInterrupt):
+        raise
+    except Exception:
+        if comm is None:
+            raise
+        log.exception("rank %d failed; aborting all ranks", rank)
+        comm.Abort(1)
 
 
 def _mpi_comm():
