@@ -202,7 +202,16 @@ def cmd_plot(args) -> int:
 
     with ResultFile(args.result) as rf:
         png = Path(args.output) if args.output else Path(args.result).with_suffix(".png")
-        get_kind(rf.problem).plot(rf, png)
+        if "sweep_keys" in rf.h5.attrs:  # a sweep file: summaries against the varied keys
+            from .core.sweep import plot_sweep
+
+            plot_sweep(rf, png)
+        elif "convergence_key" in rf.h5.attrs:  # a study of converge -o: errors against h
+            from .core.converge import plot_study, study_from_file
+
+            plot_study(study_from_file(rf), png)
+        else:
+            get_kind(rf.problem).plot(rf, png)
     print(f"figure written to {png}")
     return 0
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import h5py
 import numpy as np
 
+from ot_pde.core.converge import study_from_file
 from ot_pde.io import ResultFile
 
 from .conftest import CASES, json_line
@@ -69,3 +70,23 @@ def test_sweep_bad_input_stops_before_running(cli, tmp_path):
     assert code == 2 and "dtt" in err
     code, _, err = cli("sweep", TAYLOR_GREEN, "--vary", "time.dt=0.1", "--vary", "time.dt=0.2")
     assert code == 2 and "twice" in err
+
+
+def test_plot_draws_sweep_and_study_files(cli, tmp_path):
+    """``ot-pde plot`` knows the files of ``sweep`` and ``converge -o`` (not run files)."""
+    sweep = tmp_path / "sweep.h5"
+    assert cli("sweep", CASES / "bb_translation_1d.toml", "--vary", "grid.n=16,32", "--vary",
+               "solver.max_iterations=40,80", "-o", sweep)[0] == 0
+    code, out, err = cli("plot", sweep, "-o", tmp_path / "sweep.png")
+    assert code == 0, err
+    assert (tmp_path / "sweep.png").stat().st_size > 10_000
+    study = tmp_path / "study.h5"
+    assert cli("converge", CASES / "bb_translation_1d.toml", "--vary", "grid.n=16,32",
+               "-o", study)[0] == 0
+    code, out, err = cli("plot", study, "-o", tmp_path / "study.png")
+    assert code == 0, err
+    assert (tmp_path / "study.png").stat().st_size > 10_000
+    with ResultFile(study) as rf:
+        got = study_from_file(rf)
+    assert got.key == "grid.n" and got.values == [16, 32]
+    assert "W2_squared_rel" in got.errors and len(got.errors["W2_squared_rel"]) == 2

@@ -166,6 +166,15 @@ def write_study(study: Study, case: Case, path: Path, backend: str) -> None:
     writer.set_status("completed")
 
 
+def study_from_file(rf: ResultFile) -> Study:
+    """The study stored by :func:`write_study` (for ``ot-pde plot STUDY.h5``)."""
+    rows = rf.history()
+    skip = {"iteration", "h", "value", "wall_seconds"}
+    values = rows["value"].tolist() if "value" in rows else list(range(len(rows["h"])))
+    return Study(key=str(rf.h5.attrs["convergence_key"]), values=values, h=rows["h"],
+                 errors={name: e for name, e in rows.items() if name not in skip})
+
+
 def plot_study(study: Study, png: Path) -> None:
     """Log-log errors against mesh size, with reference slopes 1 and 2."""
     import matplotlib

@@ -148,3 +148,43 @@ def write_sweep(sweep: Sweep, case: Case, path: Path, backend: str) -> None:
     writer.set_status("completed" if not sweep.failed else "failed",
                       message=f"{sweep.failed} of {len(sweep.runs)} runs failed"
                       if sweep.failed else "")
+
+
+def plot_sweep(rf, png: Path, max_panels: int = 6) -> None:
+    """Each summary scalar against the first varied key, one line per value of the others
+    (``ot-pde plot SWEEP.h5``); failed points are left out."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = rf.history()
+    keys = str(rf.h5.attrs["sweep_keys"]).split(",")
+    columns = [k.replace(".", "_") for k in keys]
+    n = len(rows["iteration"])
+    x = rows.get(columns[0], np.arange(n, dtype=np.float64))
+    others = [c for c in columns[1:] if c in rows]
+    skip = {"iteration", "wall_seconds", "status_code", "iterations", *columns}
+    ok = rows["status_code"] != STATUS_CODES["failed"]
+    # the scalars that change across the sweep (constants such as exact values say nothing)
+    names = [k for k in rows if k not in skip and np.isfinite(rows[k][ok]).any()
+             and np.ptp(rows[k][ok]) > 0][:max_panels]
+    groups = sorted({tuple(rows[c][i] for c in others) for i in range(n)})
+    ncols = min(3, max(1, len(names)))
+    nrows = max(1, math.ceil(len(names) / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.4 * nrows), squeeze=False)
+    for ax in axes.flat[len(names):]:
+        ax.set_visible(False)
+    for ax, name in zip(axes.flat, names):
+        for group in groups:
+            pick = ok & np.all([rows[c] == v for c, v in zip(others, group)], axis=0)
+            label = ", ".join(f"{c} = {v:g}" for c, v in zip(others, group)) or None
+            ax.plot(x[pick], rows[name][pick], "o-", label=label)
+        ax.set_xlabel(keys[0] if columns[0] in rows else "point")
+        ax.set_title(name, fontsize=9)
+        ax.grid(True, alpha=0.3)
+    if others:
+        axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(png, dpi=110)
+    plt.close(fig)
