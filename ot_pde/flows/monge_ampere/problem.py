@@ -199,6 +199,7 @@ class MongeAmpereFlowProblem(EvaluatedOnce, Problem):
         self.target = build_target(case, np.random.default_rng(self._seeds["data"]))
         self.dim = self.target.dim
         self.objective = case.get("training.objective")
+        checked_shards(case)  # 'ot-pde check' catches more shards than samples
         if self.objective == "reverse_kl" and self.target.mixture is None:
             raise InputError(f"reverse_kl needs a target with a known density (type = "
                              f"\"mixture\" or \"eight_gaussians\"), not {case.get('target.type')!r}",

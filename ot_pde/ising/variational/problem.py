@@ -107,6 +107,7 @@ class IsingVariationalProblem(Problem):
                 raise InputError(f"at scan beta {b:g}: {exc}", source=where,
                                  key="lattice.alpha") from None
         self.generators = check_model(case, self.N)
+        checked_shards(case)  # 'ot-pde check' catches more shards than samples
         seq = np.random.SeedSequence(case.get("run.seed"))
         self._seeds = dict(zip(("init", "batches", "eval"), seq.spawn(3)))
         self._cache = None
