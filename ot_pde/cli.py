@@ -96,17 +96,10 @@ def cmd_converge(args) -> int:
     from .core.converge import plot_study, run_study, write_study
 
     comm = _mpi_comm()
-
-    def work():
-        case = _load(args)
-        return case, run_study(case, args.vary, backend=args.backend, comm=comm)
-
-    outcome, code = _on_every_rank(comm, work)
+    case, study, code = _ensemble(args, comm, lambda case: run_study(
+        case, args.vary, backend=args.backend, comm=comm))
     if code is not None:
         return code
-    case, study = outcome
-    if study is None:  # an MPI rank other than 0: its runs went to rank 0
-        return 0
     if args.output:
         backend = get_backend(args.backend or case.get("run.backend")).name
         write_study(study, case, Path(args.output), backend)
@@ -127,16 +120,10 @@ def cmd_sweep(args) -> int:
     comm = _mpi_comm()
     output = Path(args.output) if args.output else Path(f"{Path(args.case).stem}_sweep.h5")
 
-    def work():
-        case = _load(args)
-        return case, run_sweep(case, args.vary, output, backend=args.backend, comm=comm)
-
-    outcome, code = _on_every_rank(comm, work)
+    case, sweep, code = _ensemble(args, comm, lambda case: run_sweep(
+        case, args.vary, output, backend=args.backend, comm=comm))
     if code is not None:
         return code
-    case, sweep = outcome
-    if sweep is None:  # an MPI rank other than 0: its runs went to rank 0
-        return 0
     write_sweep(sweep, case, output, get_backend(args.backend or case.get("run.backend")).name)
     if args.json:
         _print_json({"problem": case.kind, "case": args.case, "output": str(output),
@@ -148,6 +135,20 @@ def cmd_sweep(args) -> int:
         log.error("%d of %d sweep runs failed numerically", sweep.failed, len(sweep.runs))
         return 1
     return 0
+
+
+def _ensemble(args, comm, run):
+    """``(case, run(case), None)`` for the case of ``args``, on every rank; ``(None, None,
+    exit code)`` where this rank has nothing more to do: an error said by rank 0, or a rank
+    other than 0 (``run`` returned None: its runs went to rank 0)."""
+    def work():
+        case = _load(args)
+        return case, run(case)
+
+    outcome, code = _on_every_rank(comm, work)
+    if code is None and outcome[1] is None:
+        code = 0
+    return (None, None, code) if code is not None else (*outcome, None)
 
 
 def _on_every_rank(comm, work, quiet=(InputError,)):
