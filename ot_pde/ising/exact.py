@@ -677,9 +677,13 @@ class IsingRelaxation:
         """
         x = self._as_x(x)
         rng = np.random.default_rng() if rng is None else rng
+        return self.spins_from_uniforms(x, rng.random(x.shape))
+
+    def spins_from_uniforms(self, x, u):
+        r""":meth:`sample_spins_given_x` with its uniform numbers ``u`` (shape of ``x``) given:
+        :math:`s_i = +1` where :math:`u_i < \sigma(2x_i)`."""
         # u < sigma(2x) <=> (2u - 1) < tanh x: no exp, so no overflow for large |x|.
-        u = rng.random(x.shape)
-        return np.where(2.0 * u - 1.0 < np.tanh(x), 1.0, -1.0)
+        return np.where(2.0 * np.asarray(u) - 1.0 < np.tanh(self._as_x(x)), 1.0, -1.0)
 
     def lnZ_relax_exact(self):
         r""":math:`\ln Z_{\rm relax}` by a route independent of :attr:`constant` (:math:`L \le 4`).

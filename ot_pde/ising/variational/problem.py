@@ -88,7 +88,7 @@ class IsingTrainingRun(TrainingRun):
 
 
 class IsingVariationalProblem(Problem):
-    mpi_mode = "replicated"  # data-parallel training (Trainer's comm); estimators on each rank
+    mpi_mode = "replicated"  # data-parallel training (Trainer's comm), estimators by chunks
 
     def __init__(self, case):
         super().__init__(case)
@@ -182,7 +182,7 @@ class IsingVariationalProblem(Problem):
             self._cache = (key, (summary, []))
             return self._cache[1]
         summary, keep = estimate(self, solver.potential, self.relax,
-                                 np.random.default_rng(self._seeds["eval"]))
+                                 np.random.default_rng(self._seeds["eval"]), self.comm)
         particles = [
             ParticleData("x", keep["x"], "1", "flow samples in the relaxed variables"),
             ParticleData("spins", keep["spins"], "1", "spins drawn from p(s | x)"),
@@ -206,27 +206,37 @@ class IsingVariationalProblem(Problem):
 
 
 def estimate(problem: IsingVariationalProblem, pot, relax: IsingRelaxation,
-             rng: np.random.Generator) -> tuple[dict, dict]:
+             rng: np.random.Generator, comm=None) -> tuple[dict, dict]:
     """The estimators of the module notes at ``relax``'s temperature, beside the exact values.
 
     Returns the summary and the first ``output.samples`` samples (x, spins, log-weights).
+    Under MPI (``comm``) the chunks of samples are dealt round the ranks and gathered on
+    every rank: each rank draws every chunk's random numbers in the serial order (cheap next
+    to the flow) and integrates only its own, so the result is the serial one to the bit.
     """
     c, xp = problem.case, pot.xp
     n, chunk = c.get("estimate.n_samples"), c.get("estimate.chunk")
-    log_w, energy, abs_mag, keep = [], [], [], {}
-    for start in range(0, n, chunk):
+    rank, size = (0, 1) if comm is None else (comm.Get_rank(), comm.Get_size())
+    mine = {}
+    for k, start in enumerate(range(0, n, chunk)):
         m = min(chunk, n - start)
-        z = xp.asarray(rng.standard_normal((m, relax.N)))
-        x, log_q = sample(pot, z, **flow_options(c))
+        z = rng.standard_normal((m, relax.N))
+        u = rng.random((m, relax.N))  # the spins' uniforms: every rank's stream stays in step
+        if k % size != rank:
+            continue
+        x, log_q = sample(pot, xp.asarray(z), **flow_options(c))
         x, log_q = to_host(x), to_host(log_q)
         lw = relax.log_prob(x) - log_q
-        spins = relax.sample_spins_given_x(x, rng)
-        log_w.append(lw)
-        energy.append(energy_per_site(spins, relax.L, relax.J))
-        abs_mag.append(np.abs(spins.mean(axis=1)))
-        if start == 0:
-            k = c.get("output.samples")
-            keep = {"x": x[:k], "spins": spins[:k], "log_weights": lw[:k]}
+        spins = relax.spins_from_uniforms(x, u)
+        keep = c.get("output.samples")
+        mine[k] = (lw, energy_per_site(spins, relax.L, relax.J), np.abs(spins.mean(axis=1)),
+                   {"x": x[:keep], "spins": spins[:keep], "log_weights": lw[:keep]}
+                   if k == 0 else None)
+    if comm is not None:
+        mine = {k: part for parts in comm.allgather(mine) for k, part in parts.items()}
+    chunks = [mine[k] for k in sorted(mine)]
+    log_w, energy, abs_mag = ([part[i] for part in chunks] for i in range(3))
+    keep = chunks[0][3]
     log_w = np.concatenate(log_w)
     finite = np.isfinite(log_w)
     if not finite.all():
@@ -331,7 +341,7 @@ class ScanRun:
         if local + 1 == self.per_beta:
             # the evaluation generator is seeded per temperature: a restart reproduces it
             rng = np.random.default_rng([self.problem._seeds["eval"].entropy, self.index])
-            summary, _ = estimate(self.problem, self.potential, relax, rng)
+            summary, _ = estimate(self.problem, self.potential, relax, rng, self.problem.comm)
             for name in SCAN_FIELDS:
                 self.results[name][self.index] = summary.get(name, np.nan)
             log.info("beta = %.6g: ln Z/N variational %.6f +- %.6f, importance %.6f +- %.6f, "
