@@ -264,3 +264,25 @@ def test_mpi_beta_scan_equals_serial(tmp_path, mpiexec):
         for name in a.field_names():
             assert np.array_equal(a.field(name), b.field(name), equal_nan=True), name
         assert np.array_equal(a.history()["loss"], b.history()["loss"])
+
+
+def test_mpi_wall_time_stop_and_restart(tmp_path, mpiexec):
+    """The wall-time limit stops both ranks at the same step (whichever rank's clock says
+    so), the file is marked interrupted with a checkpoint, and ``--restart`` on 2 ranks ends
+    where an uninterrupted serial run ends."""
+    # 120 steps take about 7 s on 2 ranks here: a 0.5 s limit stops them early on a machine
+    # ten times faster too
+    case = (*ISING, "--set", "training.iterations=120", "--set", "training.lr_final=3e-2")
+    full = _ot_pde("run", *case, "-o", tmp_path / "full.h5")
+    assert full.returncode == 0, full.stderr
+    part = tmp_path / "part.h5"
+    first = _ot_pde("run", *case, "--set", "run.max_wall_seconds=0.5", "-o", part, ranks=2,
+                    mpiexec=mpiexec)
+    assert first.returncode == 0, first.stderr
+    with ResultFile(part) as rf:
+        assert rf.status == "interrupted"
+        stopped = rf.checkpoint()[1]
+    assert 0 < stopped < 120
+    rest = _ot_pde("run", *case, "-o", part, "--restart", ranks=2, mpiexec=mpiexec)
+    assert rest.returncode == 0, rest.stderr
+    assert np.array_equal(_history(part)["loss"], _history(tmp_path / "full.h5")["loss"])
