@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -31,18 +30,10 @@ import numpy as np
 from ot_pde.backends import available_backends
 from ot_pde.flows.comparison import build_flow, load_checkpoint
 
+from bench_flows import median_time  # benchmarks/ is sys.path[0]
+
 ROOT = Path(__file__).resolve().parent.parent
 CK = ROOT / "checkpoints"
-
-
-def _median(fn, repeats):
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
 
 
 def _torch():
@@ -108,7 +99,7 @@ def main(quick: bool = False) -> None:
         ref = runs["numpy"]()
         times, diffs = {}, []
         for c in cols:
-            times[c] = _median(runs[c], repeats)
+            times[c] = median_time(runs[c], repeats)
             out = runs[c]()
             err = max(np.abs(np.asarray(o) - r).max() for o, r in zip(out, ref))
             diffs.append(f"{c} {err:.1e}")

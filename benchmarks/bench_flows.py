@@ -51,7 +51,7 @@ def _cores() -> int:
         return os.cpu_count() or 1
 
 
-def _median_time(fn, repeats: int) -> float:
+def median_time(fn, repeats: int) -> float:
     fn()  # warm-up: numba compilation, allocator, BLAS threads
     times = []
     for _ in range(repeats):
@@ -151,8 +151,8 @@ def main(quick: bool = False) -> None:
         def work_b(pot=pot):
             return sample(pot, x, T=T_FINAL, n_steps=N_STEPS)
 
-        t_a[b] = _median_time(work_a, reps_a)
-        t_b[b] = _median_time(work_b, reps_b)
+        t_a[b] = median_time(work_a, reps_a)
+        t_b[b] = median_time(work_b, reps_b)
         out_a[b], out_b[b] = work_a(), work_b()
 
     torch = _import_torch()
@@ -175,8 +175,8 @@ def main(quick: bool = False) -> None:
                 xb, lb = tp.sample(xt, T_FINAL, N_STEPS, by_autograd)
                 return xb.numpy(), lb.numpy()
 
-            t_a[col] = _median_time(run_a, max(3, reps_a // 4) if by_autograd else reps_a)
-            t_b[col] = _median_time(run_b, reps_b_autograd if by_autograd else reps_b)
+            t_a[col] = median_time(run_a, max(3, reps_a // 4) if by_autograd else reps_a)
+            t_b[col] = median_time(run_b, reps_b_autograd if by_autograd else reps_b)
             out_a[col], out_b[col] = run_a(), run_b()
         torch_note = (f"torch {torch.__version__}, {torch.get_num_threads()} threads. Both torch "
                       "columns: value in torch ops, gradient by autograd.grad; Laplacian by "

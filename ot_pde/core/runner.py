@@ -231,14 +231,11 @@ def run_case(case: Case, output: Path | None = None, *, backend: str | None = No
             stop_reason = ""
             while not solver.finished:
                 out_of_time = max_wall is not None and elapsed() >= max_wall
-                signalled = signals.received is not None
                 if comm is not None:  # stop together, or the others wait forever
-                    flags = comm.allgather((signalled, out_of_time, signals.received))
-                    signalled = any(f[0] for f in flags)
+                    flags = comm.allgather((signals.received, out_of_time))
+                    signals.received = next((f[0] for f in flags if f[0]), None)
                     out_of_time = any(f[1] for f in flags)
-                    signals.received = signals.received or next(
-                        (f[2] for f in flags if f[2]), None)
-                if signalled:
+                if signals.received:
                     raise KeyboardInterrupt
                 if out_of_time:
                     stop_reason = f"wall-time limit of {max_wall:g} s reached"

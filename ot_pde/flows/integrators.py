@@ -154,20 +154,26 @@ def standard_normal_log_prob(z):
     return -0.5 * xp.sum(z * z, axis=-1) - 0.5 * d * math.log(2.0 * math.pi)
 
 
-def _check_run(potential, x, l, T, n_steps, scheme, direction) -> Tableau:
+def check_steps(potential, x, T, n_steps, scheme) -> Tableau:
+    """The tableau of ``scheme`` after checking the time grid and the positions' shape."""
     if scheme not in SCHEMES:
         raise ValueError(f"unknown scheme {scheme!r}; expected one of {', '.join(SCHEMES)}")
-    if direction not in DIRECTIONS:
-        raise ValueError(f"unknown direction {direction!r}; expected 'forward' or 'backward'")
     if isinstance(n_steps, bool) or int(n_steps) != n_steps or n_steps < 1:
         raise ValueError(f"n_steps must be an integer >= 1, got {n_steps!r}")
     if not (math.isfinite(T) and T > 0):
         raise ValueError(f"T must be finite and > 0, got {T!r}")
     if x.ndim != 2 or x.shape[1] != potential.dim:
         raise ValueError(f"positions must have shape (B, {potential.dim}), got {x.shape}")
+    return SCHEMES[scheme]
+
+
+def _check_run(potential, x, l, T, n_steps, scheme, direction) -> Tableau:
+    if direction not in DIRECTIONS:
+        raise ValueError(f"unknown direction {direction!r}; expected 'forward' or 'backward'")
+    tab = check_steps(potential, x, T, n_steps, scheme)
     if l.shape != x.shape[:1]:
         raise ValueError(f"log-densities must have shape ({x.shape[0]},), got {l.shape}")
-    return SCHEMES[scheme]
+    return tab
 
 
 def _step_times(T: float, n_steps: int, direction: str) -> tuple[float, tuple[float, ...]]:

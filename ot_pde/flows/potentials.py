@@ -749,14 +749,19 @@ class OTFlowResNet(Potential):
         _, q = self._backward_g(ders, x.shape[0])
         return self._grad_s(s, q)[:, :self.dim]
 
-    def grad_and_laplacian(self, x, t):
+    def _grad_s_and_laplacian(self, x, t):
+        r""":math:`\nabla_s\Phi` (space and time) and the spatial Laplacian."""
         x = self._x(x)
         s = self._s(x, t)
         _, _, ders = self._forward(s, False)
         g, q = self._backward_g(ders, x.shape[0])
         lap, _, _ = self._trace(ders, g, keep=False)
         AE = self._views["A"][:, :self.dim]
-        return self._grad_s(s, q)[:, :self.dim], lap + (AE * AE).sum()
+        return self._grad_s(s, q), lap + (AE * AE).sum()
+
+    def grad_and_laplacian(self, x, t):
+        gs, lap = self._grad_s_and_laplacian(x, t)
+        return gs[:, :self.dim], lap
 
     def _vjp(self, x, t, a, b, want_params):
         s_bar, theta_bar = self._reverse(x, t, None, a, b, want_params)
@@ -764,14 +769,8 @@ class OTFlowResNet(Potential):
 
     def grad_time_laplacian(self, x, t):
         r""":math:`\partial_t\Phi` is the last entry of :math:`\nabla_s\Phi`."""
-        x = self._x(x)
-        s = self._s(x, t)
-        _, _, ders = self._forward(s, False)
-        g, q = self._backward_g(ders, x.shape[0])
-        lap, _, _ = self._trace(ders, g, keep=False)
-        AE = self._views["A"][:, :self.dim]
-        gs = self._grad_s(s, q)
-        return gs[:, :self.dim], gs[:, self.dim], lap + (AE * AE).sum()
+        gs, lap = self._grad_s_and_laplacian(x, t)
+        return gs[:, :self.dim], gs[:, self.dim], lap
 
     def vjp_time(self, x, t, a, a_t, b):
         r"""The reverse sweep of :meth:`vjp` with the cotangent :math:`(a, a_t)` on the whole

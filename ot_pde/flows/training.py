@@ -49,16 +49,14 @@ from ..parallel import block_range
 from .integrators import integrate, integrate_adjoint, standard_normal_log_prob, to_host
 
 
-class ForwardKL:
-    r"""Negative log-likelihood of data under the flow (forward KL up to the data entropy).
+class DataBatches:
+    """Mini-batches of an objective trained on data samples (:class:`ForwardKL`, otreg's).
 
     Parameters
     ----------
     data : array of shape (N, d), or callable ``data(rng, n) -> (n, d)``
         A data set to draw mini-batches from (uniformly, with replacement) or a sampler.
     """
-
-    name = "forward_kl"
 
     def __init__(self, data):
         if callable(data):
@@ -75,6 +73,18 @@ class ForwardKL:
         if batch.shape != (batch_size, dim):
             raise ValueError(f"data batch has shape {batch.shape}, expected {(batch_size, dim)}")
         return batch
+
+
+class ForwardKL(DataBatches):
+    r"""Negative log-likelihood of data under the flow (forward KL up to the data entropy).
+
+    Parameters
+    ----------
+    data : array of shape (N, d), or callable ``data(rng, n) -> (n, d)``
+        A data set to draw mini-batches from (uniformly, with replacement) or a sampler.
+    """
+
+    name = "forward_kl"
 
     def loss(self, potential, batch, *, T: float, n_steps: int, scheme: str) -> float:
         z, acc = integrate(potential, batch, _zeros_like_rows(batch), T=T, n_steps=n_steps,
@@ -297,13 +307,13 @@ class Trainer:
         if self.comm is not None:
             mine = range(*block_range(self.shards, self.comm.Get_size(), self.comm.Get_rank()))
         # whole-batch objectives (otreg's) take no ``total``: they train unsharded and serial
-        sharded = {} if self.shards == 1 and self.comm is None else {"total": self.batch_size}
+        total = None if self.shards == 1 and self.comm is None else self.batch_size
         parts = []
         for k in mine:
             lo, hi = block_range(self.batch_size, self.shards, k)
             parts.append(loss_and_grad(self.potential, self.objective,
                                        self.xp.asarray(batch[lo:hi]), T=self.T,
-                                       n_steps=self.n_steps, scheme=self.scheme, **sharded))
+                                       n_steps=self.n_steps, scheme=self.scheme, total=total))
         value, grad = sum_shards(parts, self.comm)
         grad_norm = float(np.linalg.norm(grad))
         if not (math.isfinite(value) and np.all(np.isfinite(grad))):

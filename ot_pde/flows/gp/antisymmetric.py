@@ -58,7 +58,7 @@ import math
 
 import numpy as np
 
-from .hermite import hermite_table
+from .hermite import hermite_table, radial_taper
 
 
 def multi_indices(dim: int, degree: int, min_degree: int = 0) -> np.ndarray:
@@ -118,24 +118,6 @@ def hermite_basis(x: np.ndarray, alpha: np.ndarray, order: int = 1):
             hess[:, :, l, k] = h2
             hess[:, :, k, l] = h2
     return phi, grad, hess
-
-
-def radial_taper(x: np.ndarray, r1: float, r2: float):
-    """rho, grad rho (M, d), Hessian (M, d, d) of the quintic radial cutoff (1 inside r1, 0
-    beyond r2)."""
-    d = x.shape[1]
-    r = np.sqrt(np.sum(x * x, axis=1))
-    w = r2 - r1
-    t = np.clip((r - r1) / w, 0.0, 1.0)
-    rho = 1.0 - t ** 3 * (10.0 - 15.0 * t + 6.0 * t * t)
-    d1 = -30.0 * t * t * (1.0 - t) ** 2 / w
-    d2 = -60.0 * t * (1.0 - t) * (1.0 - 2.0 * t) / (w * w)
-    rs = np.where(r > 0.0, r, 1.0)
-    e = x / rs[:, None]
-    grad = d1[:, None] * e
-    outer = e[:, :, None] * e[:, None, :]
-    hess = d2[:, None, None] * outer + (d1 / rs)[:, None, None] * (np.eye(d) - outer)
-    return rho, grad, hess
 
 
 def _legendre_table(t: float, degree: int) -> tuple[np.ndarray, np.ndarray]:

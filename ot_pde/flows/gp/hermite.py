@@ -76,6 +76,24 @@ def _gauss_hermite(n: int) -> tuple[np.ndarray, np.ndarray]:
     return np.stack([X.ravel(), Y.ravel()], axis=1), W.ravel()
 
 
+def radial_taper(x: np.ndarray, r1: float, r2: float):
+    """rho, grad rho (M, d), Hessian (M, d, d) of the quintic radial cutoff (1 inside r1, 0
+    beyond r2)."""
+    d = x.shape[1]
+    r = np.sqrt(np.sum(x * x, axis=1))
+    w = r2 - r1
+    t = np.clip((r - r1) / w, 0.0, 1.0)
+    rho = 1.0 - t ** 3 * (10.0 - 15.0 * t + 6.0 * t * t)
+    d1 = -30.0 * t * t * (1.0 - t) ** 2 / w
+    d2 = -60.0 * t * (1.0 - t) * (1.0 - 2.0 * t) / (w * w)
+    rs = np.where(r > 0.0, r, 1.0)
+    e = x / rs[:, None]
+    grad = d1[:, None] * e
+    outer = e[:, :, None] * e[:, None, :]
+    hess = d2[:, None, None] * outer + (d1 / rs)[:, None, None] * (np.eye(d) - outer)
+    return rho, grad, hess
+
+
 class HermiteEuler:
     r"""The truncated Gaussian Euler system of total degree ``degree`` (see module notes).
 
@@ -127,22 +145,6 @@ class HermiteEuler:
         m1, n1 = self.m + 1, self.n + 1
         return hx[:, m1] * hy[:, n1 + 1], -hx[:, m1 + 1] * hy[:, n1]
 
-    def _taper(self, x):
-        """rho, grad rho (M, 2), Hessian (M, 2, 2) of the radial cutoff (None: no taper)."""
-        r1, r2 = self.taper
-        r = np.sqrt(np.sum(x * x, axis=1))
-        w = r2 - r1
-        t = np.clip((r - r1) / w, 0.0, 1.0)
-        rho = 1.0 - t ** 3 * (10.0 - 15.0 * t + 6.0 * t * t)
-        d1 = -30.0 * t * t * (1.0 - t) ** 2 / w
-        d2 = -60.0 * t * (1.0 - t) * (1.0 - 2.0 * t) / (w * w)
-        rs = np.where(r > 0.0, r, 1.0)
-        e = x / rs[:, None]
-        grad = d1[:, None] * e
-        outer = e[:, :, None] * e[:, None, :]
-        hess = d2[:, None, None] * outer + (d1 / rs)[:, None, None] * (np.eye(2) - outer)
-        return rho, grad, hess
-
     def velocity(self, theta, x, gradient=False):
         r"""Velocity ``(M, 2)`` at points ``x`` for coefficients ``theta``; with ``gradient``
         also ``J[:, i, j] = dv_i/dx_j`` ``(M, 2, 2)`` and the per-mode bases ``(Bx, By)``
@@ -164,7 +166,7 @@ class HermiteEuler:
         jac[:, 1, 1] = -(hx[:, m1 + 1] * hy[:, n1 - 1]) @ (n * a)
         if self.taper is None:
             return v0, jac, (bx * self.scale, by * self.scale)
-        rho, grho, hrho = self._taper(x)
+        rho, grho, hrho = radial_taper(x, *self.taper)
         perp = np.stack([-grho[:, 1], grho[:, 0]], axis=1)           # grad^perp rho
         chib = hx[:, m1] * hy[:, n1]
         chi = chib @ a

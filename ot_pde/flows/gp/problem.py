@@ -118,6 +118,18 @@ SCHEMA = make_schema({
 })
 
 
+def flow_and_jacobian(flow, x, h: float):
+    """:math:`T(x)` ``(n, d)`` of the trained flow and :math:`DT(x)` ``(n, d, d)`` by central
+    differences of step ``h``."""
+    n, d = x.shape
+    e = np.eye(d) * h
+    pts = np.concatenate([x] + [x + s * e[j] for j in range(d) for s in (1.0, -1.0)])
+    y = _chunked(lambda a: (flow.sample(a),), pts, flow.xp)[0]
+    jac = np.stack([(y[(2 * j + 1) * n:(2 * j + 2) * n] - y[(2 * j + 2) * n:(2 * j + 3) * n])
+                    / (2.0 * h) for j in range(d)], axis=2)
+    return y[:n], jac
+
+
 class Shooting:
     r"""Objective :math:`J(\theta_0) = \frac1n\sum|T(G(z_i)) - z_i|^2` and its gradient."""
 
@@ -126,16 +138,6 @@ class Shooting:
         self.euler, self.flow, self.z = euler, flow, z
         self.h, self.max_drift = float(fd_step), float(max_drift)
         self.evaluations = 0
-
-    def flow_and_jacobian(self, x):
-        """:math:`T(x)` ``(n, 2)`` and :math:`DT(x)` ``(n, 2, 2)`` by central differences."""
-        n, h = x.shape[0], self.h
-        e = np.eye(2) * h
-        pts = np.concatenate([x, x + e[0], x - e[0], x + e[1], x - e[1]])
-        y = _chunked(lambda a: (self.flow.sample(a),), pts, self.flow.xp)[0]
-        jac = np.stack([(y[n:2 * n] - y[2 * n:3 * n]) / (2 * h),
-                        (y[3 * n:4 * n] - y[4 * n:]) / (2 * h)], axis=2)
-        return y[:n], jac
 
     def path(self, theta):
         """Forward shooting: ``(theta_end, G(z), stages)``; None if rejected."""
@@ -154,7 +156,7 @@ class Shooting:
         if out is None:
             return _REJECT * (1.0 + float(theta @ theta)), theta.copy()
         _, xe, stages = out
-        tx, jac = self.flow_and_jacobian(xe)
+        tx, jac = flow_and_jacobian(self.flow, xe, self.h)
         diff = tx - self.z
         f = float(np.mean(np.sum(diff * diff, axis=1)))
         g_x = (2.0 / diff.shape[0]) * np.einsum("mi,mij->mj", diff, jac)
@@ -177,16 +179,6 @@ class PenalizedShooting:
         self.h, self.weight = float(fd_step), float(penalty)
         self.evaluations = 0
 
-    def flow_and_jacobian(self, x):
-        """:math:`T(x)` ``(n, d)`` and :math:`DT(x)` ``(n, d, d)`` by central differences."""
-        n, d = x.shape
-        e = np.eye(d) * self.h
-        pts = np.concatenate([x] + [x + s * e[j] for j in range(d) for s in (1.0, -1.0)])
-        y = _chunked(lambda a: (self.flow.sample(a),), pts, self.flow.xp)[0]
-        jac = np.stack([(y[(2 * j + 1) * n:(2 * j + 2) * n] - y[(2 * j + 2) * n:(2 * j + 3) * n])
-                        / (2.0 * self.h) for j in range(d)], axis=2)
-        return y[:n], jac
-
     def energy(self, theta) -> float:
         """Kinetic energy 1/2 |v(., 0)|^2 in L^2(gamma) of the polynomial field at t = 0."""
         return self.field.energy(theta, 0.0)
@@ -196,7 +188,7 @@ class PenalizedShooting:
             xe = self.field.integrate(theta, self.z)[0]
         if not np.all(np.isfinite(xe)):
             return math.inf
-        diff = self.flow_and_jacobian(xe)[0] - self.z
+        diff = flow_and_jacobian(self.flow, xe, self.h)[0] - self.z
         return float(np.mean(np.sum(diff * diff, axis=1)))
 
     def __call__(self, theta):
@@ -207,7 +199,7 @@ class PenalizedShooting:
             xe, _, stages = self.field.integrate(theta, self.z, store=True)
         if not np.all(np.isfinite(xe)):
             return reject
-        tx, jac = self.flow_and_jacobian(xe)
+        tx, jac = flow_and_jacobian(self.flow, xe, self.h)
         diff = tx - self.z
         f = float(np.mean(np.sum(diff * diff, axis=1)))
         g_x = (2.0 / diff.shape[0]) * np.einsum("mi,mij->mj", diff, jac)

@@ -56,7 +56,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..integrators import SCHEMES, to_host
+from ..integrators import SCHEMES, check_steps, to_host
+from ..training import DataBatches
 
 #: names of the three cost terms, in the order of the weights alpha
 TERMS = ("transport", "nll", "hjb")
@@ -80,18 +81,6 @@ class OTRun:
     stages: list | None = None
 
 
-def _check(potential, x, T, n_steps, scheme):
-    if scheme not in SCHEMES:
-        raise ValueError(f"unknown scheme {scheme!r}; expected one of {', '.join(SCHEMES)}")
-    if isinstance(n_steps, bool) or int(n_steps) != n_steps or n_steps < 1:
-        raise ValueError(f"n_steps must be an integer >= 1, got {n_steps!r}")
-    if not (math.isfinite(T) and T > 0):
-        raise ValueError(f"T must be finite and > 0, got {T!r}")
-    if x.ndim != 2 or x.shape[1] != potential.dim:
-        raise ValueError(f"positions must have shape (B, {potential.dim}), got {x.shape}")
-    return SCHEMES[scheme]
-
-
 def integrate_ot(potential, x0, *, T: float = 1.0, n_steps: int, scheme: str = "rk4",
                  store: bool = False) -> OTRun:
     r"""Fixed-step RK of :math:`(x, l, v, r)` from data ``x0`` at :math:`t = 0` to :math:`t = T`.
@@ -102,7 +91,7 @@ def integrate_ot(potential, x0, *, T: float = 1.0, n_steps: int, scheme: str = "
     """
     xp = potential.xp
     x = xp.asarray(x0, dtype=np.float64)
-    tab = _check(potential, x, T, n_steps, scheme)
+    tab = check_steps(potential, x, T, n_steps, scheme)
     h = T / n_steps
     batch = x.shape[0]
     l, v, r, layer = (xp.zeros(batch) for _ in range(4))
@@ -205,7 +194,7 @@ def ot_loss_and_grad(potential, x, alpha, *, T: float = 1.0, n_steps: int,
     return _total((a0, a1, a2), terms), terms, to_host(theta_bar)
 
 
-class OTRegularized:
+class OTRegularized(DataBatches):
     r"""Objective :math:`\alpha_0 L + \alpha_1 C + \alpha_2 R` for :class:`~ot_pde.flows.training.Trainer`.
 
     Parameters
@@ -227,20 +216,8 @@ class OTRegularized:
         if len(alpha) != 3 or not all(math.isfinite(a) and a >= 0 for a in alpha):
             raise ValueError(f"alpha must be 3 finite numbers >= 0, got {alpha!r}")
         self.alpha = alpha
-        if callable(data):
-            self._sampler = data
-        else:
-            data = np.asarray(data, dtype=np.float64)
-            if data.ndim != 2 or data.shape[0] == 0:
-                raise ValueError(f"data must have shape (N, d) with N >= 1, got {data.shape}")
-            self._sampler = lambda rng, n: data[rng.integers(0, data.shape[0], size=n)]
+        super().__init__(data)
         self.last_terms: dict = {}
-
-    def draw(self, rng: np.random.Generator, batch_size: int, dim: int) -> np.ndarray:
-        batch = np.asarray(self._sampler(rng, batch_size), dtype=np.float64)
-        if batch.shape != (batch_size, dim):
-            raise ValueError(f"data batch has shape {batch.shape}, expected {(batch_size, dim)}")
-        return batch
 
     # Overflow on a diverging run gives inf/nan, which the trainer reports as a numerical
     # failure (exit 1) instead of a floating-point warning from deep inside the network.
