@@ -319,7 +319,9 @@ def _write_results(problem, solver, writer, case: Case, output: Path, wall: floa
             writer.write_particles(part.name, part.data, units=part.units,
                                    description=part.description)
         writer.write_summary(summary)
-    if case.get("output.xdmf"):
+    # the sidecar reads the file: on rank 0 only, which wrote it (another rank would read it
+    # while rank 0 writes)
+    if case.get("output.xdmf") and (comm is None or comm.Get_rank() == 0):
         write_xdmf(output)
     return summary
 
