@@ -62,6 +62,10 @@ def test_estimators_exact_for_equal_weights_and_reject_bad_input():
     est = log_partition_estimates(np.full(10, 2.5))
     assert est["variational"] == est["importance"] == 2.5
     assert est["importance_stderr"] == 0.0 and est["ess_fraction"] == 1.0
+    assert est["largest_weight_fraction"] == pytest.approx(0.1, abs=1e-15)
+    # one weight e^20 times the other nine: it holds e^20 / (e^20 + 9) of the sum
+    lopsided = log_partition_estimates(np.r_[20.0, np.zeros(9)])["largest_weight_fraction"]
+    assert lopsided == pytest.approx(1 / (1 + 9 * math.exp(-20.0)), rel=1e-14)
     with pytest.raises(ValueError, match="finite"):
         log_partition_estimates([0.0, np.nan])
     with pytest.raises(ValueError, match="at least 2"):

@@ -147,6 +147,26 @@ def test_mpi_ising_training_reproduces_serial_history(tmp_path, mpiexec):
         assert np.array_equal(a.particles("x"), b.particles("x"))
 
 
+def test_mpi_ising_with_the_fitted_base_equals_serial(tmp_path, mpiexec):
+    """Every rank fits the checkerboard base from the same seeded draws, so the 2-rank run
+    (base, history, summary) is the serial one to the bit."""
+    from .test_ising_base import BASE_SMALL
+
+    case = tmp_path / "base.toml"
+    case.write_text(BASE_SMALL.replace("batch_size = 16", "batch_size = 16\nshards = 2"))
+    serial = _ot_pde("run", case, "-o", tmp_path / "serial.h5", "--json", "-q")
+    assert serial.returncode == 0, serial.stderr
+    parallel = _ot_pde("run", case, "-o", tmp_path / "mpi.h5", "--json", "-q", ranks=2,
+                       mpiexec=mpiexec)
+    assert parallel.returncode == 0, parallel.stderr
+    s, p = json_line(serial.stdout), json_line(parallel.stdout)
+    s["summary"].pop("wall_seconds"), p["summary"].pop("wall_seconds")
+    assert p["summary"] == s["summary"]
+    with ResultFile(tmp_path / "serial.h5") as a, ResultFile(tmp_path / "mpi.h5") as b:
+        assert np.array_equal(a.checkpoint()[0]["base_params"], b.checkpoint()[0]["base_params"])
+        assert np.array_equal(a.history()["loss"], b.history()["loss"])
+
+
 def test_mpi_restart_continues_a_serial_checkpoint(tmp_path, mpiexec):
     """A serial run's checkpoint continued on 2 ranks ends where the serial run ends."""
     full, part = tmp_path / "full.h5", tmp_path / "part.h5"

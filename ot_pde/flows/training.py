@@ -112,27 +112,42 @@ class ReverseKL:
         :math:`\ln\tilde p(x)`, the target's log-density up to an additive constant.
     target_grad : callable ``(B, d) -> (B, d)``
         :math:`\nabla_x \ln\tilde p(x)`.
+    base : object with ``draw(rng, batch_size, dim)``, optional
+        The flow's start distribution, when not :math:`\mathcal N(0, I)`: its ``draw`` returns
+        a ``(B, d + 1)`` batch, the start points :math:`x_0` and their log-density
+        :math:`\ln q_0(x_0)` in the last column. The base is fixed while the potential trains
+        (the batch carries no gradient back to it).
     """
 
     name = "reverse_kl"
 
-    def __init__(self, target_log_prob: Callable, target_grad: Callable):
+    def __init__(self, target_log_prob: Callable, target_grad: Callable, base=None):
         self.target_log_prob = target_log_prob
         self.target_grad = target_grad
+        self.base = base
 
     def draw(self, rng: np.random.Generator, batch_size: int, dim: int) -> np.ndarray:
-        """Latent samples :math:`z \\sim \\mathcal N(0, I)`, shape ``(batch_size, dim)``."""
+        r"""Latent samples :math:`z \sim \mathcal N(0, I)`, shape ``(batch_size, dim)``, or the
+        base's ``(batch_size, dim + 1)`` batch."""
+        if self.base is not None:
+            return self.base.draw(rng, batch_size, dim)
         return rng.standard_normal((batch_size, dim))
 
+    def _start(self, batch):
+        """Start points and their log-density from a batch of :meth:`draw`."""
+        if self.base is None:
+            return batch, standard_normal_log_prob(batch)
+        return batch[:, :-1], batch[:, -1]
+
     def loss(self, potential, batch, *, T: float, n_steps: int, scheme: str) -> float:
-        x, l = integrate(potential, batch, standard_normal_log_prob(batch), T=T,
-                         n_steps=n_steps, scheme=scheme, direction="forward")
+        x, l = integrate(potential, *self._start(batch), T=T, n_steps=n_steps, scheme=scheme,
+                         direction="forward")
         return float((l - self.target_log_prob(x)).mean())
 
     def loss_and_grad(self, potential, batch, *, T: float, n_steps: int, scheme: str,
                       total: int | None = None):
-        x, l, traj = integrate(potential, batch, standard_normal_log_prob(batch), T=T,
-                               n_steps=n_steps, scheme=scheme, direction="forward", store=True)
+        x, l, traj = integrate(potential, *self._start(batch), T=T, n_steps=n_steps,
+                               scheme=scheme, direction="forward", store=True)
         b = batch.shape[0] if total is None else total
         loss = float((l - self.target_log_prob(x)).sum() / b)  # = mean() when b = B
         _, _, grad = integrate_adjoint(potential, traj, -self.target_grad(x) / b,

@@ -10,7 +10,11 @@ For samples :math:`x_k \sim q` with known :math:`\ln q(x_k)` and an unnormalized
 * the **importance** estimate :math:`\widehat{\ln Z}_{IS} = \ln \frac1n\sum_k w_k` is the log of
   an unbiased estimate of :math:`Z`; its standard error is the delta-method one,
   :math:`\mathrm{sd}(w)/(\bar w\sqrt n)`;
-* the **effective sample size** fraction is :math:`(\sum w)^2 / (n\sum w^2) \in (0, 1]`;
+* the **effective sample size** fraction is :math:`(\sum w)^2 / (n\sum w^2) \in (0, 1]`, and
+  the **largest weight's share** :math:`\max_k w_k / \sum_k w_k \in [1/n, 1]`: when one
+  sample carries a good part of the sum, the weights are heavy-tailed, the importance estimate
+  rests on the few samples that happened to land in the tail and its delta-method error bar
+  (computed from those same samples) is too small to be trusted;
 * self-normalized averages :math:`\sum_k w_k f_k / \sum_k w_k` estimate :math:`\mathbb E_\pi[f]`,
   with the delta-method standard error
   :math:`\sqrt{\sum_k w_k^2 (f_k - \hat f)^2} / \sum_k w_k`.
@@ -40,7 +44,7 @@ def log_partition_estimates(log_w) -> dict:
     -------
     dict
         ``variational``, ``variational_stderr``, ``importance``, ``importance_stderr``,
-        ``ess_fraction``.
+        ``ess_fraction``, ``largest_weight_fraction``.
     """
     log_w = _finite(log_w)
     n = log_w.size
@@ -52,6 +56,7 @@ def log_partition_estimates(log_w) -> dict:
         "importance": float(log_w.max() + math.log(mean_w)),
         "importance_stderr": float(w.std(ddof=1) / (mean_w * math.sqrt(n))),
         "ess_fraction": float(w.sum() ** 2 / (n * (w * w).sum())),
+        "largest_weight_fraction": float(1.0 / w.sum()),  # the largest w is 1 after rescaling
     }
 
 

@@ -12,6 +12,7 @@ brute-force enumeration for :math:`L\le4`, Kaufman's finite-size formula otherwi
 from __future__ import annotations
 
 import logging
+import time
 
 import numpy as np
 
@@ -19,12 +20,13 @@ from ...backends import Backend
 from ...config import Field, Section, make_schema
 from ...core.problem import FieldData, GridAxis, ParticleData, Problem
 from ...errors import InputError
-from ...flows.integrators import sample, to_host
+from ...flows.integrators import integrate, to_host
 from ...flows.model import (SHARDS_FIELD, build_potential, check_model, checked_shards,
                             flow_options, model_section, time_section, training_fields)
 from ...flows.training import Adam, ReverseKL, Trainer, TrainingRun, geometric_lr
 from ..estimators import log_partition_estimates, weighted_mean
 from ..exact import BETA_C, IsingRelaxation, brute_force, kaufman_energy_per_site, kaufman_lnZ
+from .base import CheckerboardMixtureBase, StandardNormalBase
 
 log = logging.getLogger("ot_pde")
 
@@ -41,6 +43,24 @@ SCHEMA = make_schema({
                                           "0.1 - lambda_min(K), so K + alpha I is positive "
                                           "definite"),
     }, doc="the Ising model E(s) = -J sum_i s_i (s_{i+x} + s_{i+y})"),
+    "base": Section({
+        "family": Field("str", "gaussian", choices=("gaussian", "checkerboard_mixture"),
+                        doc="the flow's start distribution: N(0, I), or the checkerboard "
+                            "mean-field mixture of ot_pde.ising.variational.base (even L), "
+                            "fitted before the flow trains"),
+        "components": Field("int", 1, minimum=1, maximum=4,
+                            doc="checkerboard_mixture: magnetizations the free sublattice "
+                                "mixes"),
+        "couplings": Field("int", 2, minimum=0,
+                           doc="checkerboard_mixture: additive coupling layers after the "
+                               "sublattices are drawn (each shifts one sublattice by a "
+                               "function of its neighbours)"),
+        "fit_samples": Field("int", 256, minimum=2,
+                             doc="checkerboard_mixture: fixed draws per component the fit "
+                                 "averages over"),
+        "fit_iterations": Field("int", 200, minimum=0,
+                                doc="checkerboard_mixture: L-BFGS iterations of the fit"),
+    }, doc="the distribution the flow starts from"),
     "model": model_section(width=64, activation="logcosh", bias=False, time_dependent=False,
                            symmetry=("spin_flip", "lattice_translations",
                                      "lattice_reflections")),
@@ -74,17 +94,90 @@ def energy_per_site(spins: np.ndarray, L: int, J: float) -> np.ndarray:
     return -J * bonds / (L * L)
 
 
-class IsingTrainingRun(TrainingRun):
-    """Adds the batch estimate of ln Z_Ising / N (minus the loss, shifted) to each history row."""
+class FittedBase:
+    r"""The flow's start distribution at one temperature (number ``index`` of a scan, else 0).
 
-    def __init__(self, *args, constant: float, n_sites: int, **kw):
+    ``base.family = "gaussian"``: :math:`\mathcal N(0, I)`. ``"checkerboard_mixture"``: a
+    :class:`~ot_pde.ising.variational.base.CheckerboardMixtureBase`, fitted on first use, so
+    that a restart which loads the fitted parameters from the checkpoint skips the fit (minutes
+    at L = 16). The fit's random numbers come from the run's seed and ``index`` alone, so every
+    MPI rank fits the same parameters.
+    """
+
+    def __init__(self, problem: "IsingVariationalProblem", relax: IsingRelaxation, index: int):
+        self.problem, self.relax, self.index = problem, relax, index
+        self.model = (None if problem.case.get("base.family") == "gaussian"
+                      else CheckerboardMixtureBase(relax.L, relax.beta, relax.J,
+                                                   problem.case.get("base.components"),
+                                                   problem.case.get("base.couplings")))
+        self.fitted = self.model is None
+
+    def ensure_fitted(self) -> None:
+        if self.fitted:
+            return
+        c, seed = self.problem.case, self.problem._seeds["base"]
+        rng = np.random.default_rng(np.random.SeedSequence(
+            seed.entropy, spawn_key=seed.spawn_key + (self.index,)))
+        log.info("fitting the checkerboard base at beta = %.6g (%d samples, at most %d L-BFGS "
+                 "iterations)", self.relax.beta, c.get("base.fit_samples"),
+                 c.get("base.fit_iterations"))
+        started = time.perf_counter()
+        report = self.model.fit(self.relax, rng, c.get("base.fit_samples"),
+                                c.get("base.fit_iterations"))
+        log.info("base fitted in %.0f s, %d iterations (%s): ln Z/N >= %.6f on its own sample",
+                 time.perf_counter() - started, report["iterations"], report["message"],
+                 report["bound_per_site"] + self.relax.constant / self.relax.N)
+        self.fitted = True
+
+    def draw(self, rng: np.random.Generator, batch_size: int, dim: int) -> np.ndarray:
+        """(B, d + 1): start points and their log-density (the Gaussian's draws unchanged)."""
+        self.ensure_fitted()
+        return (StandardNormalBase() if self.model is None else self.model).draw(
+            rng, batch_size, dim)
+
+    def for_training(self):
+        """The ``base`` of :class:`~ot_pde.flows.training.ReverseKL`: None for N(0, I)."""
+        return None if self.model is None else self
+
+    def state(self) -> dict:
+        if self.model is None:
+            return {}
+        return {"base_params": self.model.params.copy(), "base_fitted": int(self.fitted)}
+
+    def load_state(self, state) -> None:
+        if self.model is None:
+            return
+        if "base_params" not in state:
+            raise InputError("the checkpoint holds no base parameters (was it written with "
+                             "base.family = \"gaussian\"?)", source="checkpoint",
+                             key="base_params")
+        params = np.array(state["base_params"], dtype=np.float64)
+        if params.shape != self.model.params.shape:
+            raise InputError(f"base parameters have shape {params.shape}, expected "
+                             f"{self.model.params.shape}", source="checkpoint",
+                             key="base_params")
+        self.model.params, self.fitted = params, bool(state["base_fitted"])
+
+
+class IsingTrainingRun(TrainingRun):
+    """Adds the batch estimate of ln Z_Ising / N (minus the loss, shifted) to each history row,
+    and keeps the flow's base (fitted before the first step) in the checkpoint."""
+
+    def __init__(self, *args, constant: float, n_sites: int, base: FittedBase, **kw):
         super().__init__(*args, **kw)
-        self.constant, self.n_sites = constant, n_sites
+        self.constant, self.n_sites, self.base = constant, n_sites, base
 
     def step(self) -> dict:
         diag = super().step()
         diag["lnZ_per_site_batch"] = (self.constant - diag["loss"]) / self.n_sites
         return diag
+
+    def state(self) -> dict:
+        return {**super().state(), **self.base.state()}
+
+    def load_state(self, state) -> None:
+        self.base.load_state(state)
+        super().load_state(state)
 
 
 class IsingVariationalProblem(Problem):
@@ -108,8 +201,11 @@ class IsingVariationalProblem(Problem):
                                  key="lattice.alpha") from None
         self.generators = check_model(case, self.N)
         checked_shards(case)  # 'ot-pde check' catches more shards than samples
+        if case.get("base.family") == "checkerboard_mixture" and self.L % 2:
+            raise InputError(f"the checkerboard_mixture base needs an even lattice side, got "
+                             f"L = {self.L}", source=where, key="base.family")
         seq = np.random.SeedSequence(case.get("run.seed"))
-        self._seeds = dict(zip(("init", "batches", "eval"), seq.spawn(3)))
+        self._seeds = dict(zip(("init", "batches", "eval", "base"), seq.spawn(4)))
         self._cache = None
 
     # -- set-up -----------------------------------------------------------------------------
@@ -119,7 +215,7 @@ class IsingVariationalProblem(Problem):
         where = (f"beta scan over {len(betas)} temperatures ({min(betas):g}..{max(betas):g})"
                  if betas else f"beta = {self.beta:.6g}")
         return (f"Ising {self.L}x{self.L} at {where}, J = {self.J:g}: "
-                f"{c.get('model.family')} (width {c.get('model.width')}, symmetry "
+                f"flow from the {c.get('base.family')} base, {c.get('model.family')} (width {c.get('model.width')}, symmetry "
                 f"{'+'.join(c.get('model.symmetry')) or 'none'}), {c.get('time.n_steps')} "
                 f"{c.get('time.scheme')} steps")
 
@@ -135,14 +231,16 @@ class IsingVariationalProblem(Problem):
         potential = self.build_potential(backend)
         if c.get("scan.betas"):
             return ScanRun(self, potential, backend)
-        trainer = Trainer(potential, ReverseKL(self.relax.log_prob, self.relax.grad_log_prob),
+        base = FittedBase(self, self.relax, 0)
+        trainer = Trainer(potential, ReverseKL(self.relax.log_prob, self.relax.grad_log_prob,
+                                               base=base.for_training()),
                           batch_size=c.get("training.batch_size"),
                           optimizer=Adam(potential.n_params, lr=c.get("training.lr")),
                           seed=np.random.default_rng(self._seeds["batches"]), xp=backend.xp,
                           shards=checked_shards(c, self.comm), comm=self.comm, **flow_options(c))
         return IsingTrainingRun(potential, trainer, c.get("training.iterations"),
                                 c.get("training.lr"), c.get("training.lr_final"),
-                                constant=self.relax.constant, n_sites=self.N)
+                                constant=self.relax.constant, n_sites=self.N, base=base)
 
     def grid(self) -> list[GridAxis]:
         betas = self.case.get("scan.betas")
@@ -182,7 +280,8 @@ class IsingVariationalProblem(Problem):
             self._cache = (key, (summary, []))
             return self._cache[1]
         summary, keep = estimate(self, solver.potential, self.relax,
-                                 np.random.default_rng(self._seeds["eval"]), self.comm)
+                                 np.random.default_rng(self._seeds["eval"]), self.comm,
+                                 solver.base)
         particles = [
             ParticleData("x", keep["x"], "1", "flow samples in the relaxed variables"),
             ParticleData("spins", keep["spins"], "1", "spins drawn from p(s | x)"),
@@ -206,37 +305,44 @@ class IsingVariationalProblem(Problem):
 
 
 def estimate(problem: IsingVariationalProblem, pot, relax: IsingRelaxation,
-             rng: np.random.Generator, comm=None) -> tuple[dict, dict]:
+             rng: np.random.Generator, comm=None,
+             base: FittedBase | None = None) -> tuple[dict, dict]:
     """The estimators of the module notes at ``relax``'s temperature, beside the exact values.
 
     Returns the summary and the first ``output.samples`` samples (x, spins, log-weights).
+    ``lnZ_per_site_variational_base`` is the bound of the base alone on the same draws (the
+    start points of the flow), so the difference to ``lnZ_per_site_variational`` is what the
+    flow adds.
     Under MPI (``comm``) the chunks of samples are dealt round the ranks and gathered on
     every rank: each rank draws every chunk's random numbers in the serial order (cheap next
     to the flow) and integrates only its own, so the result is the serial one to the bit.
     """
     c, xp = problem.case, pot.xp
+    base = FittedBase(problem, relax, 0) if base is None else base
     n, chunk = c.get("estimate.n_samples"), c.get("estimate.chunk")
     rank, size = (0, 1) if comm is None else (comm.Get_rank(), comm.Get_size())
     mine = {}
     for k, start in enumerate(range(0, n, chunk)):
         m = min(chunk, n - start)
-        z = rng.standard_normal((m, relax.N))
+        start = base.draw(rng, m, relax.N)
         u = rng.random((m, relax.N))  # the spins' uniforms: every rank's stream stays in step
         if k % size != rank:
             continue
-        x, log_q = sample(pot, xp.asarray(z), **flow_options(c))
+        x0, log_q0 = start[:, :-1], start[:, -1]
+        x, log_q = integrate(pot, xp.asarray(x0), xp.asarray(log_q0), **flow_options(c))
         x, log_q = to_host(x), to_host(log_q)
         lw = relax.log_prob(x) - log_q
         spins = relax.spins_from_uniforms(x, u)
         keep = c.get("output.samples")
         mine[k] = (lw, energy_per_site(spins, relax.L, relax.J), np.abs(spins.mean(axis=1)),
+                   relax.log_prob(x0) - log_q0,
                    {"x": x[:keep], "spins": spins[:keep], "log_weights": lw[:keep]}
                    if k == 0 else None)
     if comm is not None:
         mine = {k: part for parts in comm.allgather(mine) for k, part in parts.items()}
     chunks = [mine[k] for k in sorted(mine)]
-    log_w, energy, abs_mag = ([part[i] for part in chunks] for i in range(3))
-    keep = chunks[0][3]
+    log_w, energy, abs_mag, log_w_base = ([part[i] for part in chunks] for i in range(4))
+    keep = chunks[0][4]
     log_w = np.concatenate(log_w)
     finite = np.isfinite(log_w)
     if not finite.all():
@@ -253,7 +359,10 @@ def estimate(problem: IsingVariationalProblem, pot, relax: IsingRelaxation,
         "lnZ_per_site_importance": (est["importance"] + const) / N,
         "lnZ_per_site_importance_stderr": est["importance_stderr"] / N,
         "lnZ_relaxation_per_site_variational": est["variational"] / N,
+        "lnZ_per_site_variational_base": (float(np.mean(np.concatenate(log_w_base))) + const)
+        / N,
         "ess_fraction": est["ess_fraction"],
+        "importance_largest_weight_fraction": est["largest_weight_fraction"],
         "energy_per_site_importance": e_mean,
         "energy_per_site_importance_stderr": e_err,
         "abs_magnetization_per_site_importance": m_mean,
@@ -318,7 +427,9 @@ class ScanRun:
         if k < len(self.betas):
             p = self.problem
             self.relax = IsingRelaxation(p.L, self.betas[k], p.J, p.case.get("lattice.alpha"))
-            self.trainer.objective = ReverseKL(self.relax.log_prob, self.relax.grad_log_prob)
+            self.base = FittedBase(p, self.relax, k)
+            self.trainer.objective = ReverseKL(self.relax.log_prob, self.relax.grad_log_prob,
+                                               base=self.base.for_training())
             self.trainer.optimizer = Adam(self.potential.n_params, lr=self.lr)
 
     @property
@@ -341,7 +452,8 @@ class ScanRun:
         if local + 1 == self.per_beta:
             # the evaluation generator is seeded per temperature: a restart reproduces it
             rng = np.random.default_rng([self.problem._seeds["eval"].entropy, self.index])
-            summary, _ = estimate(self.problem, self.potential, relax, rng, self.problem.comm)
+            summary, _ = estimate(self.problem, self.potential, relax, rng, self.problem.comm,
+                                  self.base)
             for name in SCAN_FIELDS:
                 self.results[name][self.index] = summary.get(name, np.nan)
             log.info("beta = %.6g: ln Z/N variational %.6f +- %.6f, importance %.6f +- %.6f, "
@@ -355,12 +467,16 @@ class ScanRun:
     def state(self) -> dict:
         state = self.trainer.state()
         state["scan_index"] = self.index
+        if not self.finished:
+            state.update(self.base.state())
         for name, values in self.results.items():
             state[f"scan_{name}"] = values.copy()
         return state
 
     def load_state(self, state) -> None:
         self._enter(int(state["scan_index"]))
+        if not self.finished:
+            self.base.load_state(state)
         for name in self.results:
             self.results[name] = np.array(state[f"scan_{name}"], dtype=np.float64)
         self.trainer.load_state(state)
