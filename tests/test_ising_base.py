@@ -146,10 +146,13 @@ def test_fit_gives_a_tight_lower_bound_at_L4():
         return (lw.mean() + relax.constant) / relax.N, lw.std() / np.sqrt(lw.size) / relax.N
 
     before, _ = fresh_bound()
-    base.fit(relax, np.random.default_rng(1), 512, 100)
+    seen = []
+    base.fit(relax, np.random.default_rng(1), 512, 100, lambda k, b: seen.append((k, b)))
     bound, stderr = fresh_bound()
     exact = brute_force(L, beta)["lnZ"] / relax.N
     assert bound > before + 0.01
+    assert [k for k, _ in seen] == list(range(1, len(seen) + 1)) and len(seen) > 5
+    assert seen[-1][1] > seen[0][1]  # progress reports the bound on the fit's own sample
     assert bound < exact + 4 * stderr
     assert (exact - bound) / exact < 0.01
 

@@ -333,10 +333,11 @@ class CheckerboardMixtureBase:
         return f, grad
 
     def fit(self, relax, rng: np.random.Generator, n_samples: int = 1024,
-            iterations: int = 200) -> dict:
+            iterations: int = 200, progress=None) -> dict:
         """Maximize the bound on ``n_samples`` fixed draws per component (see the module
         notes); updates :attr:`params` and returns the bound per site (relaxation units) and
-        the L-BFGS report."""
+        the L-BFGS report. ``progress(iteration, bound_per_site)``, if given, is called after
+        each L-BFGS iteration."""
         noise = rng.random((n_samples, self.N + 3))
         # Box bounds far outside the useful range keep the line search away from parameters
         # that overflow (sigma = e^800) or put all the mass of a mixture in one component.
@@ -344,8 +345,15 @@ class CheckerboardMixtureBase:
             + [(-10.0, 10.0)] * (self._spectrum - 4) + [(-5.0, 5.0)] * (self.n_params
                                                                          - self._spectrum)
         start = np.clip(self.params, *np.array(bounds).T)
+        done = []
+
+        def report(intermediate_result):
+            done.append(None)
+            if progress is not None:
+                progress(len(done), -float(intermediate_result.fun) / self.N)
+
         res = optimize.minimize(self._bound_and_grad, start, args=(noise, relax), jac=True,
-                                method="L-BFGS-B", bounds=bounds,
+                                method="L-BFGS-B", bounds=bounds, callback=report,
                                 options={"maxiter": int(iterations)})
         self.params = np.array(res.x, dtype=np.float64)
         return {"bound_per_site": -float(res.fun) / self.N, "iterations": int(res.nit),

@@ -122,11 +122,18 @@ class FittedBase:
                  "iterations)", self.relax.beta, c.get("base.fit_samples"),
                  c.get("base.fit_iterations"))
         started = time.perf_counter()
+        constant = self.relax.constant / self.relax.N
+
+        def progress(iteration: int, bound: float) -> None:
+            if iteration % 25 == 0:
+                log.info("base fit: iteration %d, ln Z/N >= %.6f on its sample (%.0f s)",
+                         iteration, bound + constant, time.perf_counter() - started)
+
         report = self.model.fit(self.relax, rng, c.get("base.fit_samples"),
-                                c.get("base.fit_iterations"))
+                                c.get("base.fit_iterations"), progress)
         log.info("base fitted in %.0f s, %d iterations (%s): ln Z/N >= %.6f on its own sample",
                  time.perf_counter() - started, report["iterations"], report["message"],
-                 report["bound_per_site"] + self.relax.constant / self.relax.N)
+                 report["bound_per_site"] + constant)
         self.fitted = True
 
     def draw(self, rng: np.random.Generator, batch_size: int, dim: int) -> np.ndarray:
