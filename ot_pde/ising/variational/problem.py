@@ -221,8 +221,9 @@ class IsingVariationalProblem(Problem):
         betas = c.get("scan.betas")
         where = (f"beta scan over {len(betas)} temperatures ({min(betas):g}..{max(betas):g})"
                  if betas else f"beta = {self.beta:.6g}")
-        return (f"Ising {self.L}x{self.L} at {where}, J = {self.J:g}: "
-                f"flow from the {c.get('base.family')} base, {c.get('model.family')} (width {c.get('model.width')}, symmetry "
+        return (f"Ising {self.L}x{self.L} at {where}, J = {self.J:g}: flow from the "
+                f"{c.get('base.family')} base, {c.get('model.family')} (width "
+                f"{c.get('model.width')}, symmetry "
                 f"{'+'.join(c.get('model.symmetry')) or 'none'}), {c.get('time.n_steps')} "
                 f"{c.get('time.scheme')} steps")
 
@@ -312,8 +313,7 @@ class IsingVariationalProblem(Problem):
 
 
 def estimate(problem: IsingVariationalProblem, pot, relax: IsingRelaxation,
-             rng: np.random.Generator, comm=None,
-             base: FittedBase | None = None) -> tuple[dict, dict]:
+             rng: np.random.Generator, comm, base: FittedBase) -> tuple[dict, dict]:
     """The estimators of the module notes at ``relax``'s temperature, beside the exact values.
 
     Returns the summary and the first ``output.samples`` samples (x, spins, log-weights).
@@ -325,17 +325,16 @@ def estimate(problem: IsingVariationalProblem, pot, relax: IsingRelaxation,
     to the flow) and integrates only its own, so the result is the serial one to the bit.
     """
     c, xp = problem.case, pot.xp
-    base = FittedBase(problem, relax, 0) if base is None else base
     n, chunk = c.get("estimate.n_samples"), c.get("estimate.chunk")
     rank, size = (0, 1) if comm is None else (comm.Get_rank(), comm.Get_size())
     mine = {}
     for k, start in enumerate(range(0, n, chunk)):
         m = min(chunk, n - start)
-        start = base.draw(rng, m, relax.N)
+        drawn = base.draw(rng, m, relax.N)
         u = rng.random((m, relax.N))  # the spins' uniforms: every rank's stream stays in step
         if k % size != rank:
             continue
-        x0, log_q0 = start[:, :-1], start[:, -1]
+        x0, log_q0 = drawn[:, :-1], drawn[:, -1]
         x, log_q = integrate(pot, xp.asarray(x0), xp.asarray(log_q0), **flow_options(c))
         x, log_q = to_host(x), to_host(log_q)
         lw = relax.log_prob(x) - log_q
