@@ -145,6 +145,7 @@ def test_restart_continues_bit_for_bit(cli, tmp_path):
     ('model.symmetry=["rotation"]', "model.symmetry"),
     ("time.n_steps=0", "time.n_steps"),
     ("training.shards=100000", "training.shards"),  # more shards than samples
+    ("estimate.ais_chains=1", "estimate.ais_chains"),  # no error bar from one chain
 ])
 def test_bad_input_exits_2(cli, tmp_path, override, key):
     case = tmp_path / "ising.toml"
@@ -244,10 +245,12 @@ def test_L4_critical_case_meets_the_acceptance(cli, tmp_path):
 
 
 @pytest.mark.slow
-def test_L16_critical_case_meets_the_variational_accuracy(cli, tmp_path):
-    """Acceptance 3, its variational part: L = 16 at beta_c within 1 % of Kaufman's value
-    (measured 0.62 %, 17 min on 2 shared cores). The importance estimate is only reported:
-    its weights are heavy-tailed (docs/kinds/ising_variational.rst)."""
+def test_L16_critical_case_meets_the_acceptance(cli, tmp_path):
+    """Acceptance 3: L = 16 at beta_c, variational within 1 % of Kaufman's value (measured
+    0.62 %), the annealed importance estimate within 3 of its standard errors (measured 0.99,
+    ESS fraction 0.46) with weights that are not heavy-tailed. 22 min on 2 shared cores. The plain
+    importance estimate is only reported: its weights are heavy-tailed
+    (docs/kinds/ising_variational.rst)."""
     from .conftest import CASES
 
     code, stdout, err = cli("run", CASES / "ising_L16_critical.toml", "-o", tmp_path / "r.h5",
@@ -257,6 +260,8 @@ def test_L16_critical_case_meets_the_variational_accuracy(cli, tmp_path):
     assert s["relative_error_variational"] <= 0.01
     assert s["lnZ_per_site_variational"] < s["lnZ_per_site_exact"]
     assert s["exact_is_brute_force"] is False
+    assert s["ais_error_in_stderr"] <= 3.0
+    assert s["ais_ess_fraction"] > 0.3 and s["ais_largest_weight_fraction"] < 0.1
 
 
 def test_fft_translations_in_the_model_equal_the_full_group_average(monkeypatch):

@@ -616,6 +616,9 @@ class IsingRelaxation:
         :math:`\beta J A`.
     Kp, Kp_inv : ndarray (N, N)
         :math:`\mathbf K'` and its inverse (symmetric).
+    chol_Kp : ndarray (N, N)
+        The lower Cholesky factor of :math:`\mathbf K'` (draws of :math:`\mathcal N(\cdot,
+        \mathbf K')`).
     logdet_Kp : float
     constant : float
         :math:`N\ln2 - \frac N2\ln 2\pi - \frac12\ln\det\mathbf K' - \frac{\alpha N}2`.
@@ -636,6 +639,7 @@ class IsingRelaxation:
                                  f" <= -lambda_min(K) = {-lam_min:g}")
         self.Kp = self.K + self.alpha * np.eye(self.N)
         chol = linalg.cholesky(self.Kp, lower=True)
+        self.chol_Kp = chol
         self.logdet_Kp = float(2.0 * np.log(np.diag(chol)).sum())
         inv = linalg.cho_solve((chol, True), np.eye(self.N))
         self.Kp_inv = 0.5 * (inv + inv.T)  # exactly symmetric, so x K'^-1 x is a true quadratic

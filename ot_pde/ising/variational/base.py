@@ -290,6 +290,13 @@ class CheckerboardMixtureBase:
         log_q = self.log_prob_z(z, params) - log_a.sum()
         return x.reshape(B, self.N), log_q, z
 
+    def log_prob(self, x, params=None) -> np.ndarray:
+        """ln q(x) anywhere, x (B, N): the linear map undone, then :meth:`log_prob_z`."""
+        params = self.params if params is None else params
+        log_a = params[self._spectrum:][self.classes]
+        z = self._linear(np.asarray(x, dtype=np.float64).reshape(-1, self.L, self.L), -log_a)
+        return self.log_prob_z(z, params) - log_a.sum()
+
     def draw(self, rng: np.random.Generator, batch_size: int, dim: int | None = None):
         """``batch_size`` samples as one (B, N + 1) array: x, then ln q(x) in the last column
         (the batch layout of :class:`~ot_pde.flows.training.ReverseKL` with a base)."""
@@ -367,3 +374,6 @@ class StandardNormalBase:
     def draw(self, rng: np.random.Generator, batch_size: int, dim: int):
         z = rng.standard_normal((batch_size, dim))
         return np.concatenate([z, standard_normal_log_prob(z)[:, None]], axis=1)
+
+    def log_prob(self, x) -> np.ndarray:
+        return standard_normal_log_prob(np.asarray(x, dtype=np.float64))

@@ -26,6 +26,7 @@ from ...flows.model import (SHARDS_FIELD, build_potential, check_model, checked_
 from ...flows.training import Adam, ReverseKL, Trainer, TrainingRun, geometric_lr
 from ..estimators import log_partition_estimates, weighted_mean
 from ..exact import BETA_C, IsingRelaxation, brute_force, kaufman_energy_per_site, kaufman_lnZ
+from .ais import FlowModel, annealed_importance
 from .base import CheckerboardMixtureBase, StandardNormalBase
 
 log = logging.getLogger("ot_pde")
@@ -76,7 +77,15 @@ SCHEMA = make_schema({
     "estimate": Section({
         "n_samples": Field("int", 16384, minimum=2,
                            doc="flow samples for the final estimators"),
-        "chunk": Field("int", 4096, minimum=1, doc="samples per batch of the estimators"),
+        "chunk": Field("int", 4096, minimum=1,
+                       doc="samples (and annealing chains) per batch of the estimators"),
+        "ais_chains": Field("int", 0, minimum=0,
+                            doc="annealed importance sampling on top of the flow "
+                                "(ot_pde.ising.variational.ais): this many chains, each "
+                                "costing 2 ais_steps flow evaluations; 0 turns it off"),
+        "ais_steps": Field("int", 100, minimum=1,
+                           doc="temperatures of each annealing chain (more: less spread "
+                               "weights)"),
     }, doc="the estimators after training"),
     "output": Section({
         "every": Field("int", 100, minimum=1,
@@ -141,6 +150,11 @@ class FittedBase:
         self.ensure_fitted()
         return (StandardNormalBase() if self.model is None else self.model).draw(
             rng, batch_size, dim)
+
+    def log_prob(self, x0: np.ndarray) -> np.ndarray:
+        """The base's ln q0 at any points (B, d)."""
+        self.ensure_fitted()
+        return (StandardNormalBase() if self.model is None else self.model).log_prob(x0)
 
     def for_training(self):
         """The ``base`` of :class:`~ot_pde.flows.training.ReverseKL`: None for N(0, I)."""
@@ -208,6 +222,10 @@ class IsingVariationalProblem(Problem):
                                  key="lattice.alpha") from None
         self.generators = check_model(case, self.N)
         checked_shards(case)  # 'ot-pde check' catches more shards than samples
+        if case.get("estimate.ais_chains") == 1:
+            raise InputError("annealed importance sampling needs at least 2 chains (an error "
+                             "bar), or 0 to turn it off; got 1", source=where,
+                             key="estimate.ais_chains")
         if case.get("base.family") == "checkerboard_mixture" and self.L % 2:
             raise InputError(f"the checkerboard_mixture base needs an even lattice side, got "
                              f"L = {self.L}", source=where, key="base.family")
@@ -305,7 +323,8 @@ class IsingVariationalProblem(Problem):
     def fields(self, solver) -> list[FieldData]:
         if not isinstance(solver, ScanRun):
             return []
-        return [FieldData(name, values, ("beta",), "1", SCAN_FIELDS[name])
+        what = scan_fields(self.case)
+        return [FieldData(name, values, ("beta",), "1", what[name])
                 for name, values in solver.results.items()]
 
     def particles(self, solver) -> list[ParticleData]:
@@ -384,7 +403,91 @@ def estimate(problem: IsingVariationalProblem, pot, relax: IsingRelaxation,
     if summary["lnZ_per_site_importance_stderr"] > 0:
         summary["importance_error_in_stderr"] = (abs(summary["lnZ_per_site_importance"] - ex)
                                                  / summary["lnZ_per_site_importance_stderr"])
+    if c.get("estimate.ais_chains"):
+        summary.update(anneal(problem, pot, relax, rng, comm, base))
+        summary["relative_error_ais"] = abs(summary["lnZ_per_site_ais"] - ex) / ex
+        if summary["lnZ_per_site_ais_stderr"] > 0:
+            summary["ais_error_in_stderr"] = (abs(summary["lnZ_per_site_ais"] - ex)
+                                              / summary["lnZ_per_site_ais_stderr"])
     return summary, keep
+
+
+def anneal(problem: IsingVariationalProblem, pot, relax: IsingRelaxation,
+           rng: np.random.Generator, comm, base: FittedBase) -> dict:
+    """Annealed importance sampling from the trained flow (:mod:`.ais`): the summary keys
+    ``lnZ_per_site_ais`` and its standard error, ``ais_ess_fraction``,
+    ``ais_largest_weight_fraction``, the energy and absolute magnetization from the chains'
+    last states (pushed through the flow, spins drawn from p(s | x), weighted by W), the
+    mean acceptance of both moves, and the chains and steps.
+
+    The chains run in batches of ``estimate.chunk``, each from its own generator seeded from
+    ``rng``; under MPI the batches are dealt round the ranks and gathered, so the result is the
+    serial one to the bit.
+    """
+    c, xp = problem.case, pot.xp
+    n, steps, chunk = (c.get("estimate.ais_chains"), c.get("estimate.ais_steps"),
+                       c.get("estimate.chunk"))
+    rank, size = (0, 1) if comm is None else (comm.Get_rank(), comm.Get_size())
+    starts = list(range(0, n, chunk))
+    seeds = rng.integers(0, 2**63, size=len(starts))
+
+    def draw(generator, m):
+        drawn = base.draw(generator, m, relax.N)
+        return drawn[:, :-1], drawn[:, -1]
+
+    def log_weight(x0, log_q0):
+        x, log_q = integrate(pot, xp.asarray(x0), xp.asarray(log_q0), **flow_options(c))
+        return relax.log_prob(to_host(x)) - to_host(log_q)
+
+    model = FlowModel(draw, base.log_prob, log_weight)
+    mine = {}
+    for k, start in enumerate(starts):
+        if k % size != rank:
+            continue
+        m = min(chunk, n - start)
+        started = time.perf_counter()
+
+        def progress(step, b, acc_independent, acc_cluster):
+            if step % max(1, steps // 10) == 0 or step == steps:
+                log.info("annealing chains %d..%d: temperature %d/%d (b = %.3f), acceptance "
+                         "%.2f independent, %.2f cluster (%.0f s)", start, start + m - 1, step,
+                         steps, b, acc_independent, acc_cluster,
+                         time.perf_counter() - started)
+
+        generator = np.random.default_rng(seeds[k])
+        out = annealed_importance(model, relax, m, steps, generator, progress)
+        x0 = out["x0"]
+        x, _ = integrate(pot, xp.asarray(x0), xp.zeros(m), **flow_options(c))
+        spins = relax.spins_from_uniforms(to_host(x), generator.random(x0.shape))
+        mine[k] = (out["log_weights"], out["acceptance_independent"] * m,
+                   out["acceptance_cluster"] * m, energy_per_site(spins, relax.L, relax.J),
+                   np.abs(spins.mean(axis=1)))
+    if comm is not None:
+        mine = {k: part for parts in comm.allgather(mine) for k, part in parts.items()}
+    log_W, energy, abs_mag = (np.concatenate([mine[k][i] for k in sorted(mine)])
+                              for i in (0, 3, 4))
+    finite = np.isfinite(log_W)
+    if not finite.all():
+        log.warning("%d of %d annealing log-weights are not finite; the estimate uses the rest",
+                    int((~finite).sum()), n)
+    est = log_partition_estimates(log_W[finite])
+    e_mean, e_err = weighted_mean(energy[finite], log_W[finite])
+    m_mean, m_err = weighted_mean(abs_mag[finite], log_W[finite])
+    N = relax.N
+    return {
+        "lnZ_per_site_ais": (est["importance"] + relax.constant) / N,
+        "lnZ_per_site_ais_stderr": est["importance_stderr"] / N,
+        "ais_ess_fraction": est["ess_fraction"],
+        "ais_largest_weight_fraction": est["largest_weight_fraction"],
+        "energy_per_site_ais": e_mean,
+        "energy_per_site_ais_stderr": e_err,
+        "abs_magnetization_per_site_ais": m_mean,
+        "abs_magnetization_per_site_ais_stderr": m_err,
+        "ais_acceptance_independent": float(sum(mine[k][1].sum() for k in mine) / (n * steps)),
+        "ais_acceptance_cluster": float(sum(mine[k][2].sum() for k in mine) / (n * steps)),
+        "ais_chains": int(finite.sum()),
+        "ais_steps": int(steps),
+    }
 
 
 #: per-beta results of a scan (fields over the ``beta`` axis) and what they hold
@@ -401,6 +504,17 @@ SCAN_FIELDS = {
     "relative_error_variational": "|variational - exact| / exact",
     "importance_error_in_stderr": "|importance - exact| / its standard error",
 }
+#: the scan's fields of annealed importance sampling (estimate.ais_chains > 0)
+SCAN_AIS_FIELDS = {
+    "lnZ_per_site_ais": "annealed importance estimate of ln Z_Ising / N",
+    "lnZ_per_site_ais_stderr": "its standard error (delta method)",
+    "ais_ess_fraction": "effective sample size / chains of the annealed weights",
+}
+
+
+def scan_fields(case) -> dict:
+    """The per-beta fields a scan writes, and what they hold."""
+    return {**SCAN_FIELDS, **(SCAN_AIS_FIELDS if case.get("estimate.ais_chains") else {})}
 
 
 class ScanRun:
@@ -419,7 +533,7 @@ class ScanRun:
         self.betas = [float(b) for b in c.get("scan.betas")]
         self.per_beta = c.get("training.iterations")
         self.lr, self.lr_final = c.get("training.lr"), c.get("training.lr_final")
-        self.results = {name: np.full(len(self.betas), np.nan) for name in SCAN_FIELDS}
+        self.results = {name: np.full(len(self.betas), np.nan) for name in scan_fields(c)}
         self.trainer = Trainer(potential, None, batch_size=c.get("training.batch_size"),
                                seed=np.random.default_rng(problem._seeds["batches"]),
                                optimizer=Adam(potential.n_params, lr=self.lr),
@@ -460,8 +574,8 @@ class ScanRun:
             rng = np.random.default_rng([self.problem._seeds["eval"].entropy, self.index])
             summary, _ = estimate(self.problem, self.potential, relax, rng, self.problem.comm,
                                   self.base)
-            for name in SCAN_FIELDS:
-                self.results[name][self.index] = summary.get(name, np.nan)
+            for name, values in self.results.items():
+                values[self.index] = summary.get(name, np.nan)
             log.info("beta = %.6g: ln Z/N variational %.6f +- %.6f, importance %.6f +- %.6f, "
                      "exact %.6f", relax.beta, summary["lnZ_per_site_variational"],
                      summary["lnZ_per_site_variational_stderr"],
