@@ -22,8 +22,13 @@ same process (never as assertions in tests).
    under ``mpiexec -n 1`` and ``-n 2``, RK4 steps per second and the speed-up, beside the
    serial solver (skipped without an ``mpiexec``).
 
+8. Annealed importance sampling for the Ising model (``bench_ising_ais.py``): where one
+   temperature's time goes at L = 16 (flow evaluations, base, cluster move), and the numba
+   Swendsen-Wang update beside a scipy csgraph reference.
+
 ``--only bb`` runs 1 and 2, ``--only flows`` runs 3, ``--only euler`` runs 4,
-``--only comparison`` runs 5, ``--only entropic`` runs 6, ``--only mpi`` runs 7.
+``--only comparison`` runs 5, ``--only entropic`` runs 6, ``--only mpi`` runs 7,
+``--only ising`` runs 8.
 """
 from __future__ import annotations
 
@@ -43,6 +48,7 @@ from bench_comparison import main as bench_comparison
 from bench_entropic import main as bench_entropic
 from bench_euler import main as bench_euler
 from bench_flows import main as bench_flows  # benchmarks/ is sys.path[0] when run as a script
+from bench_ising_ais import main as bench_ising_ais
 from bench_mpi_euler import main as bench_mpi_euler
 
 CASES = __import__("pathlib").Path(__file__).resolve().parent.parent / "cases"
@@ -118,16 +124,18 @@ def bench_pot(quick: bool):
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="fewer iterations, smaller POT problem")
-    p.add_argument("--only", choices=("bb", "flows", "euler", "comparison", "entropic", "mpi"),
+    p.add_argument("--only", choices=("bb", "flows", "euler", "comparison", "entropic", "mpi",
+                                      "ising"),
                    help="run only one group: Benamou-Brenier (bb), flow potentials (flows), "
                         "spectral Euler (euler), exported flows (comparison), entropic "
-                        "potentials (entropic) or spectral Euler under MPI (mpi)")
+                        "potentials (entropic), spectral Euler under MPI (mpi) or annealed "
+                        "importance sampling for the Ising model (ising)")
     args = p.parse_args(argv)
     if args.only is None:
         # Each group in its own process: numba's parallel kernels of group 1 leave worker
         # threads that compete with torch's OpenMP threads (measured: torch 0.9 ms -> 8 ms
         # for (a) after the Benamou-Brenier runs), which would flatter numba 10x.
-        for group in ("bb", "flows", "euler", "comparison", "entropic", "mpi"):
+        for group in ("bb", "flows", "euler", "comparison", "entropic", "mpi", "ising"):
             cmd = [sys.executable, __file__, "--only", group] + (["--quick"] if args.quick
                                                                  else [])
             code = subprocess.call(cmd)
@@ -145,6 +153,8 @@ def main(argv=None) -> int:
         bench_entropic(args.quick)
     elif args.only == "mpi":
         return bench_mpi_euler(["--quick"] if args.quick else [])
+    elif args.only == "ising":
+        bench_ising_ais(args.quick)
     else:
         bench_flows(args.quick)
     return 0
