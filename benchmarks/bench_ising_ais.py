@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import argparse
 import math
-import time
 from pathlib import Path
 
 import numpy as np
+from bench_flows import median_time  # benchmarks/ is sys.path[0] when run as a script
 from scipy import sparse
 from scipy.sparse import csgraph
 
@@ -35,16 +35,6 @@ from ot_pde.ising.variational.base import CheckerboardMixtureBase
 from ot_pde.ising.variational.problem import IsingVariationalProblem
 
 CASE = Path(__file__).resolve().parent.parent / "cases" / "ising_L16_critical.toml"
-
-
-def median_time(fn, repeats: int) -> float:
-    fn()  # warm-up: numba compilation
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
 
 
 def swendsen_wang_csgraph(spins, beta_J, rng):
@@ -89,14 +79,15 @@ def main(quick: bool = False) -> None:
 
     x0, log_q0 = draw(rng, chains)
     spins = relax.spins_from_uniforms(x0, rng.random(x0.shape))
+    # each part, and how many times a temperature calls it
     parts = {
-        "flow evaluation (x2)": lambda: log_weight(x0, log_q0),
-        "base draw": lambda: draw(rng, chains),
-        "base log-density": lambda: base.log_prob(x0),
-        "relaxation log-density (x2)": lambda: relax.log_prob(x0),
-        "cluster move": lambda: cluster_move(relax, x0, rng),
+        "flow evaluation": (lambda: log_weight(x0, log_q0), 2),
+        "base draw": (lambda: draw(rng, chains), 1),
+        "base log-density": (lambda: base.log_prob(x0), 1),
+        "relaxation log-density": (lambda: relax.log_prob(x0), 2),
+        "cluster move": (lambda: cluster_move(relax, x0, rng), 1),
     }
-    times = {name: median_time(fn, repeats) for name, fn in parts.items()}
+    times = {name: median_time(fn, repeats) for name, (fn, _) in parts.items()}
     model = FlowModel(draw, base.log_prob, log_weight)
     # one temperature: the run of 3 minus the run of 1 (which holds the chains' start), halved
     runs = {k: median_time(lambda: annealed_importance(model, relax, chains, k, rng), repeats)
@@ -105,8 +96,9 @@ def main(quick: bool = False) -> None:
     print(f"\nAnnealing at L = {relax.L}, {chains} chains, one temperature: "
           f"{step * 1e3:8.1f} ms ({step / chains * 1e3:.2f} ms per chain)")
     for name, t in times.items():
-        share = t * (2 if "(x2)" in name else 1) / step
-        print(f"  {name:<28} {t * 1e3:8.1f} ms  ({share:6.1%} of the step)")
+        calls = parts[name][1]
+        print(f"  {name + f' (x{calls})':<28} {t * 1e3:8.1f} ms  ({t * calls / step:6.1%} of "
+              f"the step)")
     t_numba = median_time(lambda: swendsen_wang(spins, relax.beta, rng), repeats)
     t_ref = median_time(lambda: swendsen_wang_csgraph(spins, relax.beta, rng), repeats)
     print(f"  Swendsen-Wang alone: numba {t_numba * 1e3:.2f} ms, scipy csgraph reference "

@@ -145,16 +145,17 @@ class FittedBase:
                  report["bound_per_site"] + constant)
         self.fitted = True
 
+    def _distribution(self):
+        self.ensure_fitted()
+        return StandardNormalBase() if self.model is None else self.model
+
     def draw(self, rng: np.random.Generator, batch_size: int, dim: int) -> np.ndarray:
         """(B, d + 1): start points and their log-density (the Gaussian's draws unchanged)."""
-        self.ensure_fitted()
-        return (StandardNormalBase() if self.model is None else self.model).draw(
-            rng, batch_size, dim)
+        return self._distribution().draw(rng, batch_size, dim)
 
     def log_prob(self, x0: np.ndarray) -> np.ndarray:
         """The base's ln q0 at any points (B, d)."""
-        self.ensure_fitted()
-        return (StandardNormalBase() if self.model is None else self.model).log_prob(x0)
+        return self._distribution().log_prob(x0)
 
     def for_training(self):
         """The ``base`` of :class:`~ot_pde.flows.training.ReverseKL`: None for N(0, I)."""
@@ -359,8 +360,7 @@ def estimate(problem: IsingVariationalProblem, pot, relax: IsingRelaxation,
         lw = relax.log_prob(x) - log_q
         spins = relax.spins_from_uniforms(x, u)
         keep = c.get("output.samples")
-        mine[k] = (lw, energy_per_site(spins, relax.L, relax.J), np.abs(spins.mean(axis=1)),
-                   relax.log_prob(x0) - log_q0,
+        mine[k] = (lw, *_spin_observables(spins, relax), relax.log_prob(x0) - log_q0,
                    {"x": x[:keep], "spins": spins[:keep], "log_weights": lw[:keep]}
                    if k == 0 else None)
     if comm is not None:
@@ -368,14 +368,8 @@ def estimate(problem: IsingVariationalProblem, pot, relax: IsingRelaxation,
     chunks = [mine[k] for k in sorted(mine)]
     log_w, energy, abs_mag, log_w_base = ([part[i] for part in chunks] for i in range(4))
     keep = chunks[0][4]
-    log_w = np.concatenate(log_w)
-    finite = np.isfinite(log_w)
-    if not finite.all():
-        log.warning("%d of %d log-weights are not finite; the estimators use the rest",
-                    int((~finite).sum()), n)
-    est = log_partition_estimates(log_w[finite])
-    e_mean, e_err = weighted_mean(np.concatenate(energy)[finite], log_w[finite])
-    m_mean, m_err = weighted_mean(np.concatenate(abs_mag)[finite], log_w[finite])
+    used, est, (e_mean, e_err), (m_mean, m_err) = _weighted_estimates(
+        np.concatenate(log_w), np.concatenate(energy), np.concatenate(abs_mag), "log-weights")
     N, const = relax.N, relax.constant
     summary = {
         "L": relax.L, "beta": relax.beta, "J": relax.J, "alpha": relax.alpha,
@@ -392,7 +386,7 @@ def estimate(problem: IsingVariationalProblem, pot, relax: IsingRelaxation,
         "energy_per_site_importance_stderr": e_err,
         "abs_magnetization_per_site_importance": m_mean,
         "abs_magnetization_per_site_importance_stderr": m_err,
-        "n_samples": int(finite.sum()),
+        "n_samples": used,
     }
     exact = problem.exact(relax.beta)
     summary["exact_is_brute_force"] = exact.pop("exact_method") == "brute_force"
@@ -410,6 +404,24 @@ def estimate(problem: IsingVariationalProblem, pot, relax: IsingRelaxation,
             summary["ais_error_in_stderr"] = (abs(summary["lnZ_per_site_ais"] - ex)
                                               / summary["lnZ_per_site_ais_stderr"])
     return summary, keep
+
+
+def _spin_observables(spins: np.ndarray, relax: IsingRelaxation):
+    """E/N and |M|/N of each row of ``spins``."""
+    return energy_per_site(spins, relax.L, relax.J), np.abs(spins.mean(axis=1))
+
+
+def _weighted_estimates(log_w, energy, abs_mag, what: str):
+    """:func:`~ot_pde.ising.estimators.log_partition_estimates` and the weighted means of
+    E/N and |M|/N over the finite log-weights (with a warning naming ``what`` if some are
+    not). Returns the number used, the estimates, (E/N, error) and (|M|/N, error)."""
+    finite = np.isfinite(log_w)
+    if not finite.all():
+        log.warning("%d of %d %s are not finite; the estimators use the rest",
+                    int((~finite).sum()), log_w.size, what)
+    log_w = log_w[finite]
+    return (int(finite.sum()), log_partition_estimates(log_w),
+            weighted_mean(energy[finite], log_w), weighted_mean(abs_mag[finite], log_w))
 
 
 def anneal(problem: IsingVariationalProblem, pot, relax: IsingRelaxation,
@@ -460,19 +472,12 @@ def anneal(problem: IsingVariationalProblem, pot, relax: IsingRelaxation,
         x, _ = integrate(pot, xp.asarray(x0), xp.zeros(m), **flow_options(c))
         spins = relax.spins_from_uniforms(to_host(x), generator.random(x0.shape))
         mine[k] = (out["log_weights"], out["acceptance_independent"] * m,
-                   out["acceptance_cluster"] * m, energy_per_site(spins, relax.L, relax.J),
-                   np.abs(spins.mean(axis=1)))
+                   out["acceptance_cluster"] * m, *_spin_observables(spins, relax))
     if comm is not None:
         mine = {k: part for parts in comm.allgather(mine) for k, part in parts.items()}
-    log_W, energy, abs_mag = (np.concatenate([mine[k][i] for k in sorted(mine)])
-                              for i in (0, 3, 4))
-    finite = np.isfinite(log_W)
-    if not finite.all():
-        log.warning("%d of %d annealing log-weights are not finite; the estimate uses the rest",
-                    int((~finite).sum()), n)
-    est = log_partition_estimates(log_W[finite])
-    e_mean, e_err = weighted_mean(energy[finite], log_W[finite])
-    m_mean, m_err = weighted_mean(abs_mag[finite], log_W[finite])
+    used, est, (e_mean, e_err), (m_mean, m_err) = _weighted_estimates(
+        *(np.concatenate([mine[k][i] for k in sorted(mine)]) for i in (0, 3, 4)),
+        "annealing log-weights")
     N = relax.N
     return {
         "lnZ_per_site_ais": (est["importance"] + relax.constant) / N,
@@ -485,7 +490,7 @@ def anneal(problem: IsingVariationalProblem, pot, relax: IsingRelaxation,
         "abs_magnetization_per_site_ais_stderr": m_err,
         "ais_acceptance_independent": float(sum(mine[k][1].sum() for k in mine) / (n * steps)),
         "ais_acceptance_cluster": float(sum(mine[k][2].sum() for k in mine) / (n * steps)),
-        "ais_chains": int(finite.sum()),
+        "ais_chains": used,
         "ais_steps": int(steps),
     }
 
