@@ -11,7 +11,7 @@ from ot_pde.config import load_case_text
 from ot_pde.core.registry import get_kind
 from ot_pde.ising.estimators import log_partition_estimates, weighted_mean
 from ot_pde.ising.exact import IsingRelaxation, brute_force
-from ot_pde.ising.variational.problem import energy_per_site
+from ot_pde.ising.variational.estimate import energy_per_site
 from ot_pde.io import ResultFile
 
 from .conftest import json_line, run_full_and_restarted

@@ -12,6 +12,7 @@ import numpy as np
 
 from ..config import Field, Section
 from ..errors import InputError
+from .composition import PER, Composition
 from .integrators import SCHEMES
 from .lattice import TranslationAveraged
 from .potentials import (ACTIVATIONS, GroupAveraged, OneHiddenLayer, OTFlowResNet,
@@ -22,9 +23,24 @@ SYMMETRIES = ("spin_flip", "axis_mirrors", "lattice_translations", "lattice_refl
 
 
 def model_section(*, width: int = 32, activation: str = "tanh", bias: bool = True,
-                  time_dependent: bool = True, symmetry=()) -> Section:
-    """The ``[model]`` section with a kind's defaults."""
+                  time_dependent: bool = True, symmetry=(), composable: bool = False) -> Section:
+    """The ``[model]`` section with a kind's defaults; ``composable`` adds the keys of
+    symmetry-composed flows (:mod:`ot_pde.flows.composition`) for kinds whose targets are
+    invariant under the groups a case names."""
+    compose = {
+        "compose": Field("str_list", [], choices=SYMMETRIES,
+                         doc="symmetry-composed flow: at every Runge-Kutta step each sample's "
+                             "velocity is that of phi(g x) for a random element g of the group "
+                             "these generate (the target must be invariant under it); empty: "
+                             "one fixed potential"),
+        "compose_per": Field("str", "step", choices=PER,
+                             doc="draw g per step (consistent with the scheme: the carried "
+                                 "log-density is that of the discrete map to the scheme's "
+                                 "order) or per stage (the draws of the 2018 code, "
+                                 "inconsistent; for comparison)"),
+    } if composable else {}
     return Section({
+        **compose,
         "width": Field("int", width, minimum=1,
                        doc="hidden units (OneHiddenLayer) or ResNet width"),
         "symmetry": Field("str_list", list(symmetry), choices=SYMMETRIES,
@@ -78,6 +94,27 @@ SHARDS_FIELD = Field(
     doc="parts the batch is summed in, the unit of data-parallel training under MPI: the "
         "loss history is the same to the bit on any number of ranks up to shards (each rank "
         "takes whole shards), so set it to a multiple of the ranks you will use")
+
+
+#: ``[training]`` key of the kinds that may train in single precision
+DTYPE_FIELD = Field(
+    "str", "float64", choices=("float64", "float32"),
+    doc="precision of the training's losses and gradients (float32: about twice as fast, "
+        "one_hidden_layer potentials averaged by GroupAveraged only); the parameters, Adam and "
+        "every reported estimate stay float64")
+
+
+def checked_dtype(case, dim: int) -> np.dtype:
+    """``training.dtype``, checked against the potential family."""
+    dtype = np.dtype(case.get("training.dtype"))
+    if dtype != np.float64 and (case.get("model.family") != "one_hidden_layer"
+                                or _fft_translations(case, dim)):
+        raise InputError("training.dtype = \"float32\" needs model.family = "
+                         "\"one_hidden_layer\" without the FFT translation average "
+                         f"(lattice_translations in model.symmetry at L >= "
+                         f"{FFT_TRANSLATIONS_MIN_L}); compose the translations instead",
+                         source=case.source, key="training.dtype")
+    return dtype
 
 
 def checked_shards(case, comm=None) -> int:
@@ -146,6 +183,7 @@ def check_model(case, dim: int) -> list:
         if rank is not None and rank > dim + 1:
             raise InputError(f"rank must be at most d + 1 = {dim + 1}", source=where,
                              key="model.rank")
+    symmetry_generators(_compose_names(case), dim, where)  # d must be L^2 for lattices
     names = list(case.get("model.symmetry"))
     if _fft_translations(case, dim):
         symmetry_generators(["lattice_translations"], dim, where)  # d must be L^2
@@ -176,9 +214,18 @@ def build_potential(case, dim: int, backend, rng: np.random.Generator, generator
                             rank=case.get("model.rank"), backend=backend, rng=rng)
         out_block = "w"
     base.param_blocks()[out_block][...] *= case.get("model.init_scale")
-    if not generators:
+    if generators:
+        try:
+            base = GroupAveraged(base, generators)
+        except ValueError as exc:
+            raise InputError(str(exc), source=case.source, key="model.symmetry") from None
+    composed = _compose_names(case)
+    if not composed:
         return base
-    try:
-        return GroupAveraged(base, generators)
-    except ValueError as exc:
-        raise InputError(str(exc), source=case.source, key="model.symmetry") from None
+    return Composition(base, symmetry_generators(composed, dim, case.source),
+                       per=case.get("model.compose_per"))
+
+
+def _compose_names(case) -> list:
+    """``model.compose`` where the kind has it, else []."""
+    return list(case.section("model").get("compose") or [])

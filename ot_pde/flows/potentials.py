@@ -35,6 +35,7 @@ code on every backend. Nothing here reads files or prints.
 """
 from __future__ import annotations
 
+import copy
 import math
 from collections import deque
 
@@ -131,6 +132,9 @@ class Potential:
 
     dim: int
     time_dependent: bool
+    #: the precision evaluations run in (parameters are stored in it too); float64 unless
+    #: this is a float32 twin made by :meth:`astype` for training
+    dtype = np.dtype(np.float64)
 
     def __init__(self, dim: int, backend=None):
         if int(dim) != dim or dim < 1:
@@ -169,7 +173,7 @@ class Potential:
 
     def set_params(self, theta) -> None:
         """Copy ``theta`` (any array of ``n_params`` numbers) into :attr:`params`, in place."""
-        theta = self.xp.asarray(theta, dtype=np.float64).reshape(-1)
+        theta = self.xp.asarray(theta, dtype=self.dtype).reshape(-1)
         if theta.shape[0] != self.n_params:
             raise ValueError(f"parameter vector has {theta.shape[0]} entries, "
                              f"this potential has {self.n_params}")
@@ -179,19 +183,30 @@ class Potential:
         """The parameter blocks by name (views into :attr:`params`)."""
         return dict(self._views)
 
+    def astype(self, dtype) -> "Potential":
+        """A twin computing in ``dtype`` (float32 for training), with a cast copy of the
+        parameters: the twin and this potential no longer share them."""
+        if not getattr(self, "supports_float32", False) and np.dtype(dtype) != np.float64:
+            raise ValueError(f"{type(self).__name__} computes in float64 only")
+        twin = copy.copy(self)
+        twin.dtype = np.dtype(dtype)
+        twin._params = self._params.astype(twin.dtype)
+        twin._views = twin._unpack(twin._params)
+        return twin
+
     # -- inputs -------------------------------------------------------------------------------
     def _x(self, x):
-        x = self.xp.asarray(x, dtype=np.float64)
+        x = self.xp.asarray(x, dtype=self.dtype)
         if x.ndim != 2 or x.shape[1] != self.dim:
             raise ValueError(f"x must have shape (B, {self.dim}), got {tuple(x.shape)}")
         return x
 
     def _rows(self, v, batch: int, name: str):
         """A per-sample cotangent: a scalar or an array broadcastable to ``(batch,)``."""
-        return self.xp.broadcast_to(self.xp.asarray(v, dtype=np.float64), (batch,))
+        return self.xp.broadcast_to(self.xp.asarray(v, dtype=self.dtype), (batch,))
 
     def _vectors(self, v, batch: int, name: str):
-        v = self.xp.asarray(v, dtype=np.float64)
+        v = self.xp.asarray(v, dtype=self.dtype)
         if v.shape != (batch, self.dim):
             raise ValueError(f"{name} must have shape ({batch}, {self.dim}), got {tuple(v.shape)}")
         return v
@@ -246,7 +261,7 @@ class Potential:
     def grad_laplacian(self, x, t):
         r""":math:`\nabla_x\Delta_x\varphi(x_i, t)`, shape ``(B, d)``."""
         x = self._x(x)
-        ones = self.xp.ones(x.shape[0])
+        ones = self.xp.ones(x.shape[0], dtype=self.dtype)
         return self._vjp(x, t, None, ones, want_params=False)[0]
 
     def param_vjp(self, x, t, a, b):
@@ -337,6 +352,9 @@ class OneHiddenLayer(Potential):
     Parameter blocks, in the order of :attr:`params`: ``W1`` (m, d), ``b`` (m,) if ``bias``,
     ``c`` (m,) if ``time_dependent``, ``w2`` (m,).
     """
+
+    #: :meth:`astype` float32 twins (training); every other family computes in float64 only
+    supports_float32 = True
 
     def __init__(self, dim: int, width: int, activation: str = "logcosh", bias: bool = True,
                  time_dependent: bool = False, backend=None, rng=0):
@@ -472,7 +490,8 @@ class OneHiddenLayer(Potential):
     def grad_laplacian(self, x, t):
         x = self._x(x)
         if self._kernels is not None:
-            return self._vjp(x, t, None, self.xp.ones(x.shape[0]), want_params=False)[0]
+            return self._vjp(x, t, None, self.xp.ones(x.shape[0], dtype=self.dtype),
+                             want_params=False)[0]
         z = self._pre(x, t)
         W1, w2 = self._views["W1"], self._views["w2"]
         d3 = self._derivs(self.xp, z, True)[2]
@@ -486,7 +505,7 @@ class OneHiddenLayer(Potential):
         batch = x.shape[0]
         p = xp.zeros_like(z) if a is None else a @ W1.T
         if b is None:
-            b = xp.zeros(batch)
+            b = xp.zeros(batch, dtype=self.dtype)
         if self._kernels is not None:
             g, s1, dw2, q = self._kernels.vjp_cols(z, p, xp.ascontiguousarray(b), w2, n,
                                                     self._code)
@@ -1104,6 +1123,13 @@ class GroupAveraged(Potential):
 
     def param_blocks(self) -> dict:
         return self.base.param_blocks()
+
+    def astype(self, dtype) -> "GroupAveraged":
+        twin = copy.copy(self)
+        twin.base = self.base.astype(dtype)
+        twin.dtype = twin.base.dtype
+        twin._signs = self._signs.astype(twin.dtype)
+        return twin
 
     def _chunks(self, batch: int):
         step = max(1, self._max_rows // max(batch, 1))

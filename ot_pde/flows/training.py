@@ -46,7 +46,8 @@ import numpy as np
 from ..backends import get_array_module
 from ..errors import InputError, NumericalError
 from ..parallel import block_range
-from .integrators import integrate, integrate_adjoint, standard_normal_log_prob, to_host
+from .integrators import (SCHEMES, integrate, integrate_adjoint, standard_normal_log_prob,
+                          to_host)
 
 
 class DataBatches:
@@ -86,16 +87,17 @@ class ForwardKL(DataBatches):
 
     name = "forward_kl"
 
-    def loss(self, potential, batch, *, T: float, n_steps: int, scheme: str) -> float:
+    def loss(self, potential, batch, *, T: float, n_steps: int, scheme: str,
+             actions=None) -> float:
         z, acc = integrate(potential, batch, _zeros_like_rows(batch), T=T, n_steps=n_steps,
-                           scheme=scheme, direction="backward")
+                           scheme=scheme, direction="backward", actions=actions)
         return float((acc - standard_normal_log_prob(z)).mean())
 
     def loss_and_grad(self, potential, batch, *, T: float, n_steps: int, scheme: str,
-                      total: int | None = None):
+                      total: int | None = None, actions=None):
         z, acc, traj = integrate(potential, batch, _zeros_like_rows(batch), T=T,
                                  n_steps=n_steps, scheme=scheme, direction="backward",
-                                 store=True)
+                                 store=True, actions=actions)
         b = batch.shape[0] if total is None else total
         loss = float((acc - standard_normal_log_prob(z)).sum() / b)  # = mean() when b = B
         # d/dz of -ln N(z) is z; d/d(acc) is 1; both divided by the batch size (mean).
@@ -139,19 +141,20 @@ class ReverseKL:
             return batch, standard_normal_log_prob(batch)
         return batch[:, :-1], batch[:, -1]
 
-    def loss(self, potential, batch, *, T: float, n_steps: int, scheme: str) -> float:
+    def loss(self, potential, batch, *, T: float, n_steps: int, scheme: str,
+             actions=None) -> float:
         x, l = integrate(potential, *self._start(batch), T=T, n_steps=n_steps, scheme=scheme,
-                         direction="forward")
+                         direction="forward", actions=actions)
         return float((l - self.target_log_prob(x)).mean())
 
     def loss_and_grad(self, potential, batch, *, T: float, n_steps: int, scheme: str,
-                      total: int | None = None):
+                      total: int | None = None, actions=None):
         x, l, traj = integrate(potential, *self._start(batch), T=T, n_steps=n_steps,
-                               scheme=scheme, direction="forward", store=True)
+                               scheme=scheme, direction="forward", store=True, actions=actions)
         b = batch.shape[0] if total is None else total
         loss = float((l - self.target_log_prob(x)).sum() / b)  # = mean() when b = B
-        _, _, grad = integrate_adjoint(potential, traj, -self.target_grad(x) / b,
-                                       _full_like_rows(batch, 1.0 / b))
+        lam_x = get_array_module(x).asarray(-self.target_grad(x) / b, dtype=x.dtype)
+        _, _, grad = integrate_adjoint(potential, traj, lam_x, _full_like_rows(batch, 1.0 / b))
         return loss, grad
 
 
@@ -160,18 +163,26 @@ def _zeros_like_rows(batch):
 
 
 def _full_like_rows(batch, value: float):
-    """A (B,) float64 array of ``value`` on the batch's array module (numpy or cupy)."""
-    return get_array_module(batch).full(batch.shape[0], value, dtype=np.float64)
+    """A (B,) array of ``value`` in the batch's precision, on its array module."""
+    return get_array_module(batch).full(batch.shape[0], value, dtype=batch.dtype)
 
 
 def loss(potential, objective, batch, *, T: float = 1.0, n_steps: int,
-         scheme: str = "rk4") -> float:
+         scheme: str = "rk4", actions=None) -> float:
     """The discrete loss of ``objective`` on ``batch`` at the potential's current parameters."""
-    return objective.loss(potential, batch, T=T, n_steps=n_steps, scheme=scheme)
+    return objective.loss(potential, batch, T=T, n_steps=n_steps, scheme=scheme,
+                          **_composed(actions))
+
+
+def _composed(actions) -> dict:
+    """``actions`` as a keyword only for a composed flow: the objectives of other kinds
+    (otreg's) take none."""
+    return {} if actions is None else {"actions": actions}
 
 
 def loss_and_grad(potential, objective, batch, *, T: float = 1.0, n_steps: int,
-                  scheme: str = "rk4", total: int | None = None) -> tuple[float, np.ndarray]:
+                  scheme: str = "rk4", total: int | None = None,
+                  actions=None) -> tuple[float, np.ndarray]:
     r"""Discrete loss and its exact gradient in :math:`\theta` (discrete adjoint).
 
     Parameters
@@ -185,6 +196,8 @@ def loss_and_grad(potential, objective, batch, *, T: float = 1.0, n_steps: int,
     total : int, optional
         The divisor of the batch mean (default ``B``). A rank of a data-parallel run passes
         the global batch size, so the ranks' losses and gradients add up to the global ones.
+    actions : array, optional
+        The draws of a composed flow (:mod:`ot_pde.flows.composition`), ``(B, n_steps, k)``.
 
     Returns
     -------
@@ -193,7 +206,7 @@ def loss_and_grad(potential, objective, batch, *, T: float = 1.0, n_steps: int,
     """
     sharded = {} if total is None else {"total": total}
     return objective.loss_and_grad(potential, batch, T=T, n_steps=n_steps, scheme=scheme,
-                                   **sharded)
+                                   **sharded, **_composed(actions))
 
 
 class Adam:
@@ -277,6 +290,11 @@ class Trainer:
         ranks, so the run is the same to the bit on 1 to ``shards`` ranks. (Round-off
         differences would not stay small: at the learning rates of our Ising cases they grow
         tenfold per step.)
+    dtype : numpy dtype
+        The precision of the losses and gradients: float64 (default), or float32, computed
+        with a float32 twin of the potential (``astype``) whose parameters are copied from
+        the float64 ones before each step; Adam and the parameters stay float64, and so does
+        everything evaluated with :attr:`potential` outside training.
     comm : mpi4py communicator, optional
         Data-parallel training over its ranks: every rank draws the whole batch from the same
         generator (the random stream does not depend on the number of ranks), computes the
@@ -287,7 +305,8 @@ class Trainer:
 
     def __init__(self, potential, objective, *, batch_size: int, n_steps: int, T: float = 1.0,
                  scheme: str = "rk4", optimizer: Adam | None = None,
-                 seed: int | np.random.Generator = 0, xp=np, shards: int = 1, comm=None):
+                 seed: int | np.random.Generator = 0, xp=np, shards: int = 1, comm=None,
+                 dtype=np.float64):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
         if not 1 <= shards <= batch_size:
@@ -307,6 +326,10 @@ class Trainer:
         self.xp = xp
         self.shards = int(shards)
         self.comm = comm
+        self.dtype = np.dtype(dtype)
+        # duck-typed potentials (tests, other kinds) compute in float64 and have no dtype
+        own = np.dtype(getattr(potential, "dtype", np.float64))
+        self._work = potential if self.dtype == own else potential.astype(self.dtype)
         self.iteration = 0
 
     def step(self) -> dict:
@@ -318,17 +341,24 @@ class Trainer:
             The loss or the gradient is not finite (the parameters are left unchanged).
         """
         batch = self.objective.draw(self.rng, self.batch_size, self.potential.dim)
+        # a composed flow's draws come from the same generator, after the batch, for the
+        # whole batch: shards and ranks see the serial run's draws
+        actions = draw_actions(self.potential, self.rng, self.batch_size, self.n_steps,
+                               self.scheme)
         mine = range(self.shards)
         if self.comm is not None:
             mine = range(*block_range(self.shards, self.comm.Get_size(), self.comm.Get_rank()))
         # whole-batch objectives (otreg's) take no ``total``: they train unsharded and serial
         total = None if self.shards == 1 and self.comm is None else self.batch_size
+        if self._work is not self.potential:
+            self._work.set_params(self.potential.params)
         parts = []
         for k in mine:
             lo, hi = block_range(self.batch_size, self.shards, k)
-            parts.append(loss_and_grad(self.potential, self.objective,
-                                       self.xp.asarray(batch[lo:hi]), T=self.T,
-                                       n_steps=self.n_steps, scheme=self.scheme, total=total))
+            shard = self.xp.asarray(batch[lo:hi], dtype=self.dtype)
+            parts.append(loss_and_grad(self._work, self.objective, shard, T=self.T,
+                                       n_steps=self.n_steps, scheme=self.scheme, total=total,
+                                       actions=None if actions is None else actions[lo:hi]))
         value, grad = sum_shards(parts, self.comm)
         grad_norm = float(np.linalg.norm(grad))
         if not (math.isfinite(value) and np.all(np.isfinite(grad))):
@@ -379,6 +409,14 @@ class Trainer:
         self.rng.bit_generator.state = rng_state
         self.potential.set_params(params)
         self.iteration = int(state["iteration"])
+
+
+def draw_actions(potential, rng: np.random.Generator, batch: int, n_steps: int, scheme: str):
+    """A composed flow's draws for ``batch`` samples (None for a plain potential, which
+    draws nothing: the generator's stream is then unchanged)."""
+    if not hasattr(potential, "acting"):
+        return None
+    return potential.draw(rng, batch, n_steps, SCHEMES[scheme].stages)
 
 
 def sum_shards(parts, comm=None) -> tuple[float, np.ndarray]:

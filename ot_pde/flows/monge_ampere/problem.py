@@ -33,7 +33,7 @@ from ..fv import cell_centers, solve_continuity_2d
 from ..integrators import log_density, sample, standard_normal_log_prob, to_host
 from ..model import (SHARDS_FIELD, build_potential, check_model, checked_shards, flow_options,
                      model_section, time_section, training_fields)
-from ..training import Adam, ForwardKL, ReverseKL, Trainer, TrainingRun
+from ..training import Adam, ForwardKL, ReverseKL, Trainer, TrainingRun, draw_actions
 
 log = logging.getLogger("ot_pde")
 
@@ -42,8 +42,12 @@ TOY_SETS = tuple(toy_data.DATASETS)
 #: rows per call when evaluating log-densities, to bound the memory of large sets
 _CHUNK = 8192
 
+#: draws per grid point of a composed flow's density (the mean of the realizations' densities
+#: estimates the model's, which is their mixture)
+_GRID_DRAWS = 16
+
 SCHEMA = make_schema({
-    "model": model_section(),
+    "model": model_section(composable=True),
     "time": time_section(),
     "target": Section({}, variants={
         "mixture": {
@@ -211,6 +215,11 @@ class MongeAmpereFlowProblem(EvaluatedOnce, Problem):
                              key="grid.upper")
         self.on_grid = self.dim == 2
         self.fv_check = self.on_grid and case.get("grid.check")
+        self.composed = bool(case.get("model.compose"))
+        if self.composed and self.fv_check:
+            raise InputError("a symmetry-composed flow is random (a new group element per "
+                             "step and sample), the finite-volume check solves one fixed "
+                             "flow: set grid.check = false", source=where, key="model.compose")
 
     # -- set-up -----------------------------------------------------------------------------
     def describe(self) -> str:
@@ -267,17 +276,39 @@ class MongeAmpereFlowProblem(EvaluatedOnce, Problem):
                 GridAxis("y", Y[0, :], "1", "cell centres along y", "space")]
 
     # -- evaluation -------------------------------------------------------------------------
-    def _log_density(self, potential, x) -> np.ndarray:
-        """:math:`\\ln p_T` at the rows of ``x`` (host array), in chunks."""
+    def _draws(self, potential, rng, n: int):
+        """A composed flow's draws for ``n`` rows (None for a plain potential)."""
+        c = self.case
+        return draw_actions(potential, rng, n, c.get("time.n_steps"), c.get("time.scheme"))
+
+    def _log_density(self, potential, x, rng=None, shared: bool = False) -> np.ndarray:
+        """:math:`\\ln p_T` at the rows of ``x`` (host array), in chunks. For a composed flow,
+        :math:`\\ln q_r` of a realization :math:`r` of the draws: one per row (its mean over
+        rows bounds the mean log-likelihood of the model, the mixture over :math:`r`), or with
+        ``shared`` one for all rows (the density of one realization). ``rng`` draws them
+        (unused for a plain potential)."""
         xp = potential.xp
-        out = [to_host(log_density(potential, xp.asarray(x[s:s + _CHUNK]), **self._flow())[0])
-               for s in range(0, x.shape[0], _CHUNK)]
+        one = self._draws(potential, rng, 1) if shared else None
+        out = []
+        for s in range(0, x.shape[0], _CHUNK):
+            rows = x[s:s + _CHUNK]
+            draws = (self._draws(potential, rng, len(rows)) if one is None
+                     else np.repeat(one, len(rows), axis=0))
+            out.append(to_host(log_density(potential, xp.asarray(rows), **self._flow(),
+                                           actions=draws)[0]))
         return np.concatenate(out) if out else np.empty(0)
 
-    def _particle_density_on_grid(self, potential) -> np.ndarray:
+    def _particle_density_on_grid(self, potential, rng=None) -> np.ndarray:
+        """:math:`p_T` at the cell centres; for a composed flow the mean of the densities of
+        ``_GRID_DRAWS`` realizations of the draws, each a density on the whole grid: an
+        unbiased estimate of the model density (their mixture) that integrates to 1 like
+        each of them. ``rng`` draws them (unused for a plain potential)."""
         X, Y, _ = self._axes()
         points = np.stack([X.ravel(), Y.ravel()], axis=1)
-        return np.exp(self._log_density(potential, points)).reshape(X.shape)
+        draws = _GRID_DRAWS if self.composed else 1
+        rho = np.mean([np.exp(self._log_density(potential, points, rng, shared=True))
+                       for _ in range(draws)], axis=0)
+        return rho.reshape(X.shape)
 
     def _results(self, solver: TrainingRun) -> tuple:
         """Summary, fields and particles of the current potential (cached per iteration)."""
@@ -288,13 +319,13 @@ class MongeAmpereFlowProblem(EvaluatedOnce, Problem):
         fields: list[FieldData] = []
 
         z = xp.asarray(rng.standard_normal((self.case.get("output.samples"), self.dim)))
-        x, log_q = sample(pot, z, **flow)
+        x, log_q = sample(pot, z, **flow, actions=self._draws(pot, rng, z.shape[0]))
         particles += [ParticleData("samples", to_host(x), "1", "flow samples x_T"),
                       ParticleData("samples_log_density", to_host(log_q), "1",
                                    "ln p_T at the samples (forward integration)")]
         if target.train is not None and self.objective == "forward_kl":
-            summary["nll_train"] = float(-self._log_density(pot, target.train).mean())
-        lp_test = self._log_density(pot, target.test)
+            summary["nll_train"] = float(-self._log_density(pot, target.train, rng).mean())
+        lp_test = self._log_density(pot, target.test, rng)
         summary["nll_test"] = float(-lp_test.mean())
         summary["nll_test_stderr"] = float(lp_test.std(ddof=1) / math.sqrt(lp_test.size))
         particles.append(ParticleData("test_log_density", lp_test, "1",
@@ -304,7 +335,7 @@ class MongeAmpereFlowProblem(EvaluatedOnce, Problem):
         if self.objective == "reverse_kl":
             # KL(q || p) with the normalized target, on fresh latent samples
             zk = xp.asarray(rng.standard_normal((target.test.shape[0], self.dim)))
-            xk, lqk = sample(pot, zk, **flow)
+            xk, lqk = sample(pot, zk, **flow, actions=self._draws(pot, rng, zk.shape[0]))
             gap = to_host(lqk) - target.mixture.log_prob(to_host(xk))
             summary["kl_estimate"] = float(gap.mean())
             summary["kl_stderr"] = float(gap.std(ddof=1) / math.sqrt(gap.size))
@@ -318,16 +349,17 @@ class MongeAmpereFlowProblem(EvaluatedOnce, Problem):
             summary["kl_stderr"] = summary["nll_test_stderr"]
 
         if self.on_grid:
-            fields += self._grid_fields(pot, summary)
+            fields += self._grid_fields(pot, summary, rng)
         return summary, fields, particles
 
-    def _grid_fields(self, pot, summary: dict) -> list[FieldData]:
+    def _grid_fields(self, pot, summary: dict, rng) -> list[FieldData]:
         c, xp = self.case, pot.xp
         X, Y, cell = self._axes()
         T = c.get("time.T")
         pts = xp.asarray(np.stack([X.ravel(), Y.ravel()], axis=1))
-        phi = to_host(pot.value(pts, T)).reshape(X.shape)
-        rho_particle = self._particle_density_on_grid(pot)
+        # a composed flow's fields are those of phi in the frame of the identity draw
+        phi = to_host(getattr(pot, "potential", pot).value(pts, T)).reshape(X.shape)
+        rho_particle = self._particle_density_on_grid(pot, rng)
         summary["particle_mass_on_grid"] = float(rho_particle.sum() * cell)
         dims = ("x", "y")
         out = [FieldData("phi", phi, dims, "1", "potential phi(x, T) at the cell centres"),
