@@ -104,6 +104,33 @@ def _folder(tmp_path, b="", bench=BENCH):
     return tmp_path
 
 
+def test_gpu_benchmarks_say_why_and_exit_0_without_cupy(tmp_path, monkeypatch, capsys):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import bench_gpu
+
+    monkeypatch.setenv("OT_PDE_DISABLE_CUPY", "1")
+    assert bench_gpu.main(["--json", str(tmp_path / "bench.json")]) == 0
+    assert "GPU benchmarks skipped: backend(s) cupy not usable here" in capsys.readouterr().out
+    bench = json.loads((tmp_path / "bench.json").read_text())
+    assert bench["skipped"] and bench["results"] == []
+
+
+@pytest.mark.slow
+@pytest.mark.skipif("numba" not in available_backends(), reason="numba not installed")
+def test_gpu_benchmarks_run_at_tiny_sizes_on_the_cpu(tmp_path):
+    """The benchmark code path itself, numpy against numba at small sizes."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import bench_gpu
+
+    path = tmp_path / "bench.json"
+    assert bench_gpu.main(["--backends", "numpy,numba", "--tiny", "--seconds", "0.05",
+                           "--json", str(path)]) == 0
+    rows = json.loads(path.read_text())["results"]
+    assert [r["name"] for r in rows] == [c[0] for c in bench_gpu.CONFIGS]
+    for r in rows:
+        assert r["numpy"]["steps"] >= 2 and r["numba"]["step_s"] > 0 and r["speedup"] > 0
+
+
 def test_report_passes_with_every_test_passed_and_benchmarks(tmp_path):
     text, status = gpu_report.build_report(_folder(tmp_path), ["tests=80:rc_0"], "venv")
     assert status == 0, text
