@@ -114,6 +114,13 @@ def main(argv=None) -> int:
     report: dict = {"backends": names, "tiny": args.tiny,
                     "numba_threads": os.environ.get("NUMBA_NUM_THREADS", "all cores"),
                     "cpu_count": os.cpu_count(), "results": []}
+    report["complete"] = False
+
+    def save():  # after each row, so that a run cut short keeps what it measured
+        if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(report, indent=1))
+
     missing = [b for b in names if b not in usable]
     if missing:
         why = (f"backend(s) {', '.join(missing)} not usable here (usable: "
@@ -143,9 +150,9 @@ def main(argv=None) -> int:
                 row["error"] = f"{type(exc).__name__}: {exc}"
                 print(f"{label:>28} FAILED: {row['error']}", flush=True)
             report["results"].append(row)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=1))
+            save()
+    report["complete"] = True
+    save()
     return 1 if any("error" in r for r in report["results"]) else 0
 
 

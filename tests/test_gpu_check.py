@@ -146,6 +146,7 @@ def test_report_passes_with_every_test_passed_and_benchmarks(tmp_path):
     ("", None, "the benchmarks did not run"),
     ("", {**BENCH, "results": [{"name": "BB", "unit": "it", "error": "OutOfMemoryError"}]},
      "benchmark BB failed"),
+    ("", {**BENCH, "complete": False}, "the benchmarks stopped before the end"),
 ])
 def test_report_fails_on_a_failure_a_missing_device_or_missing_benchmarks(tmp_path, b, bench,
                                                                            why):

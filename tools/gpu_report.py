@@ -230,6 +230,8 @@ def build_report(folder: Path, steps: list[str], env: str) -> tuple[str, int]:
             problems.append(f"benchmarks skipped: {bench['skipped']}")
             body.append(f"Skipped: {bench['skipped']}")
         else:
+            if not bench.get("complete", True):
+                problems.append("the benchmarks stopped before the end")
             ref, other = bench["backends"]
             body.append(f"Seconds per step (numba threads: {bench.get('numba_threads')}, "
                         f"{bench.get('cpu_count')} cores; device: {bench.get('device')}); "
