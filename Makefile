@@ -12,7 +12,7 @@ export MPLBACKEND ?= Agg
 DEMO_CASE := cases/bb_gaussian_2d.toml
 DEMO_OUT  := out/bb_gaussian_2d.h5
 
-.PHONY: demo test test-all test-gpu bench docs clean venv
+.PHONY: demo test test-all test-gpu gpu-check bench docs clean venv
 
 $(VENV)/.stamp-base: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -55,4 +55,9 @@ clean:
 	rm -rf $(VENV) out docs/_build .numba_cache .pytest_cache
 
 test-gpu: $(VENV)/.stamp-test
-	$(PY) -m pytest -m gpu
+	$(PY) -m pytest -m gpu $(PYTEST_ARGS)
+
+# On a machine with an NVIDIA GPU: an environment with CuPy, make test-gpu, the GPU
+# benchmarks, one report (out/gpu_check/report.md); exit 3 where there is no GPU.
+gpu-check:
+	bash tools/gpu_check.sh

@@ -20,7 +20,12 @@ import numpy as np
 
 from .errors import BackendError
 
+#: every backend name, the one place they are spelled (CLI choices, case schema, kinds)
 BACKENDS = ("numpy", "numba", "cupy")
+#: the backends on the CPU: every kind runs on these
+CPU_BACKENDS = ("numpy", "numba")
+#: what ``--backend`` and ``run.backend`` accept: ``auto`` or a backend name
+BACKEND_CHOICES = ("auto", *BACKENDS)
 
 
 def _installed(module: str, env_var: str) -> bool:

@@ -86,7 +86,9 @@ def cmd_check(args) -> int:
     case = _load(args)
     from .core.registry import get_kind
 
-    get_kind(case.kind).build(case)  # densities, shapes and files are checked here too
+    kind = get_kind(case.kind)
+    kind.backend_for(case)  # run.backend is one the kind runs on (usable here or not)
+    kind.build(case)  # densities, shapes and files are checked here too
     print(f"{args.case}: ok ({case.kind})")
     return 0
 
@@ -266,6 +268,8 @@ def cmd_info(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .backends import BACKEND_CHOICES
+
     p = _ArgumentParser(prog="ot-pde", description="PDE solvers for optimal transport.")
     p.add_argument("--version", action="version", version=f"ot_pde {__version__}")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -287,7 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
     r = add("run", "run a case, write HDF5, print a summary")
     case_args(r)
     r.add_argument("-o", "--output", help="output HDF5 file (default: output.path or CASE.h5)")
-    r.add_argument("--backend", choices=("auto", "numpy", "numba", "cupy"))
+    r.add_argument("--backend", choices=BACKEND_CHOICES)
     r.add_argument("--json", action="store_true", help="one JSON object on stdout")
     r.add_argument("--restart", action="store_true", help="continue from the file's checkpoint")
     r.set_defaults(func=cmd_run)
@@ -299,7 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
     v = add("converge", "convergence study against the exact reference")
     case_args(v)
     v.add_argument("--vary", required=True, metavar="SEC.KEY=V1,V2,...")
-    v.add_argument("--backend", choices=("auto", "numpy", "numba", "cupy"))
+    v.add_argument("--backend", choices=BACKEND_CHOICES)
     v.add_argument("--json", action="store_true")
     v.add_argument("--plot", metavar="PNG", help="log-log plot with reference slopes")
     v.add_argument("-o", "--output", help="HDF5 file for the study")
@@ -309,7 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
     case_args(w)
     w.add_argument("--vary", required=True, action="append", metavar="SEC.KEY=V1,V2,...",
                    help="values of one key; repeat for a Cartesian product")
-    w.add_argument("--backend", choices=("auto", "numpy", "numba", "cupy"))
+    w.add_argument("--backend", choices=BACKEND_CHOICES)
     w.add_argument("--json", action="store_true")
     w.add_argument("-o", "--output",
                    help="sweep HDF5 file (default: CASE_sweep.h5; runs in OUTPUT_runs/)")

@@ -23,6 +23,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import KW_ONLY, dataclass
 from typing import Any
 
+from ot_pde.backends import BACKEND_CHOICES
 from ot_pde.errors import InputError
 
 __all__ = [
@@ -526,7 +527,7 @@ COMMON_SECTIONS: dict[str, Section] = {
         "description": Field("str", "", doc="what the case shows"),
     }, doc="what this case is"),
     "run": Section({
-        "backend": Field("str", "auto", choices=("auto", "numpy", "numba", "cupy"),
+        "backend": Field("str", "auto", choices=BACKEND_CHOICES,
                          doc="array backend; auto: numba if importable, else numpy"),
         "seed": Field("int", 0, minimum=0, doc="seed of every random generator"),
         "max_wall_seconds": Field("float", None, exclusive_minimum=0,

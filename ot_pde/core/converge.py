@@ -127,6 +127,7 @@ def run_study(case: Case, vary: str, *, backend: str | None = None,
     """
     key, values = parse_vary(vary, case)
     kind = get_kind(case.kind)
+    kind.backend_for(case, backend)  # refused before any run is built
     h = np.array([mesh_size(case, key, v) for v in values])
     order = np.argsort(-h)  # coarse to fine, whatever order the user gave
     values = [values[i] for i in order]

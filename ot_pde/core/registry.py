@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Union
 
-from ..errors import InputError
+from ..backends import BACKENDS, CPU_BACKENDS, default_backend
+from ..errors import BackendError, InputError
 
 if TYPE_CHECKING:
     from ..config import Case, Schema
@@ -50,6 +51,11 @@ class ProblemKind:
         ``build(case) -> Problem``.
     plot : callable
         ``plot(result_file, png_path)``: the kind's standard figure.
+    backends : tuple of str, or callable
+        The backends the kind runs on (names from :data:`ot_pde.backends.BACKENDS`), or
+        ``backends(case) -> tuple`` where that depends on the case (its docstring says in a
+        few words when the set is narrower; a refusal quotes it). Default: the CPU ones. A
+        run on any other backend is refused (exit 2) before anything is built.
     """
 
     name: str
@@ -57,6 +63,54 @@ class ProblemKind:
     schema: "Schema"
     build: Callable[["Case"], "Problem"]
     plot: Callable
+    backends: Union[tuple[str, ...], Callable[["Case"], tuple[str, ...]]] = CPU_BACKENDS
+
+    def __post_init__(self):
+        if not callable(self.backends):
+            _check_names(self.name, self.backends)
+
+    def supported_backends(self, case: "Case") -> tuple[str, ...]:
+        """The backends this kind runs ``case`` on."""
+        names = tuple(self.backends(case) if callable(self.backends) else self.backends)
+        _check_names(self.name, names)
+        return names
+
+    def backend_for(self, case: "Case", requested: str | None = None) -> str:
+        """The backend name a run of ``case`` uses: ``requested`` (``--backend``), else the
+        case's ``run.backend``; ``auto`` picks the preferred CPU backend the kind supports.
+
+        Raises
+        ------
+        BackendError
+            The kind does not run this case on that backend (the message names the ones it
+            does). Whether the backend is usable on this machine is
+            :func:`ot_pde.backends.get_backend`'s question, asked after this one.
+        """
+        key = "--backend" if requested else "run.backend"
+        name = requested or case.get("run.backend")
+        supported = self.supported_backends(case)
+        if name is None or name == "auto":
+            preferred = default_backend()
+            return preferred if preferred in supported else supported[0]
+        if name in BACKENDS and name not in supported:
+            raise BackendError(f"problem kind {self.name!r} does not run on backend {name!r}"
+                               f"{_narrowed_because(self)}; supported: {', '.join(supported)}",
+                               source=case.source, key=key)
+        return name
+
+
+def _check_names(kind: str, names) -> None:
+    unknown = [n for n in names if n not in BACKENDS]
+    if not names or unknown:
+        raise ValueError(f"kind {kind!r} declares backends {tuple(names)!r}; expected a "
+                         f"non-empty subset of {BACKENDS}")
+
+
+def _narrowed_because(kind: "ProblemKind") -> str:
+    """' (why)' from the docstring of a kind's ``backends(case)``, else ''."""
+    if callable(kind.backends) and getattr(kind.backends, "__doc__", None):
+        return f" ({kind.backends.__doc__.strip().rstrip('.')})"
+    return ""
 
 
 def register(kind: ProblemKind) -> ProblemKind:

@@ -160,7 +160,7 @@ def run_case(case: Case, output: Path | None = None, *, backend: str | None = No
     """
     kind = get_kind(case.kind)
     output = Path(output) if output is not None else default_output_path(case)
-    backend_obj = get_backend(backend or case.get("run.backend"),
+    backend_obj = get_backend(kind.backend_for(case, backend),  # the kind's refusal first
                               source="--backend" if backend else "run.backend")
     problem = kind.build(case)
     root = comm is None or comm.Get_rank() == 0

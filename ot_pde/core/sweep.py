@@ -98,6 +98,7 @@ def run_sweep(case: Case, varies: list[str], output: Path, *, backend: str | Non
     keys, points, cases = parse_sweep(varies, case)
     kind = get_kind(case.kind)
     for run in cases:  # bad input of any point stops the sweep before the first run
+        kind.backend_for(run, backend)
         kind.build(run)
     folder = output.with_name(f"{output.stem}_runs")
 

@@ -1,4 +1,5 @@
 """Brenier's generalized incompressible flows by multi-marginal entropic transport (BCN 2019)."""
+from ...backends import CPU_BACKENDS
 from ...core.registry import ProblemKind, register
 from .plot import plot
 from .problem import (SCHEMA, GeneralizedGeodesicProblem, build, discrete_factor,
@@ -12,6 +13,7 @@ KIND = register(ProblemKind(
     schema=SCHEMA,
     build=build,
     plot=plot,
+    backends=CPU_BACKENDS,
 ))
 
 __all__ = ["GeneralizedGeodesicProblem", "GeneralizedGeodesicSolver", "KIND", "discrete_factor",

@@ -1,4 +1,5 @@
 """Particle scheme à la Brenier for 2D incompressible Euler (Gallouët & Mérigot 2018)."""
+from ...backends import CPU_BACKENDS
 from ...core.registry import ProblemKind, register
 from .plot import plot
 from .problem import SCHEMA, EulerLagrangianProblem, build
@@ -12,6 +13,7 @@ KIND = register(ProblemKind(
     schema=SCHEMA,
     build=build,
     plot=plot,
+    backends=CPU_BACKENDS,
 ))
 
 __all__ = ["AssignmentProjection", "EulerLagrangianProblem", "LagrangianEulerSolver",

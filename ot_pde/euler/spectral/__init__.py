@@ -1,4 +1,5 @@
 """2D incompressible Euler on the torus, pseudo-spectral, with the Lagrangian flow map."""
+from ...backends import BACKENDS
 from ...core.registry import ProblemKind, register
 from .plot import plot
 from .problem import SCHEMA, SpectralEulerProblem, build, taylor_green_flow_map
@@ -12,6 +13,7 @@ KIND = register(ProblemKind(
     schema=SCHEMA,
     build=build,
     plot=plot,
+    backends=BACKENDS,
 ))
 
 __all__ = ["SpectralEulerSolver", "SlabSpectralEulerSolver", "SpectralEulerProblem",

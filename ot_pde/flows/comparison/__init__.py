@@ -3,6 +3,7 @@
 Checkpoints (:mod:`.checkpoint`), the models evaluated in numpy/numba (:mod:`.models`), the
 discrete-OT estimate (:mod:`.discrete_ot`) and the kind itself (:mod:`.problem`).
 """
+from ...backends import BACKENDS
 from ...core.registry import ProblemKind, register
 from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from .discrete_ot import assignment_cost, estimate_w2
@@ -17,6 +18,7 @@ KIND = register(ProblemKind(
     schema=SCHEMA,
     build=build,
     plot=plot,
+    backends=BACKENDS,
 ))
 
 __all__ = ["Checkpoint", "CouplingFlow", "FlowComparisonProblem", "KIND", "MongeAmpere",

@@ -5,6 +5,7 @@ discrete adjoint (:mod:`.hermite`); for d > 2 the antisymmetric-matrix Gaussian-
 fields with the Euler condition as a penalty (:mod:`.antisymmetric`); the shooting
 optimization and the kind (:mod:`.problem`).
 """
+from ...backends import CPU_BACKENDS
 from ...core.registry import ProblemKind, register
 from .antisymmetric import AntisymmetricGP
 from .hermite import HermiteEuler, hermite_table, modes, radial_theta
@@ -19,6 +20,7 @@ KIND = register(ProblemKind(
     schema=SCHEMA,
     build=build,
     plot=plot,
+    backends=CPU_BACKENDS,
 ))
 
 __all__ = ["AntisymmetricGP", "GPFlowProblem", "HermiteEuler", "KIND", "PenalizedShooting",

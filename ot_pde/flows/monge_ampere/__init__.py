@@ -1,4 +1,5 @@
 """The ``monge_ampere_flow`` problem kind (Zhang, E & Wang 2018): training, sampling, checks."""
+from ...backends import BACKENDS
 from ...core.registry import ProblemKind, register
 from .plot import plot
 from .problem import SCHEMA, MongeAmpereFlowProblem, build
@@ -10,6 +11,7 @@ KIND = register(ProblemKind(
     schema=SCHEMA,
     build=build,
     plot=plot,
+    backends=BACKENDS,
 ))
 
 __all__ = ["MongeAmpereFlowProblem", "KIND"]

@@ -3,6 +3,7 @@
 The objective and its exact discrete adjoint (:mod:`.objective`), the export to the
 ``flow_comparison`` checkpoint format (:mod:`.export`) and the kind itself (:mod:`.problem`).
 """
+from ...backends import CPU_BACKENDS
 from ...core.registry import ProblemKind, register
 from .export import checkpoint_arrays
 from .objective import TERMS, OTRegularized, integrate_ot, ot_loss, ot_loss_and_grad
@@ -16,6 +17,7 @@ KIND = register(ProblemKind(
     schema=SCHEMA,
     build=build,
     plot=plot,
+    backends=CPU_BACKENDS,
 ))
 
 __all__ = ["KIND", "OTRegFlowProblem", "OTRegularized", "TERMS", "checkpoint_arrays",

@@ -1,4 +1,5 @@
 """Benamou-Brenier dynamic optimal transport on staggered space-time grids (1D/2D/3D)."""
+from ...backends import BACKENDS
 from ...core.registry import ProblemKind, register
 from .plot import plot
 from .problem import SCHEMA, BenamouBrenierProblem, build, bures_w2_squared, gaussian_geodesic
@@ -10,6 +11,7 @@ KIND = register(ProblemKind(
     schema=SCHEMA,
     build=build,
     plot=plot,
+    backends=BACKENDS,
 ))
 
 __all__ = ["BenamouBrenierSolver", "BenamouBrenierProblem", "SpaceTimeGrid", "bures_w2_squared",

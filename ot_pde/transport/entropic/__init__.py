@@ -4,6 +4,7 @@ Finlay, Gerolin, Oberman & Pooladian, "Learning normalizing flows from Entropy-K
 potentials" (2020): the potentials of entropic OT, smoothed by the heat semigroup, give the
 Schrödinger-bridge interpolation and a continuous normalizing flow.
 """
+from ...backends import BACKENDS
 from ...core.registry import ProblemKind, register
 from .plot import plot
 from .problem import (SCHEMA, EntropicProblem, build, entropic_gaussian,
@@ -18,6 +19,7 @@ KIND = register(ProblemKind(
     schema=SCHEMA,
     build=build,
     plot=plot,
+    backends=BACKENDS,
 ))
 
 __all__ = ["EntropicSolver", "EntropicProblem", "GaussianConvolution", "entropic_gaussian",
