@@ -232,8 +232,12 @@ def cloud_in_cell(grid: CellGrid, points: list[np.ndarray], mass: np.ndarray) ->
     return out.reshape(grid.shape) / grid.cell_volume
 
 
-def multilinear(grid: CellGrid, values: np.ndarray, points: list[np.ndarray]) -> np.ndarray:
-    """Multilinear interpolation of cell-centre ``values`` at ``points`` (wrap/reflect)."""
+def multilinear(grid: CellGrid, values: np.ndarray, points: list[np.ndarray],
+                odd_axis: int | None = None) -> np.ndarray:
+    """Multilinear interpolation of cell-centre ``values`` at ``points`` (wrap/reflect).
+
+    On the box, ``odd_axis`` reflects the values oddly across the faces normal to that axis
+    (the normal component of a gradient of an even function), evenly across the others."""
     d = grid.ndim
     base, frac = [], []
     for k in range(d):
@@ -248,7 +252,11 @@ def multilinear(grid: CellGrid, values: np.ndarray, points: list[np.ndarray]) ->
         flat = np.zeros_like(base[0])
         weight = np.ones(points[0].shape)
         for k in range(d):
-            flat = flat + grid.wrap_index(base[k] + combo[k], k) * strides[k]
+            index = base[k] + combo[k]
+            flat = flat + grid.wrap_index(index, k) * strides[k]
             weight = weight * (frac[k] if combo[k] else 1 - frac[k])
+            if k == odd_axis and grid.boundary == "reflect":
+                weight = np.where(np.mod(index, 2 * grid.shape[k]) >= grid.shape[k],
+                                  -weight, weight)
         out += flat_values[flat] * weight
     return out

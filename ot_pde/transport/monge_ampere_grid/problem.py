@@ -244,7 +244,8 @@ class MongeAmpereGridProblem(Problem):
             fine = (g.centers(k)[:, None] + g.spacing[k] * offsets[None, :]).ravel()
             sub.append(fine)
         pts = np.meshgrid(*sub, indexing="ij")
-        disp = [multilinear(g, ev["grad"][k].reshape(g.shape), pts) for k in range(g.ndim)]
+        disp = [multilinear(g, ev["grad"][k].reshape(g.shape), pts, odd_axis=k)
+                for k in range(g.ndim)]
         mass = np.repeat(self.source.values, s, axis=0)
         for k in range(1, g.ndim):
             mass = np.repeat(mass, s, axis=k)

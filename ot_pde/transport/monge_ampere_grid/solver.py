@@ -253,6 +253,7 @@ class NewtonSolver(_Stepper):
         alpha = 1.0
         while True:
             psi = self.psi + alpha * delta
+            psi -= psi.mean()  # exact in exact arithmetic; keeps round-off from drifting
             trial = self.eq.evaluate(psi)
             if trial["convex"]:
                 new = trial["F"] + self.c + alpha * dc
@@ -263,9 +264,9 @@ class NewtonSolver(_Stepper):
             if alpha < 2.0 ** -30:
                 raise NumericalError(f"Newton line search failed at iteration "
                                      f"{self.iteration} (residual {self.residual:.3e})")
-        self.psi = psi - psi.mean()  # exact in exact arithmetic; keeps round-off from drifting
+        self.psi = psi
         self.c += alpha * dc
-        self._ev = trial  # derivatives ignore the constant removed
+        self._ev = trial
         self.iteration += 1
         self._update_residual()
         return {"residual": self.residual, "step_length": alpha,
@@ -349,10 +350,10 @@ class FlowSolver(_Stepper):
         self._check_finite(delta)
         psi = self.psi + delta
         self.psi = psi - psi.mean()
-        self._ev = None
+        self._ev = self.eq.evaluate(self.psi)
         self.time += dt
         self.iteration += 1
-        if not self.eq.evaluate(self.psi)["convex"]:
+        if not self._ev["convex"]:
             raise NumericalError(f"the flow left the convex potentials at t = {self.time:.4g} "
                                  "(step too large: lower solver.dt or solver.cfl)")
         self._update_residual()
