@@ -26,9 +26,12 @@ same process (never as assertions in tests).
    temperature's time goes at L = 16 (flow evaluations, base, cluster move), and the numba
    Swendsen-Wang update beside a scipy csgraph reference.
 
+9. Monge-Ampere on the grid (``bench_monge_ampere.py``): damped Newton at 256^2 (torus and
+   box), and at 64^2 beside Benamou-Brenier and POT's ``emd2`` on the same grid densities.
+
 ``--only bb`` runs 1 and 2, ``--only flows`` runs 3, ``--only euler`` runs 4,
 ``--only comparison`` runs 5, ``--only entropic`` runs 6, ``--only mpi`` runs 7,
-``--only ising`` runs 8.
+``--only ising`` runs 8, ``--only ma`` runs 9.
 """
 from __future__ import annotations
 
@@ -49,6 +52,7 @@ from bench_entropic import main as bench_entropic
 from bench_euler import main as bench_euler
 from bench_flows import main as bench_flows  # benchmarks/ is sys.path[0] when run as a script
 from bench_ising_ais import main as bench_ising_ais
+from bench_monge_ampere import main as bench_monge_ampere
 from bench_mpi_euler import main as bench_mpi_euler
 
 CASES = __import__("pathlib").Path(__file__).resolve().parent.parent / "cases"
@@ -125,17 +129,19 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="fewer iterations, smaller POT problem")
     p.add_argument("--only", choices=("bb", "flows", "euler", "comparison", "entropic", "mpi",
-                                      "ising"),
+                                      "ising", "ma"),
                    help="run only one group: Benamou-Brenier (bb), flow potentials (flows), "
                         "spectral Euler (euler), exported flows (comparison), entropic "
                         "potentials (entropic), spectral Euler under MPI (mpi) or annealed "
-                        "importance sampling for the Ising model (ising)")
+                        "importance sampling for the Ising model (ising) or Monge-Ampere on the "
+                        "grid (ma)")
     args = p.parse_args(argv)
     if args.only is None:
         # Each group in its own process: numba's parallel kernels of group 1 leave worker
         # threads that compete with torch's OpenMP threads (measured: torch 0.9 ms -> 8 ms
         # for (a) after the Benamou-Brenier runs), which would flatter numba 10x.
-        for group in ("bb", "flows", "euler", "comparison", "entropic", "mpi", "ising"):
+        for group in ("bb", "flows", "euler", "comparison", "entropic", "mpi", "ising",
+                      "ma"):
             cmd = [sys.executable, __file__, "--only", group] + (["--quick"] if args.quick
                                                                  else [])
             code = subprocess.call(cmd)
@@ -155,6 +161,8 @@ def main(argv=None) -> int:
         return bench_mpi_euler(["--quick"] if args.quick else [])
     elif args.only == "ising":
         bench_ising_ais(args.quick)
+    elif args.only == "ma":
+        bench_monge_ampere(args.quick)
     else:
         bench_flows(args.quick)
     return 0
