@@ -131,6 +131,13 @@ def test_box_second_order_against_quantile_maps(case_file):
     assert p.min() >= 1.9, p
 
 
+def test_1d_torus_and_box_second_order():
+    one_d = ["grid.lower=[0]", "grid.upper=[1]", "target.amplitudes=[0.3]"]
+    assert orders(TORUS, (32, 64), one_d + ["target.modes=[2]"]).min() >= 1.9
+    assert orders(BOX_PRODUCT, (32, 64), one_d + ["target.modes=[1]", "source.modes=[2]",
+                                                  "source.amplitudes=[0.5]"]).min() >= 1.9
+
+
 def test_box_gaussian_reports_bures_and_truncation():
     problem, solver = solve(BOX_GAUSS, ["grid.n=32"])
     s = problem.summary(solver)
