@@ -10,7 +10,7 @@ Tolerances and why:
 * The flow: ``psi`` within 1e-6 of Newton's (the issue's bound; measured ~1e-11 with
   ``tol = 1e-9``). Its fitted decay rate against the spectral gap of the linearized operator
   (the eigenvalue of -J, mean-free, with the smallest real part): explicit Euler with a
-  small step follows the PDE, stated within 5 %.
+  small step follows the PDE, stated within 3 % (measured 1.3 % at 16^2, 0.55 % at 32^2).
 * Cross-check with ``benamou_brenier`` on the same 64^2 grid densities: within 1 % (the
   issue's bound); both schemes are second order, their own errors are ~1e-3 here.
 """
@@ -107,6 +107,29 @@ def test_torus_3d_second_order():
     assert p.min() >= 1.9, p
 
 
+def test_backends_run_the_same_code():
+    """numba is accepted and runs the numpy/scipy code: results equal to the bit; cupy is
+    refused (no GPU path)."""
+    from ot_pde.backends import available_backends
+    from ot_pde.errors import InputError
+
+    case = load_case(TORUS, overrides=["grid.n=16"])
+    problem = get_kind(case.kind).build(case)
+    results = []
+    for name in [b for b in ("numpy", "numba") if b in available_backends()]:
+        solver = problem.make_solver(get_backend(name))
+        while not solver.finished:
+            solver.step()
+        results.append(solver.psi)
+    assert all(np.array_equal(results[0], r) for r in results)
+
+    class FakeCupy:
+        name = "cupy"
+
+    with pytest.raises(InputError, match="run.backend"):
+        problem.make_solver(FakeCupy())
+
+
 def test_direct_and_gmres_newton_agree():
     _, a = solve(TORUS, ["grid.n=24"])
     _, b = solve(TORUS, ["grid.n=24", "solver.linear=direct"])
@@ -197,7 +220,7 @@ def test_explicit_flow_decays_at_the_spectral_gap():
     jac = problem.equation.jacobian(newton.ev).toarray()
     eig = np.linalg.eigvals(jac)
     gap = np.sort(-eig.real)[1]  # [0] is the constants' zero eigenvalue
-    assert s["decay_rate"] == pytest.approx(gap, rel=0.05)
+    assert s["decay_rate"] == pytest.approx(gap, rel=0.03)  # measured 1.3 %
 
 
 def test_decay_rate_fit():

@@ -383,16 +383,20 @@ class FlowSolver(_Stepper):
 
 def decay_rate(times: np.ndarray, residuals: np.ndarray, floor: float = 1e-11) -> float:
     """Exponential decay rate of the residual, :math:`-d\\log r/dt`, fitted by least squares
-    on the tail: the steps after the residual fell below 1e-2 of its start and before it
-    reached ``floor`` (round-off). NaN when fewer than 3 such steps."""
+    on the tail: the later half of the steps after the residual fell below 1e-2 of its start
+    and before it reached ``floor`` (round-off), where the slowest mode dominates. NaN when
+    fewer than 3 such steps."""
     times, residuals = np.asarray(times, float), np.asarray(residuals, float)
     if len(residuals) < 3:
         return float("nan")
     keep = (residuals < 1e-2 * residuals[0]) & (residuals > floor)
-    if keep.sum() < 3:
+    if keep.sum() < 6:
         keep = residuals > floor
-        keep[: len(keep) // 2] = False
-    if keep.sum() < 3:
+    index = np.flatnonzero(keep)
+    index = index[len(index) // 2:]
+    if len(index) < 3:
         return float("nan")
+    keep = np.zeros(len(residuals), bool)
+    keep[index] = True
     slope = np.polyfit(times[keep], np.log(residuals[keep]), 1)[0]
     return float(-slope)
