@@ -171,92 +171,85 @@ class CubicSpline:
         w = [(1 - t) ** 3 / 6, (3 * t ** 3 - 6 * t ** 2 + 4) / 6,
              (-3 * t ** 3 + 3 * t ** 2 + 3 * t + 1) / 6, t ** 3 / 6]
         dw = [-(1 - t) ** 2 / 2, 1.5 * t ** 2 - 2 * t, -1.5 * t ** 2 + t + 0.5, t ** 2 / 2]
-        return w, dw
+        d2w = [1 - t, 3 * t - 2, 1 - 3 * t, t]
+        return w, dw, d2w
 
-    def __call__(self, points: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
-        """Value and gradient (physical units) at ``points`` (one coordinate array per axis)."""
+    def __call__(self, points: list[np.ndarray], hessian: bool = False):
+        """Value and gradient (physical units) at ``points`` (one coordinate array per axis),
+        and the Hessian (nested lists) when ``hessian``."""
         g = self.grid
         d = g.ndim
-        base, w, dw = [], [], []
+        base, w, dw, d2w = [], [], [], []
         for k in range(d):
             s = (points[k] - g.lower[k]) / g.spacing[k] - 0.5
             i0 = np.floor(s)
-            wk, dwk = self._weights(s - i0)
+            wk, dwk, d2wk = self._weights(s - i0)
             base.append(i0.astype(np.int64))
             w.append(wk)
             dw.append([x / g.spacing[k] for x in dwk])
+            d2w.append([x / g.spacing[k] ** 2 for x in d2wk])
         strides = [int(np.prod(g.shape[k + 1:])) for k in range(d)]
         idx = [[g.wrap_index(base[k] + o, k) * strides[k] for o in (-1, 0, 1, 2)]
                for k in range(d)]
-        value = np.zeros(points[0].shape)
-        grad = [np.zeros(points[0].shape) for _ in range(d)]
-        for combo in np.ndindex(*(4,) * d):
-            flat = idx[0][combo[0]]
-            for k in range(1, d):
+        shape = points[0].shape
+        value = np.zeros(shape)
+        grad = [np.zeros(shape) for _ in range(d)]
+        hess = [[np.zeros(shape) for _ in range(d)] for _ in range(d)]
+        last = d - 1
+        orders = 3 if hessian else 2
+        tables = (w, dw, d2w)
+        for combo in np.ndindex(*(4,) * last):
+            # sums over the last axis first: S_r = sum_o c * (r-th derivative weight)[o]
+            flat = 0
+            for k in range(last):
                 flat = flat + idx[k][combo[k]]
-            c = self.coef[flat]
-            prod = [w[k][combo[k]] for k in range(d)]
-            weight = prod[0]
-            for k in range(1, d):
-                weight = weight * prod[k]
-            value += c * weight
-            for j in range(d):
-                term = dw[j][combo[j]]
-                for k in range(d):
-                    if k != j:
-                        term = term * prod[k]
-                grad[j] += c * term
-        return value, grad
+            sums = [np.zeros(shape) for _ in range(orders)]
+            for o in range(4):
+                c = self.coef[flat + idx[last][o]]
+                for r in range(orders):
+                    sums[r] += c * tables[r][last][o]
+
+            def weight(axes_orders):  # product over the first axes, derivative orders given
+                out = 1.0
+                for k in range(last):
+                    out = out * tables[axes_orders.get(k, 0)][k][combo[k]]
+                return out
+
+            value += sums[0] * weight({})
+            grad[last] += sums[1] * weight({})
+            for j in range(last):
+                grad[j] += sums[0] * weight({j: 1})
+            if hessian:
+                hess[last][last] += sums[2] * weight({})
+                for j in range(last):
+                    hess[j][last] += sums[1] * weight({j: 1})
+                    hess[j][j] += sums[0] * weight({j: 2})
+                    for i in range(j):
+                        hess[i][j] += sums[0] * weight({i: 1, j: 1})
+        if not hessian:
+            return value, grad
+        for i in range(d):
+            for j in range(i):
+                hess[i][j] = hess[j][i]
+        return value, grad, hess
 
 
-def cloud_in_cell(grid: CellGrid, points: list[np.ndarray], mass: np.ndarray) -> np.ndarray:
-    """Deposit point masses on the cells by multilinear weights (cloud in cell); indices off
-    the grid wrap (torus) or reflect (box). Returns a density (mass / cell volume)."""
-    d = grid.ndim
-    base, frac = [], []
-    for k in range(d):
-        s = (points[k].ravel() - grid.lower[k]) / grid.spacing[k] - 0.5
-        i0 = np.floor(s)
-        base.append(i0.astype(np.int64))
-        frac.append(s - i0)
-    strides = [int(np.prod(grid.shape[k + 1:])) for k in range(d)]
-    out = np.zeros(grid.size)
-    m = mass.ravel()
-    for combo in np.ndindex(*(2,) * d):
-        flat = np.zeros_like(base[0])
-        weight = m
-        for k in range(d):
-            flat = flat + grid.wrap_index(base[k] + combo[k], k) * strides[k]
-            weight = weight * (frac[k] if combo[k] else 1 - frac[k])
-        out += np.bincount(flat, weights=weight, minlength=grid.size)
-    return out.reshape(grid.shape) / grid.cell_volume
-
-
-def multilinear(grid: CellGrid, values: np.ndarray, points: list[np.ndarray],
-                odd_axis: int | None = None) -> np.ndarray:
-    """Multilinear interpolation of cell-centre ``values`` at ``points`` (wrap/reflect).
-
-    On the box, ``odd_axis`` reflects the values oddly across the faces normal to that axis
-    (the normal component of a gradient of an even function), evenly across the others."""
-    d = grid.ndim
-    base, frac = [], []
-    for k in range(d):
-        s = (points[k] - grid.lower[k]) / grid.spacing[k] - 0.5
-        i0 = np.floor(s)
-        base.append(i0.astype(np.int64))
-        frac.append(s - i0)
-    flat_values = values.ravel()
-    strides = [int(np.prod(grid.shape[k + 1:])) for k in range(d)]
-    out = np.zeros(points[0].shape)
-    for combo in np.ndindex(*(2,) * d):
-        flat = np.zeros_like(base[0])
-        weight = np.ones(points[0].shape)
-        for k in range(d):
-            index = base[k] + combo[k]
-            flat = flat + grid.wrap_index(index, k) * strides[k]
-            weight = weight * (frac[k] if combo[k] else 1 - frac[k])
-            if k == odd_axis and grid.boundary == "reflect":
-                weight = np.where(np.mod(index, 2 * grid.shape[k]) >= grid.shape[k],
-                                  -weight, weight)
-        out += flat_values[flat] * weight
-    return out
+def invert_gradient_map(grad_hess, y: list[np.ndarray], t: float, x0=None,
+                        iterations: int = 50, tol: float = 1e-12):
+    r"""Solve :math:`x + t\nabla\psi(x) = y` for ``x`` by Newton's method from ``x0`` (default
+    ``y``), where ``grad_hess(x) -> (grad, hess)`` gives :math:`\nabla\psi` and
+    :math:`D^2\psi` (the map is the gradient of the strictly convex :math:`|x|^2/2 + t\psi`
+    when :math:`I + tD^2\psi > 0`). Returns ``x`` and ``grad_hess(x)``; raises
+    ``ArithmeticError`` when it does not converge to ``tol``."""
+    d = len(y)
+    x = [yk.copy() for yk in (y if x0 is None else x0)]
+    for _ in range(iterations):
+        grad, hess = grad_hess(x)
+        r = [x[k] + t * grad[k] - y[k] for k in range(d)]
+        if max(float(np.max(np.abs(rk))) for rk in r) <= tol:
+            return x, (grad, hess)
+        m = np.moveaxis(np.array([[t * hess[i][j] + (i == j) for j in range(d)]
+                                  for i in range(d)]), (0, 1), (-2, -1))
+        step = np.linalg.solve(m, np.moveaxis(np.array(r), 0, -1)[..., None])[..., 0]
+        x = [x[k] - step[..., k] for k in range(d)]
+    raise ArithmeticError("the inverse of x + t grad psi(x) did not converge")

@@ -9,8 +9,8 @@ import numpy as np
 from ...config import Field, Section, make_schema
 from ...core.problem import FieldData, GridAxis, Problem, Reference
 from ...densities import build_density, density_section
-from ...errors import InputError
-from .operators import CellGrid, cloud_in_cell, multilinear
+from ...errors import InputError, NumericalError
+from .operators import CellGrid, CubicSpline, invert_gradient_map
 from .reference import ConstructedPotential, Transport1D
 from .solver import FlowSolver, MongeAmpereEquation, NewtonSolver, decay_rate
 
@@ -69,9 +69,6 @@ SCHEMA = make_schema({
                        doc="iterations between flushes of history and checkpoint"),
         "frames": Field("int", 9, minimum=2,
                         doc="times of McCann's interpolation written, evenly in [0, 1]"),
-        "subsample": Field("int", None, minimum=1,
-                           doc="points per cell and axis deposited for McCann's "
-                               "interpolation (default 4 in 1D/2D, 2 in 3D)"),
     }),
 })
 
@@ -232,31 +229,33 @@ class MongeAmpereGridProblem(Problem):
 
     # -- results ----------------------------------------------------------------------------
     def mccann(self, solver) -> np.ndarray:
-        """McCann's interpolation :math:`((1-t)x + tT(x))_\\#\\rho_0` on the grid: each cell's
-        mass split over ``subsample**d`` points (the map interpolated multilinearly) and
-        deposited by cloud in cell (mass exact, smoothing O(h^2))."""
+        """McCann's interpolation :math:`((1-t)x + t\\nabla u(x))_\\#\\rho_0` at the cell
+        centres: with :math:`\\psi` and :math:`\\rho_0` interpolated by cubic splines,
+        :math:`\\rho_t(y) = \\rho_0(x) / \\det(I + tD^2\\psi(x))` where
+        :math:`x + t\\nabla\\psi(x) = y` (solved by Newton at each centre)."""
         g = self.grid_
-        s = self.case.get("output.subsample") or (4 if g.ndim < 3 else 2)
-        ev = solver.ev
-        offsets = (np.arange(s) + 0.5) / s - 0.5
-        sub = []
-        for k in range(g.ndim):
-            fine = (g.centers(k)[:, None] + g.spacing[k] * offsets[None, :]).ravel()
-            sub.append(fine)
-        pts = np.meshgrid(*sub, indexing="ij")
-        disp = [multilinear(g, ev["grad"][k].reshape(g.shape), pts, odd_axis=k)
-                for k in range(g.ndim)]
-        mass = np.repeat(self.source.values, s, axis=0)
-        for k in range(1, g.ndim):
-            mass = np.repeat(mass, s, axis=k)
-        mass = mass * g.cell_volume / s ** g.ndim
+        psi = CubicSpline(g, solver.psi.reshape(g.shape))
+        rho0 = CubicSpline(g, self.source.values)
+        return self._interpolation(lambda x: psi(x, hessian=True)[1:],
+                                   lambda x: rho0(x)[0])
+
+    def _interpolation(self, grad_hess, rho0) -> np.ndarray:
+        g = self.grid_
+        y = g.mesh()
         frames = []
+        x, grad, t_prev = y, None, 0.0
         for t in self._times():
-            moved = [pts[k] + t * disp[k] for k in range(g.ndim)]
-            if self.domain == "torus":  # positions modulo the period
-                moved = [g.lower[k] + np.mod(moved[k] - g.lower[k], g.upper[k] - g.lower[k])
-                         for k in range(g.ndim)]
-            frames.append(cloud_in_cell(g, moved, mass))
+            if grad is not None:  # the previous frame's preimage, moved on along the map
+                x = [x[k] - (t - t_prev) * grad[k] for k in range(g.ndim)]
+            try:
+                x, (grad, hess) = invert_gradient_map(grad_hess, y, t, x0=x)
+            except ArithmeticError as exc:
+                raise NumericalError(f"McCann's interpolation at t = {t:.3g}: {exc}") from None
+            t_prev = t
+            m = np.array([[t * hess[i][j] + (i == j) for j in range(g.ndim)]
+                          for i in range(g.ndim)])
+            det = np.linalg.det(np.moveaxis(m, (0, 1), (-2, -1)))
+            frames.append(rho0(x) / det)
         return np.stack(frames)
 
     def fields(self, solver) -> list[FieldData]:
@@ -273,7 +272,7 @@ class MongeAmpereGridProblem(Problem):
             out.append(FieldData(f"map_{name}", f[f"map_{k}"], names, "length",
                                  f"component {name} of the map grad u = x + grad psi"))
         out.append(FieldData("rho", self.mccann(solver), ("t",) + names, "1/length^d",
-                             "McCann's interpolation ((1-t) id + t grad u)#rho0"))
+                             "McCann's interpolation ((1-t) id + t grad u)#rho0 (inverse map)"))
         return out
 
     def _newton_solution(self, solver) -> np.ndarray:
@@ -336,8 +335,29 @@ class MongeAmpereGridProblem(Problem):
         ref = self._reference()
         if ref is None:
             return None
-        return Reference(scalars={"W2_squared": ref[0]},
-                         fields={"psi": (ref[1], self.grid_.cell_volume)})
+        g = self.grid_
+        fields = {"psi": (ref[1], g.cell_volume)}
+        rho = self._exact_interpolation()
+        if rho is not None:
+            fields["rho"] = (rho, g.cell_volume / len(rho))
+        return Reference(scalars={"W2_squared": ref[0]}, fields=fields)
+
+    def _exact_interpolation(self) -> np.ndarray | None:
+        """McCann's interpolation of the exact map at the cell centres (frames first)."""
+        g = self.grid_
+        if self.potential is not None:
+            pot = self.potential
+            return self._interpolation(lambda x: pot(x)[1:],
+                                       lambda x: pot.source_density(x, self.target.pdf))
+        frames = []
+        maps = [Transport1D(self.source.factors[k], self.target.factors[k], g.lower[k],
+                            g.upper[k]) for k in range(g.ndim)]
+        for t in self._times():
+            out = np.ones(g.shape)
+            for k, t1d in enumerate(maps):
+                out = out * g.broadcast(k, t1d.interpolant(t, g.centers(k)))
+            frames.append(out)
+        return np.stack(frames)
 
 
 def _bures(m0, c0, m1, c1) -> float:

@@ -113,3 +113,16 @@ class Transport1D:
         t = np.interp(self.cdf0, self.cdf1, self.x) - self.x
         integral = np.concatenate([[0.0], np.cumsum(0.5 * (t[1:] + t[:-1]) * np.diff(self.x))])
         return np.interp(points, self.x, integral)
+
+    def interpolant(self, t: float, points: np.ndarray) -> np.ndarray:
+        """Density of McCann's interpolant :math:`((1-t)x + tT(x))_\\#\\rho_0` at
+        ``points``: :math:`\\rho_0(x) / ((1-t) + tT'(x))` at :math:`y = (1-t)x + tT(x)`."""
+        x = self.x
+        t_map = np.interp(self.cdf0, self.cdf1, x)
+        # T' = rho0(x) / rho1(T(x)), from the CDFs' slopes on the fine grid
+        p0 = np.gradient(self.cdf0, x)
+        p1 = np.interp(t_map, x, np.gradient(self.cdf1, x))
+        y = (1 - t) * x + t * t_map
+        rho_t = p0 / ((1 - t) + t * p0 / p1)
+        return np.interp(points, y, rho_t)
+
