@@ -183,6 +183,14 @@ def test_mccann_interpolation_second_order_via_converge():
         assert study.orders()[name][-1] >= 1.9, (name, study.orders()[name])
 
 
+def test_3d_box_second_order():
+    p = orders(BOX_PRODUCT, (12, 24), [
+        "grid.lower=[0, 0, 0]", "grid.upper=[1, 1, 1]", "output.frames=2",
+        "source.amplitudes=[0.6, 0.4, 0.3]", "source.modes=[1, 2, 1]",
+        "target.amplitudes=[-0.5, 0.5, 0.2]", "target.modes=[1, 1, 2]"])
+    assert p.min() >= 1.9, p
+
+
 def test_box_gaussian_reports_bures_and_truncation():
     problem, solver = solve(BOX_GAUSS, ["grid.n=32"])
     s = problem.summary(solver)
