@@ -298,8 +298,13 @@ class MongeAmpereGridProblem(Problem):
             out["time"] = solver.time
             hist = solver.history_arrays()
             out["decay_rate"] = decay_rate(hist[0], hist[1])
-            out["psi_distance_to_newton"] = float(np.max(np.abs(
-                solver.psi - self._newton_solution(solver))))
+            try:
+                out["psi_distance_to_newton"] = float(np.max(np.abs(
+                    solver.psi - self._newton_solution(solver))))
+            except NumericalError as exc:  # the flow's summary stands without it
+                log.warning("psi_distance_to_newton not computed: Newton from the flow's "
+                            "end state failed (%s)", exc)
+                out["psi_distance_to_newton"] = float("nan")
         ref = self._reference()
         if ref is not None:
             exact, psi_exact = ref
