@@ -159,13 +159,10 @@ class _Stepper:
         ev = self.ev
         g = self.eq.grid
         out = {"psi": self.psi.reshape(g.shape), "det": ev["det"].reshape(g.shape),
-               "residual": (ev["F"] + self._constant()).reshape(g.shape)}
+               "residual": (ev["F"] + self.c).reshape(g.shape)}
         for k in range(g.ndim):
             out[f"map_{k}"] = (self.eq.x[k] + ev["grad"][k]).reshape(g.shape)
         return out
-
-    def _constant(self) -> float:
-        return self.c
 
     def w2_squared(self) -> float:
         return self.eq.w2_squared(self.ev)
