@@ -4,7 +4,7 @@ Tolerances and why:
 
 * Observed orders: the scheme is second order (centred differences; the spline of
   log rho1 is fourth order); asserted ``>= 1.9`` on the finest pair (the issue's bound),
-  measured 1.99-2.00 on the torus and the cosine box case (2D; 1.93-2.01 in 3D at 12 -> 24),
+  measured 1.99-2.00 on the torus and the cosine box case (2D; 1.93-2.02 in 3D at 12 -> 24),
   2.27 (W2^2) and 1.97 (psi Linf) on the Gaussian box case at 32 -> 64.
 * Newton: residual ``max |F + c| <= 1e-10`` (the issue's bound); iterations ``<= 30``
   (measured 4-5 on the torus, 6 on the box).
