@@ -32,9 +32,12 @@ same process (never as assertions in tests).
    matters (Benamou-Brenier 256^2 x 64, spectral Euler 2048^2, the L = 16 Ising training
    step, entropic 512^2); says why and does nothing without a usable cupy backend.
 
+10. Monge-Ampere on the grid (``bench_monge_ampere.py``): damped Newton at 256^2 (torus and
+    box), and at 64^2 beside Benamou-Brenier and POT's ``emd2`` on the same grid densities.
+
 ``--only bb`` runs 1 and 2, ``--only flows`` runs 3, ``--only euler`` runs 4,
 ``--only comparison`` runs 5, ``--only entropic`` runs 6, ``--only mpi`` runs 7,
-``--only ising`` runs 8, ``--only gpu`` runs 9.
+``--only ising`` runs 8, ``--only gpu`` runs 9, ``--only ma`` runs 10.
 """
 from __future__ import annotations
 
@@ -56,6 +59,7 @@ from bench_euler import main as bench_euler
 from bench_flows import main as bench_flows  # benchmarks/ is sys.path[0] when run as a script
 from bench_gpu import main as bench_gpu
 from bench_ising_ais import main as bench_ising_ais
+from bench_monge_ampere import main as bench_monge_ampere
 from bench_mpi_euler import main as bench_mpi_euler
 
 CASES = __import__("pathlib").Path(__file__).resolve().parent.parent / "cases"
@@ -132,18 +136,19 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="fewer iterations, smaller POT problem")
     p.add_argument("--only", choices=("bb", "flows", "euler", "comparison", "entropic", "mpi",
-                                      "ising", "gpu"),
+                                      "ising", "gpu", "ma"),
                    help="run only one group: Benamou-Brenier (bb), flow potentials (flows), "
                         "spectral Euler (euler), exported flows (comparison), entropic "
                         "potentials (entropic), spectral Euler under MPI (mpi), annealed "
-                        "importance sampling for the Ising model (ising) or cupy against "
-                        "numba (gpu)")
+                        "importance sampling for the Ising model (ising), cupy against "
+                        "numba (gpu) or Monge-Ampere on the grid (ma)")
     args = p.parse_args(argv)
     if args.only is None:
         # Each group in its own process: numba's parallel kernels of group 1 leave worker
         # threads that compete with torch's OpenMP threads (measured: torch 0.9 ms -> 8 ms
         # for (a) after the Benamou-Brenier runs), which would flatter numba 10x.
-        for group in ("bb", "flows", "euler", "comparison", "entropic", "mpi", "ising", "gpu"):
+        for group in ("bb", "flows", "euler", "comparison", "entropic", "mpi", "ising", "gpu",
+                      "ma"):
             cmd = [sys.executable, __file__, "--only", group] + (["--quick"] if args.quick
                                                                  else [])
             code = subprocess.call(cmd)
@@ -165,6 +170,8 @@ def main(argv=None) -> int:
         bench_ising_ais(args.quick)
     elif args.only == "gpu":
         return bench_gpu(["--seconds", "1"] if args.quick else [])
+    elif args.only == "ma":
+        bench_monge_ampere(args.quick)
     else:
         bench_flows(args.quick)
     return 0

@@ -19,6 +19,7 @@ CPU_ONLY = {
     "otreg_flow": "otreg_swissroll.toml",
     "euler_lagrangian": "euler_lagrangian_rotation_square.toml",
     "generalized_geodesic": "generalized_inversion_1d.toml",
+    "monge_ampere_grid": "ma_torus_constructed_2d.toml",
 }
 #: a shipped case of every kind with a cupy path (the Ising one without annealing)
 WITH_CUPY = {

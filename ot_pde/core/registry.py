@@ -30,6 +30,7 @@ _KIND_MODULES = {
     "euler_lagrangian": "ot_pde.euler.lagrangian",
     "euler_spectral": "ot_pde.euler.spectral",
     "entropic_potentials": "ot_pde.transport.entropic",
+    "monge_ampere_grid": "ot_pde.transport.monge_ampere_grid",
 }
 
 _KINDS: dict[str, "ProblemKind"] = {}
