@@ -41,6 +41,7 @@ import numpy as np
 from ...errors import InputError, NumericalError
 from ...flows.potentials import ACTIVATIONS, OneHiddenLayer
 from ...flows.training import Adam, geometric_lr
+from .problem import entropic_gaussian
 
 LOG_2PI = math.log(2.0 * math.pi)
 
@@ -96,7 +97,7 @@ class QuadraticNetwork:
         """(S, b, c) of the quadratic part."""
         d = self.dim
         m = self.params[:d * d].reshape(d, d)
-        return 0.5 * (m + m.T), self.params[d * d:d * d + d], float(self.params[d * d + d])
+        return 0.5 * (m + m.T), self.params[d * d:d * d + d].copy(), float(self.params[d * d + d])
 
     # -- values ---------------------------------------------------------------------------------
     def value(self, x):
@@ -242,11 +243,13 @@ class DualObjective:
         self.phi.set_params(theta[:self.phi.n_params])
         self.psi.set_params(theta[self.phi.n_params:])
 
-    def log_weights(self, y, xi):
+    def log_weights(self, y, xi, proposal=None):
         r"""Proposal points ``x`` ``(n, K, d)`` and log-weights :math:`\log\pi(x,y) - \log\nu(y)
-        - \log q(x|y)` ``(n, K)`` for target samples ``y`` and standard normal draws ``xi``."""
+        - \log q(x|y)` ``(n, K)`` for target samples ``y`` and standard normal draws ``xi``;
+        ``proposal`` (a :func:`conditional_proposal`) freezes :math:`q` (default: the current
+        one)."""
         eps, d = self.epsilon, self.phi.dim
-        p_inv, p_isqrt, half_logdet, b = conditional_proposal(self.phi)
+        p_inv, p_isqrt, half_logdet, b = proposal or conditional_proposal(self.phi)
         mean = (b + y) @ p_inv
         x = mean[:, None, :] + math.sqrt(eps) * xi @ p_isqrt
         n, k = xi.shape[:2]
@@ -263,7 +266,8 @@ class DualObjective:
         nq = self.phi.n_quad
         return np.concatenate([np.arange(nq), self.phi.n_params + np.arange(nq)])
 
-    def value_and_grad(self, xs, y, xi, want_grad: bool = True, want_curvature: bool = False):
+    def value_and_grad(self, xs, y, xi, want_grad: bool = True, want_curvature: bool = False,
+                       proposal=None):
         r"""``{"value", "grad", "mass", "curvature"}``: :math:`J` on data ``xs``, target
         samples ``y`` (also the proposal's conditioning points) and draws ``xi``
         ``(len(y), K, d)``; its gradient; the estimated plan mass :math:`I`; and (with
@@ -271,7 +275,7 @@ class DualObjective:
         :math:`\ell = \varphi(x) + \psi(y)`, in the quadratic parameters: minus the Hessian of
         :math:`J` there (exact, since :math:`J` is linear-exponential in them)."""
         eps = self.epsilon
-        x, logw, psiy = self.log_weights(y, xi)
+        x, logw, psiy = self.log_weights(y, xi, proposal)
         with np.errstate(over="ignore"):
             w = np.exp(logw)
         mass = float(w.mean())
@@ -433,3 +437,26 @@ def initialize_pair(phi: QuadraticNetwork, psi: QuadraticNetwork, data_mean, dat
     a = -0.5 * epsilon * (0.5 * d * (LOG_2PI + math.log(epsilon)) + log_n)
     phi.set_quadratic(s0, b0, c0 + a)
     psi.set_quadratic(s1, b1, c1 + a)
+
+
+def exact_gaussian_pair(m0, a, m1, b, epsilon: float):
+    r"""Quadratics (S, b, c) of the exact plan potentials between :math:`N(m_0, A)` and
+    :math:`N(m_1, B)`, read off the closed-form plan (:func:`~.problem.entropic_gaussian`):
+    with :math:`\Lambda` the joint precision,
+    :math:`\varepsilon\log\pi = \varphi(x) + \psi(y) - |x - y|^2/2` needs
+    :math:`\Lambda_{xy} = -I/\varepsilon` (returned as a check) and gives
+    :math:`\varphi = |x|^2/2 - \tfrac\varepsilon2(x-m_0)^T\Lambda_{xx}(x-m_0)
+    + \varepsilon x^T\Lambda_{xy}m_1 + \kappa/2`, likewise :math:`\psi`."""
+    m0, m1 = np.asarray(m0, float), np.asarray(m1, float)
+    d = len(m0)
+    _, cross = entropic_gaussian(m0, a, m1, b, epsilon)
+    joint = np.block([[a, cross], [cross.T, b]])
+    lam = np.linalg.inv(joint)
+    lxx, lxy, lyy = lam[:d, :d], lam[:d, d:], lam[d:, d:]
+    kappa = -epsilon * m0 @ lxy @ m1 \
+        - 0.5 * epsilon * (2 * d * LOG_2PI + np.linalg.slogdet(joint)[1]) \
+        - 0.5 * epsilon * (m0 @ lxx @ m0 + m1 @ lyy @ m1)
+    eye = np.eye(d)
+    phi = (eye - epsilon * lxx, epsilon * (lxx @ m0 + lxy @ m1), 0.5 * kappa)
+    psi = (eye - epsilon * lyy, epsilon * (lyy @ m1 + lxy.T @ m0), 0.5 * kappa)
+    return phi, psi, lxy
