@@ -275,3 +275,19 @@ def test_checkerboard_velocity_against_the_grid_solver(cli, tmp_path):
 
 #: measured (see docs/kinds/entropic_potentials.rst); the issue asks for 0.05
 CHECKERBOARD_VELOCITY_TOL = 0.05
+
+
+def test_numba_network_kernel_agrees_with_numpy():
+    pytest.importorskip("numba")
+    rng = np.random.default_rng(5)
+    a = rng.standard_normal((3, 3))
+    a = a @ a.T
+    x = rng.standard_normal((50, 3))
+    for activation in ("logcosh", "softplus", "tanh"):
+        ref = QuadraticNetwork(3, 7, activation, seed=2)
+        fast = QuadraticNetwork(3, 7, activation, seed=2, backend="numba")
+        theta = ref.params + 0.3 * rng.standard_normal(ref.n_params)
+        ref.set_params(theta)
+        fast.set_params(theta)
+        for u, v in zip(ref.net_value_grad_trace(x, a), fast.net_value_grad_trace(x, a)):
+            np.testing.assert_allclose(v, u, rtol=1e-12, atol=1e-13)

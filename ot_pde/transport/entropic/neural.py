@@ -44,6 +44,9 @@ from ...flows.training import Adam, geometric_lr
 from .problem import entropic_gaussian
 
 LOG_2PI = math.log(2.0 * math.pi)
+#: a step is shrunk while the batch estimate of the plan mass (1 at the optimum) exceeds this
+MASS_LIMIT = 1e3
+SAFEGUARD_TRIES = 12
 
 
 class QuadraticNetwork:
@@ -63,8 +66,14 @@ class QuadraticNetwork:
         Initialization of the network's hidden weights.
     """
 
-    def __init__(self, dim: int, width: int = 0, activation: str = "softplus", seed: int = 0):
+    def __init__(self, dim: int, width: int = 0, activation: str = "softplus", seed: int = 0,
+                 backend: str = "numpy"):
         self.dim = d = int(dim)
+        self._kernel = None
+        if backend == "numba" and width > 0:
+            from ._kernels_numba_net import net_value_grad_trace
+
+            self._kernel = net_value_grad_trace
         self.net = None
         n_net = 0
         if width > 0:
@@ -133,10 +142,14 @@ class QuadraticNetwork:
             return np.zeros(n), np.zeros_like(x), np.zeros(n)
         p = self.net.param_blocks()
         w1, w2 = p["W1"], p["w2"]
-        z = x @ w1.T + p["b"]
-        _, sigma, derivs = ACTIVATIONS[self.net.activation]
-        d1, d2, _ = derivs(np, z, False)
+        code, sigma, derivs = ACTIVATIONS[self.net.activation]
         aw = w1 @ a
+        if self._kernel is not None:
+            return self._kernel(np.ascontiguousarray(x), np.ascontiguousarray(w1),
+                                np.ascontiguousarray(p["b"]), np.ascontiguousarray(w2),
+                                (aw * aw).sum(1), code)
+        z = x @ w1.T + p["b"]
+        d1, d2, _ = derivs(np, z, False)
         return sigma(np, z) @ w2, (d1 * w2) @ w1, d2 @ (w2 * (aw * aw).sum(1))
 
     def net_value_grad(self, x):
@@ -367,7 +380,7 @@ class DualTraining:
         if grad is None or not (math.isfinite(value) and np.all(np.isfinite(grad))):
             raise NumericalError(f"entropic dual: non-finite value ({value}) or gradient at "
                                  f"iteration {self.iteration + 1} (plan mass estimate {mass}); "
-                                 "lower training.lr")
+                                 "lower potentials.lr or potentials.adam_lr")
         k, n_it = self.iteration, self.iterations
         lr = geometric_lr(self.lr, self.lr_final, k, n_it)
         theta = obj.params()
@@ -389,10 +402,30 @@ class DualTraining:
         if len(self.rest):
             # Adam minimizes: ascend J by descending -J
             theta[self.rest] = self.adam.step(theta[self.rest], -grad[self.rest])
-        obj.set_params(theta)
+        shrink = self._safeguard(theta, xs, y, xi)
         self.iteration += 1
         return {"dual": value, "plan_mass": mass, "grad_norm": float(np.linalg.norm(grad)),
-                "lr": lr}
+                "lr": lr, "step_shrink": shrink}
+
+    def _safeguard(self, theta, xs, y, xi) -> float:
+        r"""Apply the step from the current parameters to ``theta``, divided by 4 until the
+        batch's plan-mass estimate stays below :data:`MASS_LIMIT` (a step into a region where
+        :math:`\varphi + \psi` overshoots makes :math:`e^{(\varphi+\psi-c)/\varepsilon}`
+        overflow before the gradient can pull it back). Returns the factor applied."""
+        obj = self.objective
+        old = obj.params()
+        delta = theta - old
+        factor = 1.0
+        for _ in range(SAFEGUARD_TRIES):
+            obj.set_params(old + factor * delta)
+            with np.errstate(over="ignore", invalid="ignore"):
+                mass = obj.value_and_grad(xs, y, xi, want_grad=False)["mass"]
+            if math.isfinite(mass) and mass < MASS_LIMIT:
+                return factor
+            factor *= 0.25
+        raise NumericalError(f"entropic dual: every step from iteration {self.iteration} "
+                             f"overflows the plan mass (lower potentials.lr or "
+                             f"potentials.adam_lr)")
 
     def state(self) -> dict:
         adam = self.adam.state_dict()
