@@ -158,12 +158,25 @@ class QuadraticNetwork:
         v, g, _ = self.net.value_grad_and_laplacian(x, 0.0)
         return v, g
 
-    def quadratic_features(self, x):
-        r"""Per-row derivatives of :math:`\varphi(x_i)` in the quadratic parameters
-        ``(B, d*d + d + 1)`` (the quadratic part is linear in them)."""
+    def linear_index(self):
+        """Indices of the parameters :math:`\varphi` is linear in: the quadratic part's and the
+        network's output weights (the last ``width`` entries)."""
+        idx = np.arange(self.n_quad)
+        if self.net is not None:
+            idx = np.concatenate([idx, np.arange(self.n_params - self.net.width, self.n_params)])
+        return idx
+
+    def linear_features(self, x):
+        r"""Per-row derivatives of :math:`\varphi(x_i)` in the parameters of
+        :meth:`linear_index`, shape ``(B, len(linear_index()))``: :math:`\tfrac12 x x^T`,
+        :math:`x`, 1 and the hidden units :math:`\sigma(W_jx + b_j)`."""
         n = len(x)
-        return np.concatenate([0.5 * (x[:, :, None] * x[:, None, :]).reshape(n, -1), x,
-                               np.ones((n, 1))], axis=1)
+        cols = [0.5 * (x[:, :, None] * x[:, None, :]).reshape(n, -1), x, np.ones((n, 1))]
+        if self.net is not None:
+            p = self.net.param_blocks()
+            sigma = ACTIVATIONS[self.net.activation][1]
+            cols.append(sigma(np, x @ p["W1"].T + p["b"]))
+        return np.concatenate(cols, axis=1)
 
     def param_grad(self, x, w):
         r""":math:`\partial_\theta \sum_i w_i\varphi(x_i)`, shape ``(n_params,)``."""
@@ -274,10 +287,10 @@ class DualObjective:
         logw = (phix + psiy[:, None] - sq) / eps - self.target.log_prob(y)[:, None] - log_q
         return x, logw, psiy
 
-    def quad_index(self):
-        """Indices of the quadratic parameters of both potentials in :meth:`params`."""
-        nq = self.phi.n_quad
-        return np.concatenate([np.arange(nq), self.phi.n_params + np.arange(nq)])
+    def linear_index(self):
+        """Indices in :meth:`params` of the parameters both potentials are linear in."""
+        return np.concatenate([self.phi.linear_index(),
+                               self.phi.n_params + self.psi.linear_index()])
 
     def value_and_grad(self, xs, y, xi, want_grad: bool = True, want_curvature: bool = False,
                        proposal=None):
@@ -285,7 +298,7 @@ class DualObjective:
         samples ``y`` (also the proposal's conditioning points) and draws ``xi``
         ``(len(y), K, d)``; its gradient; the estimated plan mass :math:`I`; and (with
         ``want_curvature``) :math:`F = \varepsilon^{-1}\iint \partial\ell\,\partial\ell^T\,d\pi`,
-        :math:`\ell = \varphi(x) + \psi(y)`, in the quadratic parameters: minus the Hessian of
+        :math:`\ell = \varphi(x) + \psi(y)`, in the linear parameters (:meth:`linear_index`): minus the Hessian of
         :math:`J` there (exact, since :math:`J` is linear-exponential in them)."""
         eps = self.epsilon
         x, logw, psiy = self.log_weights(y, xi, proposal)
@@ -305,11 +318,53 @@ class DualObjective:
             - self.phi.param_grad(flat, wn.reshape(-1))
         g_psi = self.psi.param_grad(y, np.full(n, 1.0 / n) - wn.sum(axis=1))
         out["grad"] = np.concatenate([g_phi, g_psi])
-        if want_curvature:
-            fy = self.psi.quadratic_features(y)
-            rows = np.concatenate([self.phi.quadratic_features(flat),
+        if want_curvature == "psi":
+            fy = self.psi.linear_features(y)
+            out["curvature"] = (fy * wn.sum(axis=1)[:, None]).T @ fy / eps
+        elif want_curvature:
+            fy = self.psi.linear_features(y)
+            rows = np.concatenate([self.phi.linear_features(flat),
                                    np.repeat(fy, k, axis=0)], axis=1)
             out["curvature"] = (rows * wn.reshape(-1, 1)).T @ rows / eps
+        return out
+
+    def semi_dual(self, xs, y, xi, want_curvature: bool = False):
+        r"""The semi-dual in :math:`\varphi`: :math:`\psi` replaced by the transform
+        :math:`\psi_\varphi(y) = \varepsilon\log\nu(y) - \varepsilon\log Z_\varphi(y)`,
+        :math:`Z_\varphi(y) = \int e^{(\varphi(x) - |x-y|^2/2)/\varepsilon}dx`, which makes the
+        plan's second marginal exactly :math:`\nu`:
+        :math:`J_s(\varphi) = \mathbb E_\mu\varphi - \varepsilon\,\mathbb E_\nu\log Z_\varphi
+        + \varepsilon\,\mathbb E_\nu\log\nu - \varepsilon`. ``{"value", "grad",
+        "curvature"}`` with :math:`\log Z_\varphi(y)` by importance sampling from
+        :math:`q(\cdot|y)` (exact for a quadratic :math:`\varphi`, biased by :math:`O(1/K)`
+        through the network otherwise); gradient :math:`\mathbb E_\mu\partial\varphi -
+        \mathbb E_\nu\mathbb E_{\pi(x|y)}\partial\varphi` (self-normalized weights); curvature
+        :math:`\varepsilon^{-1}\mathbb E_\nu\mathrm{Cov}_{\pi(x|y)}` of the linear features.
+        Unlike :math:`J`'s, this curvature does not couple :math:`\varphi` to :math:`\psi`: its
+        conditioning does not degrade as :math:`\varepsilon \to 0`."""
+        eps, d = self.epsilon, self.phi.dim
+        p_inv, p_isqrt, half_logdet, b = conditional_proposal(self.phi)
+        x = ((b + y) @ p_inv)[:, None, :] + math.sqrt(eps) * xi @ p_isqrt
+        n, k = xi.shape[:2]
+        flat = x.reshape(n * k, d)
+        log_q = -0.5 * d * (LOG_2PI + math.log(eps)) + half_logdet - 0.5 * (xi ** 2).sum(-1)
+        logr = (self.phi.value(flat).reshape(n, k)
+                - 0.5 * ((x - y[:, None, :]) ** 2).sum(-1)) / eps - log_q
+        top = logr.max(axis=1, keepdims=True)
+        r = np.exp(logr - top)
+        tot = r.sum(axis=1, keepdims=True)
+        log_z = (np.log(tot / k) + top)[:, 0]
+        sw = r / tot
+        phi_x = self.phi.value(xs)
+        value = float(phi_x.mean() + eps * (self.target.log_prob(y) - log_z).mean()) - eps
+        grad = self.phi.param_grad(xs, np.full(len(xs), 1.0 / len(xs))) \
+            - self.phi.param_grad(flat, (sw / n).reshape(-1))
+        out = {"value": value, "grad": grad, "curvature": None}
+        if want_curvature:
+            f = self.phi.linear_features(flat).reshape(n, k, -1)
+            fbar = (sw[..., None] * f).sum(1)
+            second = (f * (sw / n)[..., None]).reshape(n * k, -1).T @ f.reshape(n * k, -1)
+            out["curvature"] = (second - fbar.T @ fbar / n) / eps
         return out
 
 
@@ -322,7 +377,7 @@ class DualTraining:
     state is in :meth:`state`). The step size decays geometrically from ``lr`` to
     ``lr_final`` over the iterations.
 
-    ``optimizer = "adam"``: Adam on every parameter. ``"newton"``: the quadratic parameters
+    ``optimizer = "adam"``: Adam on every parameter. ``"newton"``: the linear parameters (quadratic parts and output weights)
     of both potentials take the stochastic Newton step :math:`\eta_k (\bar F + \lambda)^{-1}
     \nabla J`, :math:`\bar F` the running (bias-corrected, factor ``beta``) average of the
     curvature estimates of :meth:`DualObjective.value_and_grad` and :math:`\lambda = 10^{-8}`
@@ -350,10 +405,22 @@ class DualTraining:
         self.optimizer = optimizer
         self.beta = float(beta)
         self.rng = np.random.default_rng(seed)
-        self.quad = objective.quad_index() if optimizer == "newton" else np.arange(0)
-        self.rest = np.setdiff1d(np.arange(objective.n_params), self.quad)
-        self.adam = Adam(len(self.rest), lr=self.adam_lr if optimizer == "newton" else self.lr)
-        self.curvature = np.zeros((len(self.quad), len(self.quad)))
+        n_phi = objective.phi.n_params
+        if optimizer == "newton":
+            self.lin_phi = objective.phi.linear_index()
+            self.lin_psi = n_phi + objective.psi.linear_index()
+        else:
+            self.lin_phi = self.lin_psi = np.arange(0)
+        self.hid_phi = np.setdiff1d(np.arange(n_phi), self.lin_phi)
+        self.hid_psi = np.setdiff1d(np.arange(n_phi, objective.n_params), self.lin_psi)
+        if optimizer == "newton":
+            self.adam = Adam(len(self.hid_phi), lr=self.adam_lr)
+            self.adam_psi = Adam(len(self.hid_psi), lr=self.adam_lr)
+        else:
+            self.adam = Adam(objective.n_params, lr=self.lr)
+            self.adam_psi = Adam(0)
+        self.curv_phi = np.zeros((len(self.lin_phi), len(self.lin_phi)))
+        self.curv_psi = np.zeros((len(self.lin_psi), len(self.lin_psi)))
         self.iteration = 0
 
     @property
@@ -374,40 +441,82 @@ class DualTraining:
     def step(self) -> dict:
         obj = self.objective
         xs, y, xi = self.draw(self.rng, self.batch)
-        newton = self.optimizer == "newton"
-        res = obj.value_and_grad(xs, y, xi, want_curvature=newton)
-        value, grad, mass = res["value"], res["grad"], res["mass"]
+        k, n_it = self.iteration, self.iterations
+        lr = geometric_lr(self.lr, self.lr_final, k, n_it)
+        if self.optimizer == "adam":
+            res = obj.value_and_grad(xs, y, xi)
+            self._check(res["value"], res["grad"], res["mass"])
+            self.adam.lr = lr
+            theta = obj.params()
+            theta = self.adam.step(theta, -res["grad"])  # Adam minimizes: descend -J
+            shrink = self._safeguard(theta, xs, y, xi)
+        else:
+            # Gauss-Seidel: phi by the semi-dual, then psi by J at the new phi
+            adam_lr = geometric_lr(self.adam_lr, self.adam_lr_final, k, n_it)
+            semi = obj.semi_dual(xs, y, xi, want_curvature=True)
+            self._check(semi["value"], semi["grad"], 1.0)
+            theta = obj.params()
+            self.curv_phi = self._newton(theta, semi["grad"], self.lin_phi, self.curv_phi,
+                                         semi["curvature"], lr)
+            self._adam_step(self.adam, theta, semi["grad"], self.hid_phi, adam_lr)
+            shrink = self._safeguard(theta, xs, y, xi, semi=True)
+            self._renormalize(y, xi)
+            res = obj.value_and_grad(xs, y, xi, want_curvature="psi")
+            self._check(res["value"], res["grad"], res["mass"])
+            theta = obj.params()
+            self.curv_psi = self._newton(theta, res["grad"], self.lin_psi, self.curv_psi,
+                                         res["curvature"], lr)
+            self._adam_step(self.adam_psi, theta, res["grad"], self.hid_psi, adam_lr)
+            shrink = min(shrink, self._safeguard(theta, xs, y, xi))
+        self.iteration += 1
+        return {"dual": res["value"], "plan_mass": res["mass"],
+                "grad_norm": float(np.linalg.norm(res["grad"])), "lr": lr,
+                "step_shrink": shrink}
+
+    def _check(self, value, grad, mass):
         if grad is None or not (math.isfinite(value) and np.all(np.isfinite(grad))):
             raise NumericalError(f"entropic dual: non-finite value ({value}) or gradient at "
                                  f"iteration {self.iteration + 1} (plan mass estimate {mass}); "
                                  "lower potentials.lr or potentials.adam_lr")
-        k, n_it = self.iteration, self.iterations
-        lr = geometric_lr(self.lr, self.lr_final, k, n_it)
-        theta = obj.params()
-        if newton:
-            self.curvature = self.beta * self.curvature + (1.0 - self.beta) * res["curvature"]
-            f = self.curvature / (1.0 - self.beta ** (k + 1))
-            damp = 1e-8 * max(float(np.max(np.diag(f))), 1e-300)
-            try:
-                direction = np.linalg.solve(f + damp * np.eye(len(f)), grad[self.quad])
-            except np.linalg.LinAlgError as exc:
-                raise NumericalError(f"entropic dual: singular curvature at iteration "
-                                     f"{k + 1}") from exc
-            # damped Newton (Nesterov): 1 / (1 + decrement), the decrement in units of eps
-            decrement = math.sqrt(max(float(grad[self.quad] @ direction), 0.0) / obj.epsilon)
-            theta[self.quad] += lr / (1.0 + decrement) * direction
-            self.adam.lr = geometric_lr(self.adam_lr, self.adam_lr_final, k, n_it)
-        else:
-            self.adam.lr = lr
-        if len(self.rest):
-            # Adam minimizes: ascend J by descending -J
-            theta[self.rest] = self.adam.step(theta[self.rest], -grad[self.rest])
-        shrink = self._safeguard(theta, xs, y, xi)
-        self.iteration += 1
-        return {"dual": value, "plan_mass": mass, "grad_norm": float(np.linalg.norm(grad)),
-                "lr": lr, "step_shrink": shrink}
 
-    def _safeguard(self, theta, xs, y, xi) -> float:
+    @staticmethod
+    def _adam_step(adam, theta, grad, idx, lr):
+        if len(idx):
+            adam.lr = lr
+            theta[idx] = adam.step(theta[idx], -grad[idx])  # Adam minimizes: descend -J
+
+    def _newton(self, theta, grad, idx, average, curvature, lr):
+        """Damped Newton step on ``theta[idx]`` (in place); returns the new running average."""
+        k = self.iteration
+        average = self.beta * average + (1.0 - self.beta) * curvature
+        f = average / (1.0 - self.beta ** (k + 1))
+        damp = 1e-8 * max(float(np.max(np.diag(f))), 1e-300)
+        try:
+            direction = np.linalg.solve(f + damp * np.eye(len(f)), grad[idx])
+        except np.linalg.LinAlgError as exc:
+            raise NumericalError(f"entropic dual: singular curvature at iteration {k + 1}") \
+                from exc
+        # damped Newton (Nesterov): 1 / (1 + decrement), the decrement in units of eps
+        decrement = math.sqrt(max(float(grad[idx] @ direction), 0.0) / self.objective.epsilon)
+        theta[idx] += lr / (1.0 + decrement) * direction
+        return average
+
+    def _renormalize(self, y, xi) -> None:
+        r"""Shift :math:`\psi` by the constant that makes the batch's plan-mass estimate 1
+        (the exact maximizer of :math:`J` over that constant), so that :math:`\psi`'s step
+        starts from a normalized plan after :math:`\varphi` moved."""
+        obj = self.objective
+        _, logw, _ = obj.log_weights(y, xi)
+        top = float(logw.max())
+        log_mass = top + math.log(float(np.exp(logw - top).mean()))
+        if not math.isfinite(log_mass):
+            raise NumericalError(f"entropic dual: non-finite plan mass at iteration "
+                                 f"{self.iteration + 1}; lower potentials.lr")
+        theta = obj.params()
+        theta[obj.phi.n_params + obj.psi.n_quad - 1] -= obj.epsilon * log_mass
+        obj.set_params(theta)
+
+    def _safeguard(self, theta, xs, y, xi, semi: bool = False) -> float:
         r"""Apply the step from the current parameters to ``theta``, divided by 4 until the
         batch's plan-mass estimate stays below :data:`MASS_LIMIT` (a step into a region where
         :math:`\varphi + \psi` overshoots makes :math:`e^{(\varphi+\psi-c)/\varepsilon}`
@@ -419,8 +528,12 @@ class DualTraining:
         for _ in range(SAFEGUARD_TRIES):
             obj.set_params(old + factor * delta)
             with np.errstate(over="ignore", invalid="ignore"):
-                mass = obj.value_and_grad(xs, y, xi, want_grad=False)["mass"]
-            if math.isfinite(mass) and mass < MASS_LIMIT:
+                if semi:
+                    ok = math.isfinite(obj.semi_dual(xs, y, xi)["value"])
+                else:
+                    mass = obj.value_and_grad(xs, y, xi, want_grad=False)["mass"]
+                    ok = math.isfinite(mass) and mass < MASS_LIMIT
+            if ok:
                 return factor
             factor *= 0.25
         raise NumericalError(f"entropic dual: every step from iteration {self.iteration} "
@@ -428,10 +541,12 @@ class DualTraining:
                              f"potentials.adam_lr)")
 
     def state(self) -> dict:
-        adam = self.adam.state_dict()
+        adam, adam_psi = self.adam.state_dict(), self.adam_psi.state_dict()
         return {"params": self.objective.params(), "adam_m": adam["m"], "adam_v": adam["v"],
-                "adam_step": np.int64(adam["t"]), "iteration": np.int64(self.iteration),
-                "curvature": self.curvature.copy(),
+                "adam_step": np.int64(adam["t"]), "adam_psi_m": adam_psi["m"],
+                "adam_psi_v": adam_psi["v"], "adam_psi_step": np.int64(adam_psi["t"]),
+                "iteration": np.int64(self.iteration),
+                "curvature_phi": self.curv_phi.copy(), "curvature_psi": self.curv_psi.copy(),
                 "rng_state": json.dumps(self.rng.bit_generator.state)}
 
     def load_state(self, state) -> None:
@@ -439,17 +554,22 @@ class DualTraining:
         if params.shape != (self.objective.n_params,):
             raise InputError(f"params have shape {params.shape}, expected "
                              f"({self.objective.n_params},)", source="checkpoint", key="params")
-        curvature = np.asarray(state["curvature"], dtype=np.float64)
-        if curvature.shape != self.curvature.shape:
-            raise InputError(f"curvature has shape {curvature.shape}, expected "
-                             f"{self.curvature.shape}", source="checkpoint", key="curvature")
+        curvatures = []
+        for key, have in (("curvature_phi", self.curv_phi), ("curvature_psi", self.curv_psi)):
+            c = np.asarray(state[key], dtype=np.float64)
+            if c.shape != have.shape:
+                raise InputError(f"{key} has shape {c.shape}, expected {have.shape}",
+                                 source="checkpoint", key=key)
+            curvatures.append(c)
         rng_state = state["rng_state"]
         if isinstance(rng_state, bytes):
             rng_state = rng_state.decode()
         self.adam.load_state_dict({"m": state["adam_m"], "v": state["adam_v"],
                                    "t": int(state["adam_step"])})
+        self.adam_psi.load_state_dict({"m": state["adam_psi_m"], "v": state["adam_psi_v"],
+                                       "t": int(state["adam_psi_step"])})
         self.rng.bit_generator.state = json.loads(str(rng_state))
-        self.curvature = curvature
+        self.curv_phi, self.curv_psi = curvatures
         self.objective.set_params(params)
         self.iteration = int(state["iteration"])
 
