@@ -159,24 +159,19 @@ class QuadraticNetwork:
         return v, g
 
     def linear_index(self):
-        """Indices of the parameters :math:`\varphi` is linear in: the quadratic part's and the
-        network's output weights (the last ``width`` entries)."""
-        idx = np.arange(self.n_quad)
-        if self.net is not None:
-            idx = np.concatenate([idx, np.arange(self.n_params - self.net.width, self.n_params)])
-        return idx
+        """Indices of the quadratic part's parameters, in which :math:`\varphi` is linear and
+        which take Newton steps. (The network's output weights enter linearly too, but the
+        semi-dual's curvature in them, the conditional variance of smooth hidden units over
+        :math:`\pi(x|y)`, is :math:`O(\varepsilon)` small against the noise of their
+        gradient: Newton steps there blew up on the 2D data sets; they take Adam steps.)"""
+        return np.arange(self.n_quad)
 
     def linear_features(self, x):
         r"""Per-row derivatives of :math:`\varphi(x_i)` in the parameters of
-        :meth:`linear_index`, shape ``(B, len(linear_index()))``: :math:`\tfrac12 x x^T`,
-        :math:`x`, 1 and the hidden units :math:`\sigma(W_jx + b_j)`."""
+        :meth:`linear_index`, shape ``(B, d*d + d + 1)``: :math:`\tfrac12 x x^T`, :math:`x`, 1."""
         n = len(x)
-        cols = [0.5 * (x[:, :, None] * x[:, None, :]).reshape(n, -1), x, np.ones((n, 1))]
-        if self.net is not None:
-            p = self.net.param_blocks()
-            sigma = ACTIVATIONS[self.net.activation][1]
-            cols.append(sigma(np, x @ p["W1"].T + p["b"]))
-        return np.concatenate(cols, axis=1)
+        return np.concatenate([0.5 * (x[:, :, None] * x[:, None, :]).reshape(n, -1), x,
+                               np.ones((n, 1))], axis=1)
 
     def param_grad(self, x, w):
         r""":math:`\partial_\theta \sum_i w_i\varphi(x_i)`, shape ``(n_params,)``."""
@@ -377,7 +372,7 @@ class DualTraining:
     state is in :meth:`state`). The step size decays geometrically from ``lr`` to
     ``lr_final`` over the iterations.
 
-    ``optimizer = "adam"``: Adam on every parameter. ``"newton"``: the linear parameters (quadratic parts and output weights)
+    ``optimizer = "adam"``: Adam on every parameter. ``"newton"``: the quadratic parts' parameters
     of both potentials take the stochastic Newton step :math:`\eta_k (\bar F + \lambda)^{-1}
     \nabla J`, :math:`\bar F` the running (bias-corrected, factor ``beta``) average of the
     curvature estimates of :meth:`DualObjective.value_and_grad` and :math:`\lambda = 10^{-8}`

@@ -59,7 +59,7 @@ SCHEMA = make_schema({
             "activation": Field("str", "softplus", choices=("logcosh", "softplus", "tanh"),
                                 doc="the networks' activation"),
             "optimizer": Field("str", "newton", choices=("newton", "adam"),
-                               doc="newton: stochastic Newton steps on the linear parameters (quadratic parts, output weights), "
+                               doc="newton: stochastic Newton steps on the quadratic parts, "
                                    "Adam on the networks; adam: Adam on everything"),
             "iterations": Field("int", 1000, minimum=1, doc="stochastic ascent steps"),
             "batch": Field("int", 256, minimum=2,
