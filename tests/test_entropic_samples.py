@@ -13,7 +13,8 @@ from ot_pde.io import ResultFile
 from ot_pde.transport.entropic import entropic_gaussian, entropic_gaussian_interpolation
 from ot_pde.transport.entropic.neural import (DualObjective, DualTraining, GaussianTarget,
                                               QuadraticNetwork, conditional_proposal,
-                                              exact_gaussian_pair, initialize_pair)
+                                              exact_gaussian_pair, initialize_pair,
+                                              quadratic_transform)
 from ot_pde.transport.entropic.recovery import EntropicFlow
 
 from .conftest import CASES
@@ -157,6 +158,10 @@ def test_exact_pair_recovers_the_closed_form_interpolation_and_density(eps):
     phi, psi = QuadraticNetwork(2), QuadraticNetwork(2)
     phi.set_quadratic(*phi_q)
     psi.set_quadratic(*psi_q)
+    # the exact psi is the transform of the exact phi (second marginal N(0, I))
+    for got, want in zip(quadratic_transform(phi, GaussianTarget(np.zeros(2), np.eye(2)), eps),
+                         psi_q):
+        np.testing.assert_allclose(got, want, atol=1e-10)
     flow = EntropicFlow(phi, psi, eps, draws=1, seed=0)
     rng = np.random.default_rng(3)
     for t in (0.0, 0.25, 0.5, 1.0):

@@ -159,7 +159,7 @@ class QuadraticNetwork:
         return v, g
 
     def linear_index(self):
-        """Indices of the quadratic part's parameters, in which :math:`\varphi` is linear and
+        r"""Indices of the quadratic part's parameters, in which :math:`\varphi` is linear and
         which take Newton steps. (The network's output weights enter linearly too, but the
         semi-dual's curvature in them, the conditional variance of smooth hidden units over
         :math:`\pi(x|y)`, is :math:`O(\varepsilon)` small against the noise of their
@@ -403,7 +403,7 @@ class DualTraining:
         n_phi = objective.phi.n_params
         if optimizer == "newton":
             self.lin_phi = objective.phi.linear_index()
-            self.lin_psi = n_phi + objective.psi.linear_index()
+            self.lin_psi = n_phi + objective.psi.linear_index()  # slaved: no steps
         else:
             self.lin_phi = self.lin_psi = np.arange(0)
         self.hid_phi = np.setdiff1d(np.arange(n_phi), self.lin_phi)
@@ -415,7 +415,6 @@ class DualTraining:
             self.adam = Adam(objective.n_params, lr=self.lr)
             self.adam_psi = Adam(0)
         self.curv_phi = np.zeros((len(self.lin_phi), len(self.lin_phi)))
-        self.curv_psi = np.zeros((len(self.lin_psi), len(self.lin_psi)))
         self.iteration = 0
 
     @property
@@ -455,14 +454,17 @@ class DualTraining:
                                          semi["curvature"], lr)
             self._adam_step(self.adam, theta, semi["grad"], self.hid_phi, adam_lr)
             shrink = self._safeguard(theta, xs, y, xi, semi=True)
-            self._renormalize(y, xi)
-            res = obj.value_and_grad(xs, y, xi, want_curvature="psi")
-            self._check(res["value"], res["grad"], res["mass"])
-            theta = obj.params()
-            self.curv_psi = self._newton(theta, res["grad"], self.lin_psi, self.curv_psi,
-                                         res["curvature"], lr)
-            self._adam_step(self.adam_psi, theta, res["grad"], self.hid_psi, adam_lr)
-            shrink = min(shrink, self._safeguard(theta, xs, y, xi))
+            obj.psi.set_quadratic(*quadratic_transform(obj.phi, obj.target, obj.epsilon))
+            if len(self.hid_psi):
+                self._renormalize(y, xi)
+                res = obj.value_and_grad(xs, y, xi)
+                self._check(res["value"], res["grad"], res["mass"])
+                theta = obj.params()
+                self._adam_step(self.adam_psi, theta, res["grad"], self.hid_psi, adam_lr)
+                shrink = min(shrink, self._safeguard(theta, xs, y, xi))
+                self._renormalize(y, xi)
+            res = obj.value_and_grad(xs, y, xi, want_grad=False)
+            res["grad"] = semi["grad"]
         self.iteration += 1
         return {"dual": res["value"], "plan_mass": res["mass"],
                 "grad_norm": float(np.linalg.norm(res["grad"])), "lr": lr,
@@ -541,7 +543,7 @@ class DualTraining:
                 "adam_step": np.int64(adam["t"]), "adam_psi_m": adam_psi["m"],
                 "adam_psi_v": adam_psi["v"], "adam_psi_step": np.int64(adam_psi["t"]),
                 "iteration": np.int64(self.iteration),
-                "curvature_phi": self.curv_phi.copy(), "curvature_psi": self.curv_psi.copy(),
+                "curvature_phi": self.curv_phi.copy(),
                 "rng_state": json.dumps(self.rng.bit_generator.state)}
 
     def load_state(self, state) -> None:
@@ -550,7 +552,7 @@ class DualTraining:
             raise InputError(f"params have shape {params.shape}, expected "
                              f"({self.objective.n_params},)", source="checkpoint", key="params")
         curvatures = []
-        for key, have in (("curvature_phi", self.curv_phi), ("curvature_psi", self.curv_psi)):
+        for key, have in (("curvature_phi", self.curv_phi),):
             c = np.asarray(state[key], dtype=np.float64)
             if c.shape != have.shape:
                 raise InputError(f"{key} has shape {c.shape}, expected {have.shape}",
@@ -564,7 +566,7 @@ class DualTraining:
         self.adam_psi.load_state_dict({"m": state["adam_psi_m"], "v": state["adam_psi_v"],
                                        "t": int(state["adam_psi_step"])})
         self.rng.bit_generator.state = json.loads(str(rng_state))
-        self.curv_phi, self.curv_psi = curvatures
+        self.curv_phi, = curvatures
         self.objective.set_params(params)
         self.iteration = int(state["iteration"])
 
@@ -608,3 +610,21 @@ def exact_gaussian_pair(m0, a, m1, b, epsilon: float):
     phi = (eye - epsilon * lxx, epsilon * (lxx @ m0 + lxy @ m1), 0.5 * kappa)
     psi = (eye - epsilon * lyy, epsilon * (lyy @ m1 + lxy.T @ m0), 0.5 * kappa)
     return phi, psi, lxy
+
+
+def quadratic_transform(phi: QuadraticNetwork, target: GaussianTarget, epsilon: float):
+    r"""(S, b, c) of the transform of :math:`\varphi`'s quadratic part,
+    :math:`\psi(y) = \varepsilon\log\nu(y) - \varepsilon\log\int e^{(\varphi_2(x) - |x-y|^2/2)/\varepsilon}dx`
+    (the :math:`\psi` that gives the plan the second marginal :math:`\nu` exactly when
+    :math:`\varphi = \varphi_2`): with :math:`P = I - S`,
+    :math:`\psi = \varepsilon\log\nu + |y|^2/2 - (b+y)^TP^{-1}(b+y)/2 - c
+    - \tfrac{\varepsilon d}2\log 2\pi\varepsilon + \tfrac\varepsilon2\log\det P`."""
+    d = phi.dim
+    p_inv, _, half_logdet, b = conditional_proposal(phi)
+    _, _, c = phi.quadratic()
+    s_nu, b_nu, c_nu = gaussian_quadratic(target.mean, target.cov, epsilon)
+    s_psi = np.eye(d) - p_inv + s_nu
+    b_psi = -p_inv @ b + b_nu
+    c_psi = (c_nu - c - 0.5 * b @ p_inv @ b - 0.5 * epsilon * d * (LOG_2PI + math.log(epsilon))
+             + epsilon * half_logdet)
+    return s_psi, b_psi, c_psi
