@@ -181,12 +181,21 @@ def test_exact_pair_recovers_the_closed_form_interpolation_and_density(eps):
 
 def test_gaussian_d2_matches_the_closed_form(gauss, cli, tmp_path):
     out = tmp_path / "g.h5"
-    code, _, err = cli("run", gauss, "-o", out, "--backend", "numpy")
+    code, _, err = cli("run", gauss, "-o", out, "--backend", "numpy",
+                       "--set", "grid.lower=[-4.0, -4.0]", "--set", "grid.upper=[4.0, 4.0]",
+                       "--set", "grid.n=32")
     assert code == 0, err
     with ResultFile(out) as rf:
         s = rf.summary()
         hist = rf.history()
         x0 = rf.particles("x0")
+        model, true = rf.field("model_log_density"), rf.field("true_log_density")
+    # the CNF's density on the grid: unit mass, close to the true one where it matters
+    assert abs(s["model_density_mass"] - 1) < 0.01
+    assert np.abs(np.exp(model) - np.exp(true)).sum() * (8 / 32) ** 2 < 0.05
+    png = tmp_path / "g.png"
+    code, _, err = cli("plot", out, "-o", png)
+    assert code == 0 and png.stat().st_size > 10_000, err
     exact, _ = entropic_gaussian(M0, A, np.zeros(2), np.eye(2), 0.1)
     assert s["entropic_cost_exact"] == pytest.approx(exact, rel=1e-12)
     assert s["relative_error"] < 0.05
