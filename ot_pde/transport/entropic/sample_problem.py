@@ -18,8 +18,9 @@ import numpy as np
 from ...core.problem import FieldData, GridAxis, ParticleData, Problem
 from ...errors import InputError
 from ...flows import data as toy_data
+from .dual_training import DualTraining
 from .grid_compare import COMPARE_TIMES, grid_fields
-from .neural import (DualObjective, DualTraining, GaussianTarget, QuadraticNetwork,
+from .neural import (DualObjective, GaussianTarget, QuadraticNetwork,
                      conditional_proposal, gaussian_entropy, initialize_pair)
 from .problem import checkerboard_log_pdf, entropic_gaussian
 from .recovery import EntropicFlow
