@@ -11,6 +11,9 @@ from ...errors import InputError, NumericalError
 from ...flows.training import Adam, geometric_lr
 from .neural import MASS_LIMIT, SAFEGUARD_TRIES, DualObjective, quadratic_transform
 
+#: Adam steps of psi's network on each batch's regression targets (psi must track phi)
+PSI_REGRESSION_STEPS = 5
+
 
 class DualTraining:
     r"""The runner's iterative solver: stochastic ascent of :math:`J` on mini-batches.
@@ -107,12 +110,14 @@ class DualTraining:
             if len(self.hid_psi):
                 theta = obj.params()
                 grad_psi = np.zeros(obj.n_params)
-                reg, offset = obj.transform_regression(y, xi)
-                grad_psi[obj.phi.n_params:] = -reg
-                self._adam_step(self.adam_psi, theta, grad_psi, self.hid_psi, adam_lr)
-                # the constant is fitted exactly (least squares): psi's c absorbs the mean misfit
-                theta[obj.phi.n_params + obj.psi.n_quad - 1] -= offset
-                obj.set_params(theta)
+                target = obj.transform_share(y, xi)
+                for _ in range(PSI_REGRESSION_STEPS):
+                    reg, offset = obj.transform_regression(y, target)
+                    grad_psi[obj.phi.n_params:] = -reg
+                    self._adam_step(self.adam_psi, theta, grad_psi, self.hid_psi, adam_lr)
+                    # the constant is fitted exactly (least squares): c absorbs the mean misfit
+                    theta[obj.phi.n_params + obj.psi.n_quad - 1] -= offset
+                    obj.set_params(theta)
             res = obj.value_and_grad(xs, y, xi, want_grad=False)
             res["grad"] = semi["grad"]
         self.iteration += 1

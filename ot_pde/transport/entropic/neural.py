@@ -320,23 +320,27 @@ class DualObjective:
             out["curvature"] = (rows * wn.reshape(-1, 1)).T @ rows / eps
         return out
 
-    def transform_regression(self, y, xi):
-        r"""Gradient in :math:`\psi`'s parameters, and the mean, of the squared misfit of
-        :math:`\psi`'s network to its share of the transform of :math:`\varphi`,
+    def transform_share(self, y, xi):
+        r"""The network's share of the transform of :math:`\varphi` at ``y``:
         :math:`r(y) = -\varepsilon\log\mathbb E_{x\sim q(\cdot|y)}e^{h_\varphi(x)/\varepsilon}`
-        (Monte Carlo over the draws ``xi``; the quadratic share is :func:`quadratic_transform`).
-        A regression, well conditioned, instead of :math:`J`'s exponential in :math:`\psi`:
-        ascending :math:`J` in the network of :math:`\psi` diverged on the 2D data sets."""
+        (Monte Carlo over the draws ``xi``; the quadratic share is :func:`quadratic_transform`)."""
         eps, d = self.epsilon, self.phi.dim
         p_inv, p_isqrt, _, b = conditional_proposal(self.phi)
         x = ((b + y) @ p_inv)[:, None, :] + math.sqrt(eps) * xi @ p_isqrt
         n, k = xi.shape[:2]
         hv = self.phi.net_value_grad(x.reshape(n * k, d))[0].reshape(n, k) / eps
         top = hv.max(axis=1, keepdims=True)
-        r = -eps * (np.log(np.exp(hv - top).mean(axis=1)) + top[:, 0])
-        resid = self.psi.net_value_grad(y)[0] - r
+        return -eps * (np.log(np.exp(hv - top).mean(axis=1)) + top[:, 0])
+
+    def transform_regression(self, y, target):
+        r"""Gradient in :math:`\psi`'s parameters, and the mean, of the squared misfit
+        :math:`|h_\psi(y) - r(y)|^2` of :math:`\psi`'s network to ``target`` =
+        :meth:`transform_share`. A regression, well conditioned, instead of :math:`J`'s
+        exponential in :math:`\psi`: ascending :math:`J` in the network of :math:`\psi`
+        diverged on the 2D data sets."""
+        resid = self.psi.net_value_grad(y)[0] - target
         grad = np.zeros(self.psi.n_params)
-        grad[self.psi.n_quad:] = self.psi.net.param_vjp_value(y, 0.0, 2.0 * resid / n)
+        grad[self.psi.n_quad:] = self.psi.net.param_vjp_value(y, 0.0, 2.0 * resid / len(y))
         return grad, float(resid.mean())
 
     def semi_dual(self, xs, y, xi, want_curvature: bool = False):
