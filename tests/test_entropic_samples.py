@@ -237,7 +237,8 @@ def test_gaussian_d2_matches_the_closed_form(gauss, cli, tmp_path):
 def test_training_restarts_bit_for_bit():
     obj, _ = _pair(width=4, eps=0.3)
     theta0 = obj.params()
-    sampler = lambda n, rng: M0 + rng.standard_normal((n, 2)) @ np.linalg.cholesky(A).T  # noqa: E731
+    chol = np.linalg.cholesky(A)
+    sampler = lambda n, rng: M0 + rng.standard_normal((n, 2)) @ chol.T  # noqa: E731
 
     def trainer():
         obj.set_params(theta0)

@@ -28,6 +28,7 @@ KIND = register(ProblemKind(
     plot=plot,
 ))
 
-__all__ = ["EntropicSolver", "EntropicProblem", "SampleProblem", "GaussianConvolution", "entropic_gaussian",
+__all__ = ["EntropicSolver", "EntropicProblem", "SampleProblem", "GaussianConvolution",
+           "entropic_gaussian",
            "entropic_gaussian_interpolation", "integrate_flow", "sample_velocity",
            "sinkhorn_samples", "KIND"]

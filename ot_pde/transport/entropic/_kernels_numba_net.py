@@ -1,6 +1,7 @@
-"""numba kernel of the learned potentials' network (:meth:`.neural.QuadraticNetwork.net_value_grad_trace`):
-value, gradient and weighted Hessian trace of a one-hidden-layer network in one pass over the
-hidden units, without the ``(rows, width)`` temporaries of the numpy reference.
+"""numba kernel of the learned potentials' network
+(:meth:`.neural.QuadraticNetwork.net_value_grad_trace`): value, gradient and weighted Hessian
+trace of a one-hidden-layer network in one pass over the hidden units, without the
+``(rows, width)`` temporaries of the numpy reference.
 
 Imported only when numba is installed. No ``fastmath``: the results agree with the numpy
 reference to round-off (``tests/test_entropic_samples.py``). Activation codes are those of

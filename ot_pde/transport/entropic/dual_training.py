@@ -24,15 +24,25 @@ class DualTraining:
     state is in :meth:`state`). The step size decays geometrically from ``lr`` to
     ``lr_final`` over the iterations.
 
-    ``optimizer = "adam"``: Adam on every parameter. ``"newton"``: the quadratic parts' parameters
-    of both potentials take the stochastic Newton step :math:`\eta_k (\bar F + \lambda)^{-1}
-    \nabla J`, :math:`\bar F` the running (bias-corrected, factor ``beta``) average of the
-    curvature estimates of :meth:`DualObjective.value_and_grad` and :math:`\lambda = 10^{-8}`
-    of its largest diagonal entry (the curvature has a null space: :math:`S`'s antisymmetric
-    part and the constant moved from :math:`\varphi` to :math:`\psi`, along which the
-    gradient vanishes too), while the network weights take Adam steps. Diagonal Adam alone
-    converges slowly at small :math:`\varepsilon`: the curvature couples :math:`\varphi` and
-    :math:`\psi` with a condition number growing like :math:`1/\varepsilon`.
+    ``optimizer = "newton"`` (Gauss-Seidel, one batch per step):
+
+    1. :math:`\varphi` ascends the semi-dual (:meth:`DualObjective.semi_dual`, :math:`\psi`
+       eliminated): its quadratic part by the damped stochastic Newton step
+       :math:`\eta_k(\bar F + \lambda)^{-1}\nabla J_s/(1 + \delta)`, :math:`\bar F` the running
+       (bias-corrected, factor ``beta``) average of the curvature estimates,
+       :math:`\lambda = 10^{-8}` of its largest diagonal entry (the curvature vanishes along
+       :math:`S`'s antisymmetric part and the constant, like the gradient), :math:`\delta` the
+       Newton decrement in units of :math:`\varepsilon`; its network by Adam;
+    2. :math:`\psi`'s quadratic part becomes the exact transform of :math:`\varphi`'s
+       (:func:`~.neural.quadratic_transform`); its network takes :data:`PSI_REGRESSION_STEPS`
+       Adam steps of the regression :meth:`DualObjective.transform_regression`, its constant
+       the least-squares shift.
+
+    ``optimizer = "adam"``: Adam on every parameter of the joint dual :math:`J` (kept for
+    comparison: the joint curvature couples :math:`\varphi(x)` and :math:`\psi(y)` through the
+    nearly deterministic plan, with a condition number growing like :math:`1/\varepsilon`, and
+    diagonal Adam crawls). Every update is shrunk while it would make the batch's plan mass
+    overflow (:meth:`_safeguard`).
     """
 
     def __init__(self, objective: DualObjective, *, iterations: int, batch: int, lr: float,

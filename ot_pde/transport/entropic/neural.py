@@ -3,7 +3,8 @@ r"""Entropy-Kantorovich potentials learned from samples (Finlay, Gerolin, Oberma
 The grid solver of this kind needs both densities on a grid. Here the source :math:`\mu` is known
 only by samples (any dimension) and the target :math:`\nu = N(m_1, B)` by its density (the
 standard normal of a normalizing flow). Both potentials are parametric functions with exact
-input gradients and Laplacians, trained by stochastic ascent (Adam) of the entropic dual.
+input gradients and Laplacians, trained by stochastic ascent of the entropic dual and semi-dual
+(:mod:`.dual_training`).
 
 Lebesgue form of the dual
 -------------------------
@@ -290,7 +291,8 @@ class DualObjective:
         samples ``y`` (also the proposal's conditioning points) and draws ``xi``
         ``(len(y), K, d)``; its gradient; the estimated plan mass :math:`I`; and (with
         ``want_curvature``) :math:`F = \varepsilon^{-1}\iint \partial\ell\,\partial\ell^T\,d\pi`,
-        :math:`\ell = \varphi(x) + \psi(y)`, in the linear parameters (:meth:`linear_index`): minus the Hessian of
+        :math:`\ell = \varphi(x) + \psi(y)`, in the linear parameters (:meth:`linear_index`):
+        minus the Hessian of
         :math:`J` there (exact, since :math:`J` is linear-exponential in them)."""
         eps = self.epsilon
         x, logw, psiy = self.log_weights(y, xi, proposal)
