@@ -9,7 +9,12 @@
    Solomon et al. 2015) time per iteration at 256^2 beside ours (its kernel is applied in the
    linear domain, ours in the log domain, which stays finite for small eps).
 
-POT is optional: without it only 1 runs. Run ``python benchmarks/bench_entropic.py [--quick]``
+4. Learned potentials (``representation = "neural"``): one evaluation of the heat-smoothed
+   velocity and divergence (both potentials, 64-unit networks, 32 Monte Carlo draws, 4096
+   points: 131072 network rows each), numpy reference vs the numba kernel, and one training
+   step (batch 256, 16 draws).
+
+POT is optional: without it 1 and 4 run. Run ``python benchmarks/bench_entropic.py [--quick]``
 or ``python benchmarks/run.py --only entropic``.
 """
 from __future__ import annotations
@@ -113,9 +118,49 @@ def bench_pot(quick: bool):
           f"{backend}); ratio ours/POT {t_ours / t_conv:6.1f}x")
 
 
+def bench_neural(quick: bool):
+    from ot_pde.transport.entropic.dual_training import DualTraining
+    from ot_pde.transport.entropic.neural import (DualObjective, GaussianTarget,
+                                                  QuadraticNetwork, initialize_pair)
+    from ot_pde.transport.entropic.recovery import EntropicFlow
+
+    target = GaussianTarget(np.zeros(2), np.eye(2))
+    points = np.random.default_rng(0).standard_normal((1024 if quick else 4096, 2))
+    print("\nLearned potentials: heat-smoothed velocity + divergence, "
+          f"{len(points)} points x 32 draws, width 64")
+    times = {}
+    for backend in [b for b in ("numpy", "numba") if b in available_backends()]:
+        phi = QuadraticNetwork(2, 64, seed=1, backend=backend)
+        psi = QuadraticNetwork(2, 64, seed=2, backend=backend)
+        initialize_pair(phi, psi, np.zeros(2), 2 * np.eye(2), target, 0.1)
+        theta = np.concatenate([phi.params, psi.params])
+        theta += 0.01 * np.random.default_rng(3).standard_normal(theta.size)
+        obj = DualObjective(phi, psi, target, 0.1, draws=16)
+        obj.set_params(theta)
+        flow = EntropicFlow(phi, psi, 0.1, draws=32, seed=0)
+        flow.velocity(points[:8], 0.5)  # JIT compilation
+        start = time.perf_counter()
+        flow.velocity(points, 0.5)
+        times[backend] = time.perf_counter() - start
+        print(f"  {backend:>6}: {times[backend] * 1e3:9.1f} ms", flush=True)
+    if len(times) == 2:
+        print(f"  ratio numpy/numba {times['numpy'] / times['numba']:6.1f}x")
+    sampler = lambda n, rng: rng.standard_normal((n, 2)) * 1.5  # noqa: E731
+    trainer = DualTraining(obj, iterations=10 ** 6, batch=256, lr=0.5, lr_final=0.5, seed=0,
+                           sampler=sampler)
+    trainer.step()
+    its = 5 if quick else 20
+    start = time.perf_counter()
+    for _ in range(its):
+        trainer.step()
+    print(f"  training step (batch 256, 16 draws): "
+          f"{(time.perf_counter() - start) / its * 1e3:8.1f} ms")
+
+
 def main(quick: bool = False) -> None:
     bench_iterations(quick)
     bench_pot(quick)
+    bench_neural(quick)
 
 
 if __name__ == "__main__":

@@ -7,10 +7,18 @@ Schrödinger-bridge interpolation and a continuous normalizing flow.
 from ...backends import BACKENDS
 from ...core.registry import ProblemKind, register
 from .plot import plot
-from .problem import (SCHEMA, EntropicProblem, build, entropic_gaussian,
+from .problem import (SCHEMA, EntropicProblem, entropic_gaussian,
                       entropic_gaussian_interpolation)
+from .sample_problem import SampleProblem
 from .solver import (EntropicSolver, GaussianConvolution, integrate_flow, sample_velocity,
                      sinkhorn_samples)
+
+def build(case):
+    """The grid problem, or with ``[potentials] representation = "neural"`` the sample one."""
+    if case.get("potentials.representation") == "neural":
+        return SampleProblem(case)
+    return EntropicProblem(case)
+
 
 KIND = register(ProblemKind(
     name="entropic_potentials",
@@ -22,6 +30,7 @@ KIND = register(ProblemKind(
     backends=BACKENDS,
 ))
 
-__all__ = ["EntropicSolver", "EntropicProblem", "GaussianConvolution", "entropic_gaussian",
+__all__ = ["EntropicSolver", "EntropicProblem", "SampleProblem", "GaussianConvolution",
+           "entropic_gaussian",
            "entropic_gaussian_interpolation", "integrate_flow", "sample_velocity",
            "sinkhorn_samples", "KIND"]

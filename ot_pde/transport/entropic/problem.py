@@ -9,6 +9,7 @@ from ...config import Field, Section, make_schema
 from ...core.problem import FieldData, GridAxis, ParticleData, Problem, Reference
 from ...densities import GridDensity, build_density, density_section, gaussian_pdf
 from ...errors import InputError
+from ...flows.data import DATASETS
 from ..benamou_brenier.problem import check_marginals, checked_box
 from ..benamou_brenier.solver import SpaceTimeGrid
 from .solver import EntropicSolver, integrate_flow, interpolate
@@ -32,15 +33,63 @@ def _density_section(doc: str) -> Section:
         "edge": Field("float", 0.1, exclusive_minimum=0.0,
                       doc="width of the smoothed edges (logistic), in length units"),
     }
+    variants["dataset"] = {
+        "name": Field("str", choices=tuple(DATASETS),
+                      doc="a 2D toy data set of ot_pde.flows.data (samples only: needs "
+                          "potentials.representation = 'neural')"),
+    }
     return Section(base.fields, variants=variants, doc=doc)
 
 
 SCHEMA = make_schema({
     "grid": Section({
-        "lower": Field("float_list", doc="lower corner of the box (its length is the dimension)"),
-        "upper": Field("float_list", doc="upper corner of the box"),
-        "n": Field("int", minimum=3, resolution="inverse", doc="cells per space axis"),
-    }, doc="the spatial box and its cells (1 to 3 dimensions)"),
+        "lower": Field("float_list", None,
+                       doc="lower corner of the box (its length is the dimension); required "
+                           "for the grid representation"),
+        "upper": Field("float_list", None, doc="upper corner of the box"),
+        "n": Field("int", None, minimum=3, resolution="inverse", doc="cells per space axis"),
+    }, doc="the spatial box and its cells (1 to 3 dimensions); with neural potentials an "
+           "optional 2D box where the model density and velocity are written"),
+    "potentials": Section({}, variants={
+        "grid": {},
+        "neural": {
+            "width": Field("int", 0, minimum=0,
+                           doc="hidden units of each potential's network on top of its "
+                               "quadratic part (0: quadratic potentials)"),
+            "activation": Field("str", "softplus", choices=("logcosh", "softplus", "tanh"),
+                                doc="the networks' activation"),
+            "optimizer": Field("str", "newton", choices=("newton", "adam"),
+                               doc="newton: stochastic Newton steps on the quadratic parts, "
+                                   "Adam on the networks; adam: Adam on everything"),
+            "iterations": Field("int", 1000, minimum=1, doc="stochastic ascent steps"),
+            "batch": Field("int", 256, minimum=2,
+                           doc="data samples and target samples per step"),
+            "draws": Field("int", 4, minimum=1,
+                           doc="importance-sampling draws x ~ q(x|y) per target sample"),
+            "lr": Field("float", 0.5, exclusive_minimum=0.0,
+                        doc="first step size (Newton: fraction of the Newton step)"),
+            "lr_final": Field("float", 0.02, exclusive_minimum=0.0,
+                              doc="last step size (geometric decay)"),
+            "adam_lr": Field("float", 1e-3, exclusive_minimum=0.0,
+                             doc="newton optimizer: first Adam rate of the network weights"),
+            "adam_lr_final": Field("float", 1e-4, exclusive_minimum=0.0,
+                                   doc="newton optimizer: last Adam rate of the networks"),
+            "n_train": Field("int", 20000, minimum=0,
+                             doc="training samples of the source, drawn once (0: fresh "
+                                 "samples at every step)"),
+            "n_test": Field("int", 20000, minimum=2,
+                            doc="held-out source samples (dual value, NLL)"),
+            "n_eval": Field("int", 100000, minimum=2,
+                            doc="target samples of the final dual-value estimate"),
+            "nll_points": Field("int", 2000, minimum=0,
+                                doc="held-out points integrated by the CNF for the NLL"),
+            "heat_draws": Field("int", 32, minimum=1,
+                                doc="Monte Carlo draws of the heat smoothing of the networks "
+                                    "(quadratic parts: closed form)"),
+        },
+    }, discriminator="representation", default_variant="grid",
+        doc="grid: Sinkhorn on the grid from two densities; neural: potentials learned from "
+            "samples of the source (target: a Gaussian density)"),
     "time": Section({
         "nt": Field("int", 16, minimum=1, resolution="inverse",
                     doc="time levels of the written interpolation; RK4 steps of the flow"),
@@ -263,6 +312,15 @@ class EntropicProblem(Problem):
     def __init__(self, case):
         super().__init__(case)
         where = case.source
+        for key in ("lower", "upper", "n"):
+            if case.get(f"grid.{key}") is None:
+                raise InputError("required key is missing (the grid representation needs "
+                                 "the box and its cells)", source=where, key=f"grid.{key}")
+        for side in ("source", "target"):
+            if case.get(f"{side}.type") == "dataset":
+                raise InputError("a data set is known by samples only: set "
+                                 "potentials.representation = 'neural'", source=where,
+                                 key=f"{side}.type")
         lower, upper = checked_box(case)
         n = case.get("grid.n")
         self.grid_ = SpaceTimeGrid(tuple(lower), tuple(upper), (n,) * len(lower),
@@ -447,7 +505,3 @@ def _ks_against_grid(samples, density, grid, axis) -> float:
     f = np.interp(s, faces, cdf)
     n = len(s)
     return float(max(np.max(np.arange(1, n + 1) / n - f), np.max(f - np.arange(n) / n)))
-
-
-def build(case) -> EntropicProblem:
-    return EntropicProblem(case)
