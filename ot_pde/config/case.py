@@ -139,6 +139,10 @@ def parse_override(text: str) -> tuple[str, str, Any]:
         parsed = tomllib.loads("v = " + value_text)
     except tomllib.TOMLDecodeError:
         return section, key, value_text
+    except RecursionError:
+        raise InputError(f"value nested more than {_MAX_DEPTH} levels deep",
+                         source=OVERRIDE_SOURCE, key=f"{section}.{key}") from None
+    _check_depth(parsed["v"], OVERRIDE_SOURCE, f"{section}.{key}")
     # Text like "1\nx = 2" parses as several keys: it is not one TOML value.
     return section, key, parsed["v"] if list(parsed) == ["v"] else value_text
 
@@ -192,6 +196,10 @@ def load_case_text(text: str, *, source: str = "<string>",
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise InputError(f"invalid TOML: {err}", source=source) from None
+    except RecursionError:  # arrays or inline tables nested thousands deep
+        raise InputError(f"invalid TOML: nested more than {_MAX_DEPTH} levels deep",
+                         source=source) from None
+    _check_depth(raw, source)
     kind = _kind(raw, source)
     try:
         schema = (schema_for or _registry_schema)(kind)
@@ -200,6 +208,25 @@ def load_case_text(text: str, *, source: str = "<string>",
         raise InputError(err.message, source=source, key="case.problem") from None
     return _build(raw, kind=kind, schema=schema, source=source, base_dir=Path(base_dir),
                   overrides=overrides, overridden={})
+
+
+#: deeper values are refused before validation (no case value nests more than 3 levels)
+_MAX_DEPTH = 32
+
+
+def _check_depth(value: Any, source: str, key: str | None = None) -> None:
+    """Refuse values nested deeper than :data:`_MAX_DEPTH` (iteratively: no recursion)."""
+    stack = [(value, 0, key)]
+    while stack:
+        item, depth, where = stack.pop()
+        if depth > _MAX_DEPTH:
+            raise InputError(f"value nested more than {_MAX_DEPTH} levels deep", source=source,
+                             key=where)
+        if isinstance(item, Mapping):
+            stack.extend((v, depth + 1, f"{where}.{k}" if where else str(k))
+                         for k, v in item.items())
+        elif isinstance(item, (list, tuple)):
+            stack.extend((v, depth + 1, where) for v in item)
 
 
 def _registry_schema(kind: str) -> Schema:
