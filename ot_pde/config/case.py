@@ -285,7 +285,8 @@ def _drop_other_variant(table: dict[str, Any], schema: Schema, section: str, key
     """
     spec = schema.sections[section]
     old = table.get(key)
-    if key != spec.discriminator or old not in spec.variants or value not in spec.variants:
+    if key != spec.discriminator or not isinstance(old, str) or not isinstance(value, str) \
+            or old not in spec.variants or value not in spec.variants:
         return
     keep = spec.fields_for(value)
     for name in list(spec.variants[old]):

@@ -101,9 +101,9 @@ def _read_npy(f, where: str, file_size: int, *, source, key) -> np.ndarray:
             shape, fortran, dtype = reader(f, max_header_size=_MAX_HEADER)
         except TypeError:  # NumPy < 1.24: no max_header_size
             shape, fortran, dtype = reader(f)
-    except (ValueError, EOFError, OSError, SyntaxError) as exc:
-        raise InputError(f"{where}: not a readable .npy header ({exc})", source=source,
-                         key=key) from None
+    except Exception as exc:  # ValueError, SyntaxError, tokenize.TokenError, EOFError...
+        raise InputError(f"{where}: not a readable .npy header ({type(exc).__name__}: "
+                         f"{exc})", source=source, key=key) from None
     _check_dtype(dtype, where, source=source, key=key)
     check_allocation(shape, dtype.itemsize, what=f"the array of {where}", source=source,
                      key=key)

@@ -1,0 +1,328 @@
+"""Property-based fuzzing of the input contract (issue 21), with hypothesis.
+
+Generated inputs: ``--set`` values of every key of every kind's schema (numbers at and past
+the limits of int64 and float64, NaN and infinities, strings, nested lists, TOML junk),
+runs of a small case with one such override under ``--json``, mutated ``.npy``/``.npz``/HDF5
+array files and flow checkpoints read by the loaders, and restarts from mutated result
+files. The contract asserted on every one:
+
+* the exit code is 0, 1, 2 or 130 and no traceback or "internal error" is printed;
+* under ``--json`` stdout holds exactly one JSON object with a ``status`` (and an ``error``
+  when the exit code is not 0);
+* a loader returns a real numeric array or raises :class:`~ot_pde.errors.InputError`;
+* no output file is left with status ``running`` once the command returned.
+
+``make test`` runs a quick slice (a few dozen cases, deterministic); ``make test-all`` runs
+the ``slow`` test, over 1000 cases. Every case runs under a 2 GiB memory budget
+(``OT_PDE_MAX_MEMORY``) and a 60 s alarm (a hang is a failure too).
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import shutil
+import signal
+import zipfile
+
+import h5py
+import numpy as np
+import pytest
+
+hypothesis = pytest.importorskip("hypothesis")
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from ot_pde.cli import main  # noqa: E402
+from ot_pde.core.registry import get_kind  # noqa: E402
+from ot_pde.errors import InputError  # noqa: E402
+from ot_pde.io.arrays import load_array  # noqa: E402
+
+from .conftest import CASES  # noqa: E402
+from .hostile_files import CHECKPOINT  # noqa: E402
+
+#: one shipped case per kind, with overrides that keep a `check` cheap
+KIND_CASES = {
+    "benamou_brenier": ("bb_gaussian_2d", ["grid.n=16", "time.nt=8"]),
+    "monge_ampere_flow": ("maflow_moons_density", []),
+    "ising_variational": ("ising_L4_critical", []),
+    "generalized_geodesic": ("generalized_inversion_1d", []),
+    "flow_comparison": ("compare_realnvp_moons", []),
+    "otreg_flow": ("otreg_swissroll", []),
+    "gp_flow": ("gp_affine_4d", []),
+    "euler_lagrangian": ("euler_lagrangian_rotation_square", ["particles.n=8"]),
+    "euler_spectral": ("euler_shifted_taylor_green", []),
+    "entropic_potentials": ("ek_gaussians_degenerate", []),
+}
+CODES = {0, 1, 2, 130}
+COUNT = {"cases": 0}
+
+
+class _Hang(BaseException):
+    """Raised by the alarm: not an Exception, so the CLI's bug net cannot swallow it."""
+
+
+@contextlib.contextmanager
+def _alarm(seconds: int = 60):
+    def ring(signum, frame):
+        raise _Hang(f"no answer within {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, ring)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _cli(*args) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with _alarm(), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main([str(a) for a in args])
+    COUNT["cases"] += 1
+    return code, out.getvalue(), err.getvalue()
+
+
+def _assert_contract(code, stdout, stderr, *, json_expected=False):
+    assert code in CODES, (code, stderr)
+    assert "Traceback" not in stderr and "internal error" not in stderr, stderr
+    if json_expected:
+        lines = [ln for ln in stdout.splitlines() if ln.strip()]
+        assert len(lines) == 1, stdout
+        obj = json.loads(lines[0])
+        assert isinstance(obj, dict) and obj.get("status") in (
+            "completed", "failed", "interrupted"), obj
+        if code != 0:
+            assert obj.get("error"), obj
+        return obj
+    return None
+
+
+# -- values ----------------------------------------------------------------------------------
+_EDGE_INTS = [0, -1, 1, 2, 3, 2 ** 31, 2 ** 62, 2 ** 63, -2 ** 63, 2 ** 64, 10 ** 23, 10 ** 6,
+              4096, 100_000]
+_EDGE_FLOATS = [0.0, -0.0, 1e308, -1e308, 1e-308, 5e-324, 1e300, -1e300, 1e-300, 0.5, 1e6,
+                float("inf"), float("-inf"), float("nan")]
+
+
+def _toml_float(x: float) -> str:
+    if x != x:
+        return "nan"
+    if x in (float("inf"), float("-inf")):
+        return "inf" if x > 0 else "-inf"
+    return repr(x)
+
+
+scalars = st.one_of(
+    st.integers(-5, 80).map(str),
+    st.sampled_from(_EDGE_INTS).map(str),
+    st.integers().map(str),
+    st.sampled_from(_EDGE_FLOATS).map(_toml_float),
+    st.floats(allow_nan=True, allow_infinity=True).map(_toml_float),
+    st.booleans().map(lambda b: "true" if b else "false"),
+    st.text(max_size=10).map(json.dumps),
+)
+values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4).map(
+    lambda items: "[" + ", ".join(items) + "]"), max_leaves=8)
+junk = st.text(alphabet="[]{}=,.\"'0123456789eE+-_abxyz \\\n\t", max_size=24)
+
+
+def _keys(kind: str) -> list[str]:
+    schema = get_kind(kind).schema
+    keys = [f"{s}.{k}" for s, sec in schema.sections.items() for k in sec.all_keys()]
+    return keys + ["grid.nope", "nosection.key", "case.problem"]
+
+
+@st.composite
+def overrides(draw, kind: str):
+    keys = _keys(kind)
+    n = draw(st.integers(1, 3))
+    out = []
+    for _ in range(n):
+        key = draw(st.sampled_from(keys))
+        if key == "output.path":
+            continue  # a generated path would write anywhere
+        value = draw(st.one_of(values, values, junk))
+        out.append(f"{key}={value}")
+    return out
+
+
+def _check_case(kind, sets):
+    name, base = KIND_CASES[kind]
+    args = ["check", CASES / f"{name}.toml", "-q"]
+    for s in base + sets:
+        args += ["--set", s]
+    return _assert_contract(*_cli(*args))
+
+
+# -- schema and --set fuzz: `check` of every kind -------------------------------------------
+def _schema_fuzz(max_examples: int):
+    @settings(max_examples=max_examples, deadline=None, database=None, derandomize=True,
+              suppress_health_check=list(HealthCheck))
+    @given(data=st.data())
+    def run(data):
+        kind = data.draw(st.sampled_from(sorted(KIND_CASES)))
+        _check_case(kind, data.draw(overrides(kind)))
+    run()
+
+
+# -- --json runs of a small case with one generated override ---------------------------------
+def _run_fuzz(max_examples: int, folder):
+    keys = [k for k in _keys("benamou_brenier") if not k.startswith(("output.path", "run."))]
+
+    @settings(max_examples=max_examples, deadline=None, database=None, derandomize=True,
+              suppress_health_check=list(HealthCheck))
+    @given(key=st.sampled_from(keys), value=st.one_of(values, junk))
+    def run(key, value):
+        out = folder / "run.h5"
+        if out.exists():
+            out.unlink()
+        code, stdout, stderr = _cli(
+            "run", CASES / "bb_translation_1d.toml", "-q", "--backend", "numpy", "--json",
+            "--set", "grid.n=16", "--set", f"{key}={value}", "--set",
+            "solver.max_iterations=25", "--set", "run.max_wall_seconds=5", "--set",
+            "output.xdmf=false", "-o", out, "--overwrite")
+        obj = _assert_contract(code, stdout, stderr, json_expected=True)
+        assert (code == 0) == (obj["status"] in ("completed", "interrupted")), obj
+        if out.exists() and out.stat().st_size:
+            with h5py.File(out, "r", locking=False) as f:
+                assert f.attrs["status"] != "running"
+    run()
+
+
+# -- loaders on mutated files ----------------------------------------------------------------
+def _valid_files(folder):
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    arr = rng.random((8, 8))
+    np.save(folder / "a.npy", arr)
+    np.savez(folder / "a.npz", x=arr)
+    np.savez_compressed(folder / "c.npz", x=arr)
+    with h5py.File(folder / "a.h5", "w") as f:
+        f["x"] = arr
+    return {"a.npy": None, "a.npz": "x", "c.npz": "x", "a.h5": "x"}
+
+
+@st.composite
+def mutations(draw, size: int, hdf5: bool):
+    kind = draw(st.sampled_from(["truncate", "flip"] if hdf5 else
+                                ["truncate", "flip", "flip", "insert", "zero"]))
+    if kind == "truncate":
+        return kind, draw(st.integers(0, max(size - 1, 0))), 0
+    pos = draw(st.integers(0, size - 1))
+    return kind, pos, draw(st.integers(0, 255))
+
+
+def _mutate(data: bytes, mutation, raw_range=None) -> bytes:
+    kind, pos, byte = mutation
+    b = bytearray(data)
+    if kind == "truncate":
+        return bytes(b[:pos])
+    if raw_range is not None:  # HDF5: only the raw data (metadata damage can crash libhdf5)
+        lo, hi = raw_range
+        pos = lo + pos % max(hi - lo, 1)
+    if kind == "flip":
+        b[pos] ^= 1 << (byte % 8)
+    elif kind == "insert":
+        b[pos:pos] = bytes([byte])
+    else:
+        b[pos] = 0
+    return bytes(b)
+
+
+def _loader_fuzz(max_examples: int, folder):
+    from ot_pde.flows.comparison.checkpoint import load_checkpoint
+
+    files = _valid_files(folder / "valid")
+    files["realnvp_moons.npz"] = "checkpoint"
+    shutil.copy(CHECKPOINT, folder / "valid" / "realnvp_moons.npz")
+    with h5py.File(folder / "valid" / "a.h5", "r") as f:
+        off = f["x"].id.get_offset()
+        raw = (off, off + f["x"].id.get_storage_size())
+
+    @settings(max_examples=max_examples, deadline=None, database=None, derandomize=True,
+              suppress_health_check=list(HealthCheck))
+    @given(data=st.data())
+    def run(data):
+        name = data.draw(st.sampled_from(sorted(files)))
+        src = (folder / "valid" / name).read_bytes()
+        hdf5 = name.endswith(".h5")
+        mutation = data.draw(mutations(len(src), hdf5))
+        dst = folder / f"m_{name}"
+        dst.write_bytes(_mutate(src, mutation, raw if hdf5 else None))
+        COUNT["cases"] += 1
+        with _alarm():
+            try:
+                if files[name] == "checkpoint":
+                    load_checkpoint(dst)
+                else:
+                    arr = load_array(dst, files[name], source="fuzz", key="path")
+                    assert isinstance(arr, np.ndarray) and arr.dtype.kind in "biuf"
+            except InputError as exc:
+                assert str(exc)
+    run()
+
+
+# -- restarts from mutated result files ------------------------------------------------------
+_RESTART = ["--backend", "numpy", "--set", "grid.n=16", "--set", "output.every=5",
+            "--set", "output.xdmf=false", "--set", "solver.tol=1e-300"]
+
+
+def _restart_fuzz(max_examples: int, folder):
+    base = folder / "base.h5"
+    case = CASES / "bb_translation_1d.toml"
+    code, _, err = _cli("run", case, "-q", *_RESTART, "--set", "solver.max_iterations=20",
+                        "-o", base)
+    assert code == 0, err
+    with h5py.File(base, "r+") as f:
+        f.attrs["status"] = "interrupted"
+        ranges = [(ds.id.get_offset(), ds.id.get_offset() + ds.id.get_storage_size())
+                  for ds in f["checkpoint"].values() if ds.id.get_offset() is not None]
+    data0 = base.read_bytes()
+
+    @settings(max_examples=max_examples, deadline=None, database=None, derandomize=True,
+              suppress_health_check=list(HealthCheck))
+    @given(which=st.integers(0, len(ranges) - 1), pos=st.integers(0, 10 ** 6),
+           bit=st.integers(0, 7))
+    def run(which, pos, bit):
+        lo, hi = ranges[which]
+        b = bytearray(data0)
+        b[lo + pos % (hi - lo)] ^= 1 << bit
+        path = folder / "mutated.h5"
+        path.write_bytes(bytes(b))
+        code, stdout, stderr = _cli("run", case, "-q", *_RESTART, "--set",
+                                    "solver.max_iterations=30", "-o", path, "--restart",
+                                    "--json")
+        obj = _assert_contract(code, stdout, stderr, json_expected=True)
+        assert code == 2 and "checksum mismatch" in obj["error"], obj  # every flip is seen
+        with h5py.File(path, "r", locking=False) as f:
+            assert f.attrs["status"] == "interrupted"
+    run()
+
+
+@pytest.fixture
+def small_memory(monkeypatch):
+    monkeypatch.setenv("OT_PDE_MAX_MEMORY", "2G")
+
+
+def test_fuzz_quick_slice(tmp_path, small_memory):
+    """The slice in `make test`: every generator a little (about 90 cases, ~20 s)."""
+    COUNT["cases"] = 0
+    _schema_fuzz(40)
+    _run_fuzz(8, tmp_path)
+    _loader_fuzz(30, tmp_path)
+    _restart_fuzz(6, tmp_path)
+    assert COUNT["cases"] >= 80
+
+
+@pytest.mark.slow
+def test_fuzz_thousand_cases(tmp_path, small_memory):
+    """`make test-all`: over 1000 generated cases, zero tracebacks."""
+    COUNT["cases"] = 0
+    _schema_fuzz(700)
+    _run_fuzz(120, tmp_path)
+    _loader_fuzz(300, tmp_path)
+    _restart_fuzz(60, tmp_path)
+    print(f"fuzz: {COUNT['cases']} generated cases")
+    assert COUNT["cases"] >= 1000
