@@ -67,7 +67,8 @@ def _error_json(args, exc: BaseException, status: str, code: int) -> dict:
     else:
         obj = {"problem": None, "case": getattr(args, "case", None),
                "output": getattr(args, "output", None), "summary": {}, "status": status}
-    obj["error"] = str(exc) or type(exc).__name__
+    obj["error"] = getattr(exc, "reason", None) or str(exc) or (
+        "interrupted" if isinstance(exc, KeyboardInterrupt) else type(exc).__name__)
     obj["exit_code"] = code
     return obj
 

@@ -1,7 +1,8 @@
 """Property-based fuzzing of the input contract (issue 21), with hypothesis.
 
 Generated inputs: ``--set`` values of every key of every kind's schema (numbers at and past
-the limits of int64 and float64, NaN and infinities, strings, nested lists, TOML junk),
+the limits of int64 and float64, NaN and infinities, strings, nested lists, TOML junk), case
+files with lines dropped, duplicated or replaced, pickles for ``tools/torch_pickle.py``,
 runs of a small case with one such override under ``--json``, mutated ``.npy``/``.npz``/HDF5
 array files and flow checkpoints read by the loaders, and restarts from mutated result
 files. The contract asserted on every one:
@@ -13,7 +14,7 @@ files. The contract asserted on every one:
 * no output file is left with status ``running`` once the command returned.
 
 ``make test`` runs a quick slice (a few dozen cases, deterministic); ``make test-all`` runs
-the ``slow`` test, over 1000 cases. Every case runs under a 2 GiB memory budget
+the ``slow`` test, about 1700 cases. Every case runs under a 2 GiB memory budget
 (``OT_PDE_MAX_MEMORY``) and a 60 s alarm (a hang is a failure too).
 """
 from __future__ import annotations
@@ -167,6 +168,90 @@ def _schema_fuzz(max_examples: int):
     run()
 
 
+# -- whole case files: lines dropped, duplicated, replaced by junk, values replaced -----------
+@st.composite
+def case_texts(draw):
+    kind = draw(st.sampled_from(sorted(KIND_CASES)))
+    lines = (CASES / f"{KIND_CASES[kind][0]}.toml").read_text().splitlines()
+    for _ in range(draw(st.integers(1, 3))):
+        i = draw(st.integers(0, len(lines) - 1))
+        op = draw(st.sampled_from(["drop", "dup", "junk", "value", "header", "value"]))
+        if op == "drop":
+            del lines[i]
+        elif op == "dup":
+            lines.insert(i, lines[i])
+        elif op == "junk":
+            lines[i] = draw(junk)
+        elif op == "header":
+            lines.insert(i, "[" + draw(st.sampled_from(["grid", "case", "x", "run.x",
+                                                         "[output]", "source"])) + "]")
+        elif "=" in lines[i]:
+            lines[i] = lines[i].split("=", 1)[0] + "= " + draw(values)
+    return kind, "\n".join(lines) + "\n"
+
+
+def _case_file_fuzz(max_examples: int, folder):
+    @settings(max_examples=max_examples, deadline=None, database=None, derandomize=True,
+              suppress_health_check=list(HealthCheck))
+    @given(item=case_texts())
+    def run(item):
+        kind, text = item
+        path = CASES / f"{KIND_CASES[kind][0]}.toml"
+        dst = folder / path.name  # relative paths (checkpoints) resolve against cases/
+        dst.write_text(text.replace('"../checkpoints/', f'"{CASES.parent}/checkpoints/'))
+        args = ["check", dst, "-q"]
+        for s in KIND_CASES[kind][1]:
+            args += ["--set", s]
+        _assert_contract(*_cli(*args))
+    run()
+
+
+# -- the restricted torch unpickler (tools/torch_pickle.py) on generated pickles --------------
+def _torch_pickle_fuzz(max_examples: int, folder):
+    import pickle
+    import sys
+
+    sys.path.insert(0, str(CASES.parent / "tools"))
+    try:
+        import torch_pickle
+    finally:
+        sys.path.pop(0)
+    leaves = st.one_of(st.integers(), st.floats(), st.text(max_size=5), st.none())
+    objects = st.recursive(leaves, lambda inner: st.one_of(
+        st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=3), inner, max_size=3),
+        st.tuples(inner, inner)), max_leaves=10)
+    accepted = (pickle.UnpicklingError, EOFError, ValueError, KeyError, OSError)
+
+    @settings(max_examples=max_examples, deadline=None, database=None, derandomize=True,
+              suppress_health_check=list(HealthCheck))
+    @given(obj=objects, legacy=st.booleans(), mutation=st.tuples(
+        st.sampled_from(["none", "truncate", "flip", "insert"]), st.integers(0, 10 ** 6),
+        st.integers(0, 255)))
+    def run(obj, legacy, mutation):
+        body = pickle.dumps(obj, protocol=2)
+        if legacy:
+            head = b"".join(pickle.dumps(x, protocol=2)
+                            for x in (torch_pickle.LEGACY_MAGIC, 1001, {}))
+            data = head + body + pickle.dumps([], protocol=2)
+        else:
+            buf = io.BytesIO()
+            with zipfile.ZipFile(buf, "w") as z:
+                z.writestr("archive/data.pkl", body)
+            data = buf.getvalue()
+        kind, pos, byte = mutation
+        if kind != "none" and data:
+            data = _mutate(data, (kind, pos % len(data), byte))
+        path = folder / "f.pt"
+        path.write_bytes(data)
+        COUNT["cases"] += 1
+        with _alarm():
+            try:
+                torch_pickle.load(path)
+            except accepted:  # what the converters report as "not a readable file"
+                pass
+    run()
+
+
 # -- --json runs of a small case with one generated override ---------------------------------
 def _run_fuzz(max_examples: int, folder):
     keys = [k for k in _keys("benamou_brenier") if not k.startswith(("output.path", "run."))]
@@ -310,10 +395,12 @@ def test_fuzz_quick_slice(tmp_path, small_memory):
     """The slice in `make test`: every generator a little (about 90 cases, ~20 s)."""
     COUNT["cases"] = 0
     _schema_fuzz(40)
+    _case_file_fuzz(15, tmp_path)
     _run_fuzz(8, tmp_path)
     _loader_fuzz(30, tmp_path)
+    _torch_pickle_fuzz(15, tmp_path)
     _restart_fuzz(6, tmp_path)
-    assert COUNT["cases"] >= 80
+    assert COUNT["cases"] >= 110
 
 
 @pytest.mark.slow
@@ -321,8 +408,10 @@ def test_fuzz_thousand_cases(tmp_path, small_memory):
     """`make test-all`: over 1000 generated cases, zero tracebacks."""
     COUNT["cases"] = 0
     _schema_fuzz(700)
+    _case_file_fuzz(300, tmp_path)
     _run_fuzz(120, tmp_path)
     _loader_fuzz(300, tmp_path)
+    _torch_pickle_fuzz(200, tmp_path)
     _restart_fuzz(60, tmp_path)
     print(f"fuzz: {COUNT['cases']} generated cases")
     assert COUNT["cases"] >= 1000

@@ -418,3 +418,20 @@ def test_second_writer_refused_signals_print_json_and_sigkill_leaves_no_lock(cli
                             "-o", out, "--restart", "--json")
     assert code == 0, err
     assert json_line(stdout)["status"] == "interrupted" and _status(out) == "interrupted"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case, overrides, key", [
+    ("ising_L4_critical", ["lattice.J=1e308", "training.iterations=40"], "lnZ"),
+    ("maflow_moons_density", ["training.lr=1e6", "training.iterations=30"], ""),
+], ids=["ising_J_1e308", "maflow_lr_1e6"])
+def test_reported_non_finite_runs_exit_1(cli, tmp_path, case, overrides, key):
+    """The two runs of the issue that reported `completed` with ±inf / NaN summaries."""
+    sets = [a for o in overrides for a in ("--set", o)]
+    out = tmp_path / "x.h5"
+    code, stdout, err = cli("run", CASES / f"{case}.toml", *sets, "--backend", "numpy",
+                            "-o", out, "--json")
+    _one_line_error(code, err, expect_code=1, text="non-finite")
+    result = json_line(stdout)
+    assert result["status"] == "failed" and key in result["error"]
+    assert _status(out) == "failed"

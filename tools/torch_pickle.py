@@ -229,6 +229,12 @@ def load(path):
     except RecursionError:  # containers nested thousands deep: no state dict is
         raise pickle.UnpicklingError("objects nested too deeply for a tensor state dict "
                                      "(the file may be malicious)") from None
+    except (pickle.UnpicklingError, EOFError, OSError):  # RefusedPickle included
+        raise
+    except Exception as exc:  # a damaged zip (BadZipFile, "encrypted", bad CRC), opcodes
+        # whose arguments do not fit (TypeError, IndexError, struct.error)...
+        raise pickle.UnpicklingError(f"not a readable torch file ({type(exc).__name__}: "
+                                     f"{exc})") from None
 
 
 def converted(src, what: str, convert):

@@ -260,7 +260,10 @@ def _run_locked(case, output, problem, backend_obj, restart, comm, overwrite) ->
             writer.truncate_history(solver.iteration)
             log.info("restarting %s from iteration %d", output, solver.iteration)
     except BaseException as exc:  # the file says why it holds no run
-        writer.set_status("failed", message=f"{type(exc).__name__}: {exc}")
+        if isinstance(exc, KeyboardInterrupt):
+            writer.set_status("interrupted", message="interrupted before the first step")
+        else:
+            writer.set_status("failed", message=f"{type(exc).__name__}: {exc}")
         raise
     return _main_loop(case, output, problem, solver, writer, backend_obj, wall_before, comm)
 
@@ -337,6 +340,7 @@ def _main_loop(case, output, problem, solver, writer, backend_obj, wall_before,
                 flush(checkpoint=consistent)
             finally:
                 exc.run_result = result("interrupted", {})
+                exc.reason = message
             raise
         except BaseException as exc:  # NumericalError, or a bug: keep what was computed
             consistent = False
@@ -456,9 +460,19 @@ def _write_blocks(blocks, output: Path, comm, problem: str) -> dict:
 
 def _restart_state(case: Case, output: Path, backend: str) -> dict | None:
     """The checkpoint of ``output`` after checking it belongs to this case (None: start over)."""
-    if not output.exists():
+    if not output.exists() or output.stat().st_size == 0:
         log.warning("--restart: %s does not exist; starting from the beginning", output)
         return None
+    try:
+        return _read_restart_state(case, output, backend)
+    except InputError:
+        raise
+    except Exception as exc:  # a damaged file: HDF5 errors of every kind
+        raise InputError(f"cannot read the file to restart from ({type(exc).__name__}: "
+                         f"{exc})", source=str(output), key="--restart") from None
+
+
+def _read_restart_state(case: Case, output: Path, backend: str) -> dict | None:
     with ResultFile(output) as old:
         if old.status == "completed":
             raise InputError("the run in this file already completed; nothing to restart",

@@ -650,11 +650,17 @@ class ResultFile:
             self._file = h5py.File(self.path, "r", locking=False)
         except OSError as exc:
             raise InputError(f"cannot read result file: {exc}", source=source) from exc
-        if "ot_pde_version" not in self._file.attrs:
+        try:
+            if "ot_pde_version" not in self._file.attrs:
+                raise InputError("not an ot_pde result file (no ot_pde_version attribute)",
+                                 source=source)
+            self.attrs: dict[str, Any] = {k: _to_python(v) for k, v in self._file.attrs.items()}
+        except Exception as exc:
             self._file.close()
-            raise InputError("not an ot_pde result file (no ot_pde_version attribute)",
-                             source=source)
-        self.attrs: dict[str, Any] = {k: _to_python(v) for k, v in self._file.attrs.items()}
+            if isinstance(exc, InputError):
+                raise
+            raise InputError(f"cannot read result file: {type(exc).__name__}: {exc}",
+                             source=source) from None
         self.problem: str = self.attrs.get("problem", "")
         self.status: str = self.attrs.get("status", "")
         self.case_toml: str = self.attrs.get("case_toml", "")
