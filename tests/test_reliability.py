@@ -198,9 +198,28 @@ def test_error_while_writing_the_summary_never_leaves_running(cli, tmp_path, mon
     out = tmp_path / "x.h5"
     code, stdout, err = cli("run", BB1, *SMALL, "--set", "solver.max_iterations=30", "-o", out,
                             "--json")
-    assert code == 1 and "LinAlgError" in err
+    _one_line_error(code, err, expect_code=1, text="numerical failure: LinAlgError: injected")
     assert json_line(stdout)["status"] == "failed"
     assert _status(out) == "failed"
+    with ResultFile(out) as rf:
+        assert rf.checkpoint()[1] == 30 and len(rf.history()["iteration"]) == 30
+
+
+def test_a_bug_in_a_step_is_one_line_and_marks_the_file(cli, tmp_path, monkeypatch):
+    from ot_pde.transport.benamou_brenier.solver import BenamouBrenierSolver
+
+    original = BenamouBrenierSolver.step
+
+    def buggy(self):
+        if self.iteration == 12:
+            raise KeyError("injected bug")
+        return original(self)
+
+    monkeypatch.setattr(BenamouBrenierSolver, "step", buggy)
+    out = tmp_path / "x.h5"
+    code, stdout, err = cli("run", BB1, *SMALL, "-o", out, "--json")
+    assert code == 1 and "internal error" in err and "Traceback" not in err
+    assert json_line(stdout)["status"] == "failed" and _status(out) == "failed"
 
 
 # -- checksummed checkpoints, tampered restarts ----------------------------------------------

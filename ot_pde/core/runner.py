@@ -345,9 +345,12 @@ def _main_loop(case, output, problem, solver, writer, backend_obj, wall_before,
         except BaseException as exc:  # NumericalError, or a bug: keep what was computed
             consistent = False
             status, message = "failed", f"{type(exc).__name__}: {exc}"
-            if isinstance(exc, OtPdeError):  # the CLI's --json reports the failed run
-                exc.run_result = result("failed", {})
+            err = _numerical(exc)
+            if isinstance(err, OtPdeError):  # the CLI's --json reports the failed run
+                err.run_result = result("failed", {})
             flush(checkpoint=False)
+            if err is not exc:
+                raise err from exc
             raise
         finally:
             progress.close()
@@ -359,13 +362,24 @@ def _main_loop(case, output, problem, solver, writer, backend_obj, wall_before,
                 # an error found while writing the summary: the file says failed, never
                 # running; the history and the last checkpoint are kept
                 status, message = "failed", f"{type(exc).__name__}: {exc}"
-                if isinstance(exc, OtPdeError):
-                    exc.run_result = result("failed", getattr(exc, "summary", {}))
+                err = _numerical(exc)
+                if isinstance(err, OtPdeError):
+                    err.run_result = result("failed", getattr(exc, "summary", {}))
+                if err is not exc:
+                    raise err from exc
                 raise
             finally:
                 writer.set_status(status, message=message)
     log.info("%s in %d iterations, %.2f s", status, solver.iteration, elapsed())
     return result(status, summary)
+
+
+def _numerical(exc: BaseException) -> BaseException:
+    """Arithmetic that failed inside a step or the summary (overflow, division by zero, a
+    singular matrix) is a numerical failure of the run (exit 1), not a bug."""
+    if isinstance(exc, (ArithmeticError, np.linalg.LinAlgError)):
+        return NumericalError(f"{type(exc).__name__}: {exc}")
+    return exc
 
 
 def _summary_step(problem, solver, writer, case, output, wall, comm, status,
