@@ -14,7 +14,7 @@ files. The contract asserted on every one:
 * no output file is left with status ``running`` once the command returned.
 
 ``make test`` runs a quick slice (a few dozen cases, deterministic); ``make test-all`` runs
-the ``slow`` test, about 1700 cases. Every case runs under a 2 GiB memory budget
+the ``slow`` test, about 1750 cases. Every case runs under a 2 GiB memory budget
 (``OT_PDE_MAX_MEMORY``) and a 60 s alarm (a hang is a failure too).
 """
 from __future__ import annotations
@@ -253,8 +253,18 @@ def _torch_pickle_fuzz(max_examples: int, folder):
 
 
 # -- --json runs of a small case with one generated override ---------------------------------
-def _run_fuzz(max_examples: int, folder):
-    keys = [k for k in _keys("benamou_brenier") if not k.startswith(("output.path", "run."))]
+#: cheap runs: (case, kind, overrides before the generated one, caps after it)
+RUN_CASES = {
+    "bb": ("bb_translation_1d", "benamou_brenier", ["grid.n=16"],
+           ["solver.max_iterations=25"]),
+    "generalized": ("generalized_inversion_1d", "generalized_geodesic", [], []),
+    "spectral": ("euler_shifted_taylor_green", "euler_spectral", [], []),
+}
+
+
+def _run_fuzz(max_examples: int, folder, which: str = "bb"):
+    name, kind, before, after = RUN_CASES[which]
+    keys = [k for k in _keys(kind) if not k.startswith(("output.path", "run."))]
 
     @settings(max_examples=max_examples, deadline=None, database=None, derandomize=True,
               suppress_health_check=list(HealthCheck))
@@ -263,11 +273,11 @@ def _run_fuzz(max_examples: int, folder):
         out = folder / "run.h5"
         if out.exists():
             out.unlink()
+        sets = [a for o in before + [f"{key}={value}"] + after + [
+            "run.max_wall_seconds=3", "output.xdmf=false"] for a in ("--set", o)]
         code, stdout, stderr = _cli(
-            "run", CASES / "bb_translation_1d.toml", "-q", "--backend", "numpy", "--json",
-            "--set", "grid.n=16", "--set", f"{key}={value}", "--set",
-            "solver.max_iterations=25", "--set", "run.max_wall_seconds=5", "--set",
-            "output.xdmf=false", "-o", out, "--overwrite")
+            "run", CASES / f"{name}.toml", "-q", "--backend", "numpy", "--json", *sets,
+            "-o", out, "--overwrite")
         obj = _assert_contract(code, stdout, stderr, json_expected=True)
         assert (code == 0) == (obj["status"] in ("completed", "interrupted")), obj
         if out.exists() and out.stat().st_size:
@@ -410,6 +420,8 @@ def test_fuzz_thousand_cases(tmp_path, small_memory):
     _schema_fuzz(700)
     _case_file_fuzz(300, tmp_path)
     _run_fuzz(120, tmp_path)
+    _run_fuzz(40, tmp_path, "generalized")
+    _run_fuzz(40, tmp_path, "spectral")
     _loader_fuzz(300, tmp_path)
     _torch_pickle_fuzz(200, tmp_path)
     _restart_fuzz(60, tmp_path)
