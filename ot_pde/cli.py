@@ -121,6 +121,7 @@ def cmd_converge(args) -> int:
     from .backends import get_backend
     from .core.converge import plot_study, run_study, write_study
 
+    _check_outputs(args, ("output", "HDF5 file"), ("plot", "PNG file"))
     comm = _mpi_comm()
     case, study, code = _ensemble(args, comm, lambda case: run_study(
         case, args.vary, backend=args.backend, comm=comm))
@@ -145,6 +146,7 @@ def cmd_sweep(args) -> int:
 
     comm = _mpi_comm()
     output = Path(args.output) if args.output else Path(f"{Path(args.case).stem}_sweep.h5")
+    _check_outputs(argparse.Namespace(output=output, case=args.case), ("output", "HDF5 file"))
 
     case, sweep, code = _ensemble(args, comm, lambda case: run_sweep(
         case, args.vary, output, backend=args.backend, comm=comm))
@@ -224,9 +226,23 @@ def _rank_logging(rank: int, size: int) -> None:
         handler.setFormatter(logging.Formatter(f"[rank {rank}/{size}] %(levelname)s %(message)s"))
 
 
+def _check_outputs(args, *names) -> None:
+    """``-o``/``--plot`` paths: regular files (or new), never the case file."""
+    from .io.lock import check_output_path
+
+    for attr, what in names:
+        path = getattr(args, attr, None)
+        if path:
+            check_output_path(path, case_source=getattr(args, "case", None),
+                              key=f"--{attr}" if attr != "output" else "-o",
+                              what=f"a {what}")
+
+
 def cmd_plot(args) -> int:
     from .core.registry import get_kind
     from .io import ResultFile
+
+    _check_outputs(args, ("output", "PNG file"))
 
     with ResultFile(args.result) as rf:
         png = Path(args.output) if args.output else Path(args.result).with_suffix(".png")

@@ -454,3 +454,22 @@ def test_reported_non_finite_runs_exit_1(cli, tmp_path, case, overrides, key):
     result = json_line(stdout)
     assert result["status"] == "failed" and key in result["error"]
     assert _status(out) == "failed"
+
+
+def test_case_and_checkpoint_paths_that_are_not_files(cli, tmp_path):
+    """A FIFO would block the reader forever and /dev/zero never end: refused by stat."""
+    fifo = tmp_path / "fifo.toml"
+    os.mkfifo(fifo)
+    for path in (fifo, "/dev/zero", tmp_path):
+        code, _, err = cli("check", path)
+        _one_line_error(code, err, text="cannot read case file")
+        code, _, err = cli("check", CASES / "compare_realnvp_moons.toml",
+                           "--set", f"model.path={path}")
+        _one_line_error(code, err, text="expected an .npz or .safetensors checkpoint")
+
+
+def test_study_outputs_must_be_files(cli, tmp_path):
+    code, _, err = cli("sweep", BB1, "--vary", "run.seed=1,2", "-o", os.devnull)
+    _one_line_error(code, err, text="not a regular file")
+    code, _, err = cli("converge", BB1, "--vary", "grid.n=16,32", "--plot", tmp_path)
+    _one_line_error(code, err, text="a directory")

@@ -13,6 +13,7 @@ import dataclasses
 import math
 import os
 import re
+import stat
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -174,6 +175,15 @@ def load_case(path: str | os.PathLike[str], overrides: Sequence[str] = (),
     """
     source = os.fspath(path)
     try:
+        st = os.stat(source)
+        if stat.S_ISDIR(st.st_mode):
+            raise InputError("cannot read case file: it is a directory", source=source)
+        if not stat.S_ISREG(st.st_mode):  # a FIFO would block, /dev/zero never end
+            raise InputError("cannot read case file: not a regular file (a FIFO, socket or "
+                             "device)", source=source)
+        if st.st_size > MAX_CASE_BYTES:
+            raise InputError(f"cannot read case file: {st.st_size} bytes, more than a case "
+                             f"file's {MAX_CASE_BYTES} (small TOML text)", source=source)
         content = Path(source).read_bytes()
     except FileNotFoundError:
         raise InputError("case file not found", source=source) from None
@@ -209,6 +219,9 @@ def load_case_text(text: str, *, source: str = "<string>",
     return _build(raw, kind=kind, schema=schema, source=source, base_dir=Path(base_dir),
                   overrides=overrides, overridden={})
 
+
+#: the largest case file read (shipped ones are a few kB)
+MAX_CASE_BYTES = 1 << 20
 
 #: deeper values are refused before validation (no case value nests more than 3 levels)
 _MAX_DEPTH = 32

@@ -24,7 +24,7 @@ from ..backends import get_backend
 from ..config import Case, load_case_text
 from ..errors import InputError, NumericalError, OtPdeError
 from ..io import ResultFile, ResultWriter, write_xdmf
-from ..io.lock import OutputLock
+from ..io.lock import OutputLock, check_output_path
 from .building import build_problem, build_solver
 from .limits import guarded
 from .progress import Progress
@@ -142,23 +142,6 @@ def rank_file(output: Path, rank: int) -> Path:
     return output.with_name(f"{output.stem}.rank{rank}{output.suffix}")
 
 
-def _check_output_path(output: Path, case: Case) -> None:
-    """Refuse an output that is not (or cannot become) a regular file, or is the case file."""
-    source = str(output)
-    if output.exists() and not output.is_file():
-        what = "a directory" if output.is_dir() else "not a regular file (a device, FIFO, socket)"
-        raise InputError(f"the output is {what}; give a path for an HDF5 file",
-                         source=source, key="output.path")
-    if case.source != "<string>" and output.exists():
-        try:
-            same = output.samefile(case.source)
-        except OSError:
-            same = False
-        if same:
-            raise InputError("the output is the case file itself; it would be overwritten",
-                             source=source, key="output.path")
-
-
 def _check_fresh_output(output: Path, overwrite: bool) -> None:
     """A run without --restart refuses to discard an unfinished run or a foreign file."""
     if overwrite or not output.exists() or output.stat().st_size == 0:
@@ -208,7 +191,7 @@ def run_case(case: Case, output: Path | None = None, *, backend: str | None = No
         Ctrl-C or SIGTERM; the file is marked ``interrupted`` and holds a checkpoint.
     """
     output = Path(output) if output is not None else default_output_path(case)
-    _check_output_path(output, case)
+    check_output_path(output, case_source=case.source)
     backend_obj = get_backend(backend or case.get("run.backend"),
                               source="--backend" if backend else "run.backend")
     problem = build_problem(case)

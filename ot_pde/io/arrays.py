@@ -38,8 +38,10 @@ _MAX_HEADER = 10_000
 
 
 def check_regular_file(path: str | os.PathLike[str], *, source: str | None,
-                       key: str | None) -> os.stat_result:
-    """``os.stat(path)`` after checking it is an existing regular file (else InputError)."""
+                       key: str | None,
+                       expected: str = "a .npy, .npz or HDF5 file") -> os.stat_result:
+    """``os.stat(path)`` after checking it is an existing, non-empty regular file (else
+    InputError saying ``expected``)."""
     try:
         st = os.stat(path)
     except FileNotFoundError:
@@ -48,11 +50,11 @@ def check_regular_file(path: str | os.PathLike[str], *, source: str | None,
         raise InputError(f"cannot read {path}: {exc.strerror or exc}", source=source,
                          key=key) from None
     if stat.S_ISDIR(st.st_mode):
-        raise InputError(f"{path} is a directory; expected a .npy, .npz or HDF5 file",
-                         source=source, key=key)
+        raise InputError(f"{path} is a directory; expected {expected}", source=source,
+                         key=key)
     if not stat.S_ISREG(st.st_mode):
         raise InputError(f"{path} is not a regular file (a FIFO, socket or device); expected "
-                         "a .npy, .npz or HDF5 file", source=source, key=key)
+                         f"{expected}", source=source, key=key)
     if st.st_size == 0:
         raise InputError(f"{path} is empty", source=source, key=key)
     return st

@@ -23,7 +23,7 @@ from ..errors import InputError
 
 log = logging.getLogger("ot_pde")
 
-__all__ = ["OutputLock"]
+__all__ = ["OutputLock", "check_output_path"]
 
 
 def _writer_pid(path: Path) -> int | None:
@@ -100,3 +100,27 @@ class OutputLock:
 
     def __exit__(self, *exc) -> None:
         self.release()
+
+
+def check_output_path(output: str | os.PathLike[str], *, case_source: str | None = None,
+                      key: str = "output.path", what: str = "an HDF5 file") -> None:
+    """Refuse an output that is not (or cannot become) a regular file, or is the case file.
+
+    ``/dev/null``, a FIFO or a directory would make the writer fail deep inside HDF5 (or
+    write beside them, e.g. ``/dev/null_runs/``); the case file would be overwritten.
+    """
+    output = Path(output)
+    source = str(output)
+    if output.exists() and not output.is_file():
+        kind = "a directory" if output.is_dir() else \
+            "not a regular file (a device, FIFO, socket)"
+        raise InputError(f"the output is {kind}; give a path for {what}", source=source,
+                         key=key)
+    if case_source and case_source != "<string>" and output.exists():
+        try:
+            same = output.samefile(case_source)
+        except OSError:
+            same = False
+        if same:
+            raise InputError("the output is the case file itself; it would be overwritten",
+                             source=source, key=key)

@@ -35,7 +35,8 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import InputError
-from ...io.arrays import load_npz
+from ...core.limits import check_allocation
+from ...io.arrays import check_regular_file, load_npz
 
 FORMAT = "ot_pde.flow_checkpoint"
 FORMAT_VERSION = 1
@@ -154,8 +155,10 @@ def load_checkpoint(path) -> Checkpoint:
     """
     where = str(path)
     path = Path(path)
-    if not path.is_file():
-        raise InputError("checkpoint file not found", source=where, key="model.path")
+    # a regular file (a FIFO would block the reader), of a size a machine can hold
+    size = check_regular_file(path, source=where, key="model.path",
+                              expected="an .npz or .safetensors checkpoint").st_size
+    check_allocation((size,), 1, what="the checkpoint file", source=where, key="model.path")
     if path.suffix == ".safetensors":
         arrays, text = _read_safetensors(path, where)
     else:
