@@ -4,8 +4,9 @@ Generated inputs: ``--set`` values of every key of every kind's schema (numbers 
 the limits of int64 and float64, NaN and infinities, strings, nested lists, TOML junk), case
 files with lines dropped, duplicated or replaced, pickles for ``tools/torch_pickle.py``,
 runs of a small case with one such override under ``--json``, mutated ``.npy``/``.npz``/HDF5
-array files and flow checkpoints read by the loaders, and restarts from mutated result
-files. The contract asserted on every one:
+array files and flow checkpoints read by the loaders, and restarts from result files with
+a flipped bit in the checkpoint or a checkpoint altered with valid checksums (entries
+dropped, reshaped, retyped, the iteration changed). The contract asserted on every one:
 
 * the exit code is 0, 1, 2 or 130 and no traceback or "internal error" is printed;
 * under ``--json`` stdout holds exactly one JSON object with a ``status`` (and an ``error``
@@ -14,7 +15,7 @@ files. The contract asserted on every one:
 * no output file is left with status ``running`` once the command returned.
 
 ``make test`` runs a quick slice (a few dozen cases, deterministic); ``make test-all`` runs
-the ``slow`` test, about 1750 cases. Every case runs under a 2 GiB memory budget
+the ``slow`` test, about 1880 cases. Every case runs under a 2 GiB memory budget
 (``OT_PDE_MAX_MEMORY``) and a 60 s alarm (a hang is a failure too).
 """
 from __future__ import annotations
@@ -396,6 +397,64 @@ def _restart_fuzz(max_examples: int, folder):
     run()
 
 
+# -- restarts from checkpoints altered with valid checksums (the structural checks) ----------
+def _tamper_fuzz(max_examples: int, folder, which: str = "bb"):
+    from ot_pde.io import ResultFile, ResultWriter
+
+    name, kind, before, after = RUN_CASES[which]
+    case = CASES / f"{name}.toml"
+    sets = [a for o in before + after + ["output.every=5", "output.xdmf=false",
+                                         "run.max_wall_seconds=3"] for a in ("--set", o)]
+    base = folder / f"tamper_{which}.h5"
+    code, _, err = _cli("run", case, "-q", "--backend", "numpy", *sets, "--set",
+                        "run.max_wall_seconds=0.5", "-o", base, "--overwrite")
+    assert code == 0, err
+    with h5py.File(base, "r+") as f:
+        f.attrs["status"] = "interrupted"
+    with ResultFile(base) as rf:
+        state0, iteration0 = rf.checkpoint()
+    names = sorted(state0)
+    edits = st.sampled_from(["drop", "ravel", "slice", "int", "float32", "bool", "scalar",
+                             "string", "transpose", "iteration"])
+
+    @settings(max_examples=max_examples, deadline=None, database=None, derandomize=True,
+              suppress_health_check=list(HealthCheck))
+    @given(key=st.sampled_from(names), edit=edits, number=st.integers(-10, 10 ** 7))
+    def run(key, edit, number):
+        state, iteration = dict(state0), iteration0
+        value = np.asarray(state[key])
+        if edit == "drop":
+            del state[key]
+        elif edit == "ravel":
+            state[key] = value.ravel()
+        elif edit == "slice":
+            state[key] = value.ravel()[: max(value.size - 1, 0)]
+        elif edit == "transpose":
+            state[key] = value.T.copy() if value.ndim > 1 else value[None]
+        elif edit in ("int", "float32", "bool"):
+            state[key] = value.astype({"int": np.int64, "float32": np.float32,
+                                       "bool": np.bool_}[edit])
+        elif edit == "scalar":
+            state[key] = float(number)
+        elif edit == "string":
+            state[key] = str(number)
+        else:
+            iteration = number
+        path = folder / "tampered.h5"
+        shutil.copy(base, path)
+        writer = ResultWriter.__new__(ResultWriter)
+        writer.path, writer._file = path, None
+        writer.write_checkpoint(state, iteration)
+        code, stdout, stderr = _cli("run", case, "-q", "--backend", "numpy", *sets, "-o", path,
+                                    "--restart", "--json")
+        _assert_contract(code, stdout, stderr, json_expected=True)
+        assert code in (0, 2), stderr
+        with h5py.File(path, "r", locking=False) as f:
+            assert f.attrs["status"] == ("interrupted" if code == 2 else f.attrs["status"])
+            assert f.attrs["status"] != "running"
+    run()
+
+
 @pytest.fixture
 def small_memory(monkeypatch):
     monkeypatch.setenv("OT_PDE_MAX_MEMORY", "2G")
@@ -410,7 +469,8 @@ def test_fuzz_quick_slice(tmp_path, small_memory):
     _loader_fuzz(30, tmp_path)
     _torch_pickle_fuzz(15, tmp_path)
     _restart_fuzz(6, tmp_path)
-    assert COUNT["cases"] >= 110
+    _tamper_fuzz(8, tmp_path)
+    assert COUNT["cases"] >= 120
 
 
 @pytest.mark.slow
@@ -425,5 +485,8 @@ def test_fuzz_thousand_cases(tmp_path, small_memory):
     _loader_fuzz(300, tmp_path)
     _torch_pickle_fuzz(200, tmp_path)
     _restart_fuzz(60, tmp_path)
+    _tamper_fuzz(60, tmp_path)
+    _tamper_fuzz(40, tmp_path, "generalized")
+    _tamper_fuzz(30, tmp_path, "spectral")
     print(f"fuzz: {COUNT['cases']} generated cases")
     assert COUNT["cases"] >= 1000

@@ -225,7 +225,7 @@ def _run_locked(case, output, problem, backend_obj, restart, comm, overwrite) ->
     # large or a damaged checkpoint leaves the file as it was (an interrupted run stays so)
     solver = build_solver(problem, backend_obj, case)
     if not fresh:
-        wall_before = float(state.pop(_STATE_WALL, 0.0))
+        wall_before = _stored_wall(state.pop(_STATE_WALL, 0.0), output)
         load_checkpoint_state(solver, state, output)
     writer = _on_root(comm, lambda: ResultWriter(
         output, problem=case.kind, case_toml=case.to_toml(), backend=backend_obj.name,
@@ -503,6 +503,18 @@ def _read_restart_state(case: Case, output: Path, backend: str) -> dict | None:
 _ITERATION = "__checkpoint_iteration__"
 
 
+def _stored_wall(value, output: Path) -> float:
+    """The wall time stored with a checkpoint: one finite, non-negative number."""
+    try:
+        wall = float(np.asarray(value, dtype=np.float64).reshape(()))
+    except (TypeError, ValueError):
+        wall = math.nan
+    if not (math.isfinite(wall) and wall >= 0):
+        raise InputError(f"expected the run's wall time in seconds, got {value!r}",
+                         source=str(output), key=f"checkpoint/{_STATE_WALL}")
+    return wall
+
+
 def load_checkpoint_state(solver, state: dict, output: Path) -> None:
     """``solver.load_state(state)`` after checking the state against the solver's own.
 
@@ -543,7 +555,7 @@ def load_checkpoint_state(solver, state: dict, output: Path) -> None:
     try:
         with guarded("loading the checkpoint", source=source, key="checkpoint"):
             solver.load_state(state)
-    except (KeyError, ValueError, TypeError, IndexError) as exc:
+    except Exception as exc:  # the checksums held: a state of the wrong structure
         raise InputError(f"the checkpoint does not fit this case's solver "
                          f"({type(exc).__name__}: {exc})", source=source,
                          key="checkpoint") from None
