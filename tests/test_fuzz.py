@@ -184,8 +184,8 @@ def case_texts(draw):
         elif op == "junk":
             lines[i] = draw(junk)
         elif op == "header":
-            lines.insert(i, "[" + draw(st.sampled_from(["grid", "case", "x", "run.x",
-                                                         "[output]", "source"])) + "]")
+            header = draw(st.sampled_from(["grid", "case", "x", "run.x", "[output]", "source"]))
+            lines.insert(i, f"[{header}]")
         elif "=" in lines[i]:
             lines[i] = lines[i].split("=", 1)[0] + "= " + draw(values)
     return kind, "\n".join(lines) + "\n"

@@ -51,8 +51,8 @@ def _one_line_error(code, err, *, expect_code=2, text=""):
     (CASES / "euler_shifted_taylor_green.toml", ["time.t_final=1e308"]),
 ], ids=["n_huge_int", "n_1e5", "nt_2^62", "n_train_1e308", "steps_ratio", "velocity_1e300",
         "t_final_1e308"])
-def test_sizes_beyond_the_machine_are_exit_2_in_check_and_run(cli, tmp_path, case, overrides,
-                                                                monkeypatch):
+def test_sizes_beyond_the_machine_are_exit_2_in_check_and_run(
+        cli, tmp_path, case, overrides, monkeypatch):
     monkeypatch.setenv("OT_PDE_MAX_MEMORY", "2G")  # a shared test machine
     sets = [a for o in overrides for a in ("--set", o)]
     code, _, err = cli("check", case, *sets)
@@ -300,7 +300,8 @@ def _reshape(state):
     (lambda state: -5, "negative"),
     (lambda state: 10_000, "fewer than the checkpoint's iteration"),
     (lambda state: 20, "iteration attribute says 20"),
-], ids=["array_missing", "array_of_a_set_missing", "wrong_shape", "iteration_negative", "beyond_history",
+], ids=["array_missing", "array_of_a_set_missing", "wrong_shape", "iteration_negative",
+        "beyond_history",
         "iteration_disagrees"])
 def test_tampered_restart_is_exit_2_and_keeps_the_status(cli, interrupted, tmp_path, edit,
                                                          text):

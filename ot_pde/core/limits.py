@@ -17,8 +17,8 @@ output file was created. This module turns both into an :class:`~ot_pde.errors.I
   :func:`ot_pde.core.building.build_problem`): the failures above become an InputError
   naming the case; while it runs the process's address space is capped at its current
   size plus the budget, so that an allocation beyond it fails at once (rather than the
-  operating system killing the run later); and a solver whose arrays, once allocated, exceed the machine's memory is
-  refused by :func:`check_footprint` before its first step.
+  operating system killing the run later); and a solver whose arrays, once allocated,
+  exceed the budget is refused by :func:`check_footprint` before its first step.
 
 ``check`` builds the solver too, so what ``run`` would refuse for size, ``check`` refuses
 first.

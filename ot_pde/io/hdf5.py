@@ -528,7 +528,8 @@ class ResultWriter:
                     ds = self._put(tmp, key, data)
                     digests[key] = digest(key, np.asarray(data, dtype=ds.dtype))
                 ds.attrs["scalar"] = _is_scalar(value)
-                _set_attr(ds, "checksum", np.bytes_(digests[key]))  # fixed length: rewritten in place
+                # fixed-length bytes: rewritten in place, the file does not grow
+                _set_attr(ds, "checksum", np.bytes_(digests[key]))
             tmp.attrs["iteration"] = np.int64(iteration)
             _set_attr(tmp, "checksum", np.bytes_(group_digest(iteration, digests)))
             # Put the new state completely on disk before the renames, so that a kill
