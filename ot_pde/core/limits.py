@@ -114,7 +114,10 @@ def array_bytes(obj: Any, depth: int = 3, _seen: set | None = None) -> int:
     if id(obj) in seen:
         return 0
     seen.add(id(obj))
-    nbytes = getattr(obj, "nbytes", None)
+    try:
+        nbytes = getattr(obj, "nbytes", None)
+    except Exception:  # an exotic property: not an array
+        return 0
     if isinstance(nbytes, (int, np.integer)) and hasattr(obj, "shape") and hasattr(obj, "dtype"):
         base = getattr(obj, "base", None)
         if base is not None and hasattr(base, "nbytes"):
