@@ -134,7 +134,8 @@ def cmd_converge(args) -> int:
         plot_study(study, Path(args.plot))
         log.info("convergence plot written to %s", args.plot)
     if args.json:
-        _print_json({"problem": case.kind, "case": args.case, **study.as_json()})
+        _print_json({"problem": case.kind, "case": args.case, "status": "completed",
+                     **study.as_json()})
     else:
         print(study.table())
     return 0
