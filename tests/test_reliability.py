@@ -445,12 +445,16 @@ def test_second_writer_refused_signals_print_json_and_sigkill_leaves_no_lock(cli
     ("ising_L4_critical", ["lattice.J=1e308", "training.iterations=40"], "lnZ"),
     ("maflow_moons_density", ["training.lr=1e6", "training.iterations=30"], ""),
 ], ids=["ising_J_1e308", "maflow_lr_1e6"])
-def test_reported_non_finite_runs_exit_1(cli, tmp_path, case, overrides, key):
-    """The two runs of the issue that reported `completed` with ±inf / NaN summaries."""
+def test_reported_non_finite_runs_exit_1(tmp_path, case, overrides, key):
+    """The two runs of the issue that reported `completed` with ±inf / NaN summaries (in a
+    subprocess: the suite's warnings-as-errors filter would stop them earlier)."""
+    from .conftest import run_subprocess
+
     sets = [a for o in overrides for a in ("--set", o)]
     out = tmp_path / "x.h5"
-    code, stdout, err = cli("run", CASES / f"{case}.toml", *sets, "--backend", "numpy",
-                            "-o", out, "--json")
+    proc = run_subprocess("run", CASES / f"{case}.toml", *sets, "--backend", "numpy",
+                          "-o", out, "--json")
+    code, stdout, err = proc.returncode, proc.stdout, proc.stderr
     _one_line_error(code, err, expect_code=1, text="non-finite")
     result = json_line(stdout)
     assert result["status"] == "failed" and key in result["error"]

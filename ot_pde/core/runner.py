@@ -359,8 +359,9 @@ def _main_loop(case, output, problem, solver, writer, backend_obj, wall_before,
 
 def _numerical(exc: BaseException) -> BaseException:
     """Arithmetic that failed inside a step or the summary (overflow, division by zero, a
-    singular matrix) is a numerical failure of the run (exit 1), not a bug."""
-    if isinstance(exc, (ArithmeticError, np.linalg.LinAlgError)):
+    singular matrix, a NumPy RuntimeWarning raised as an error under ``-W error``) is a
+    numerical failure of the run (exit 1), not a bug."""
+    if isinstance(exc, (ArithmeticError, np.linalg.LinAlgError, RuntimeWarning)):
         return NumericalError(f"{type(exc).__name__}: {exc}")
     return exc
 
