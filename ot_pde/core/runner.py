@@ -161,7 +161,7 @@ def _check_fresh_output(output: Path, overwrite: bool) -> None:
     if isinstance(status, bytes):
         status = status.decode()
     if status in ("running", "interrupted"):
-        at = f" at iteration {int(iteration)}" if iteration is not None else ""
+        at = f" at iteration {iteration}" if isinstance(iteration, (int, np.integer)) else ""
         raise InputError(f"the file holds an unfinished run (status {status!r}{at}); use "
                          "--restart to continue it or --overwrite to start over",
                          source=source, key="output.path")
