@@ -556,6 +556,9 @@ def load_checkpoint_state(solver, state: dict, output: Path) -> None:
     try:
         with guarded("loading the checkpoint", source=source, key="checkpoint"):
             solver.load_state(state)
+    except InputError as exc:  # the kind's own check of its state: say which file
+        key = f"checkpoint/{exc.key}" if exc.key else "checkpoint"
+        raise InputError(exc.message, source=source, key=key) from None
     except Exception as exc:  # the checksums held: a state of the wrong structure
         raise InputError(f"the checkpoint does not fit this case's solver "
                          f"({type(exc).__name__}: {exc})", source=source,
