@@ -478,3 +478,37 @@ def test_study_outputs_must_be_files(cli, tmp_path):
     _one_line_error(code, err, text="not a regular file")
     code, _, err = cli("converge", BB1, "--vary", "grid.n=16,32", "--plot", tmp_path)
     _one_line_error(code, err, text="a directory")
+
+
+MAFLOW = ["--backend", "numpy", "--set", "training.iterations=4", "--set", "output.every=2",
+          "--set", "training.n_train=500", "--set", "training.n_test=500",
+          "--set", "output.xdmf=false"]
+
+
+@pytest.fixture(scope="module")
+def maflow_interrupted(tmp_path_factory):
+    """A training kind's file (parameters, Adam moments, an RNG state string)."""
+    from ot_pde.cli import main
+
+    out = tmp_path_factory.mktemp("maflow") / "base.h5"
+    assert main(["run", str(CASES / "maflow_moons_density.toml"), *MAFLOW, "-o", str(out),
+                 "-q"]) == 0
+    with h5py.File(out, "r+") as f:
+        f.attrs["status"] = "interrupted"
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("edit, text", [
+    (lambda s: s.update(rng_state="{not json"), "checkpoint: the checkpoint does not fit"),
+    (lambda s: s.update(rng_state=5), "checkpoint/rng_state: expected a str"),
+    (lambda s: s.update(params=s["params"][:-1]), "checkpoint/params: expected float64"),
+    (_drop("adam_v"), "checkpoint/adam_v: the dataset is missing"),
+], ids=["rng_junk", "rng_int", "params_short", "adam_v_missing"])
+def test_tampered_training_restart_is_exit_2(cli, maflow_interrupted, tmp_path, edit, text):
+    path = _copy(maflow_interrupted, tmp_path)
+    _rewrite_checkpoint(path, edit)
+    code, _, err = cli("run", CASES / "maflow_moons_density.toml", *MAFLOW, "-o", path,
+                       "--restart")
+    _one_line_error(code, err, text=text)
+    assert _status(path) == "interrupted"
