@@ -9,6 +9,8 @@ import argparse
 import json
 import logging
 import math
+import os
+import signal
 import sys
 from pathlib import Path
 
@@ -34,15 +36,41 @@ def _json_number(v):
     return v
 
 
+class _JsonState:
+    """Whether this process owes stdout its one JSON object (``--json``, MPI rank 0)."""
+
+    printed = False
+    rank0 = True
+
+
 def _print_json(obj) -> None:
     def clean(o):
         if isinstance(o, dict):
             return {k: clean(v) for k, v in o.items()}
-        if isinstance(o, list):
+        if isinstance(o, (list, tuple)):
             return [clean(v) for v in o]
         return _json_number(o)
 
+    if _JsonState.printed:  # exactly one object per process
+        return
+    _JsonState.printed = True
     sys.stdout.write(json.dumps(clean(obj)) + "\n")
+    sys.stdout.flush()
+
+
+def _error_json(args, exc: BaseException, status: str, code: int) -> dict:
+    """The one JSON object of a command that ended in an error, a signal or a bug."""
+    run_result = getattr(exc, "run_result", None)
+    if run_result is not None:
+        obj = run_result.as_json()
+        obj["status"] = status
+    else:
+        obj = {"problem": None, "case": getattr(args, "case", None),
+               "output": getattr(args, "output", None), "summary": {}, "status": status}
+    obj["error"] = getattr(exc, "reason", None) or str(exc) or (
+        "interrupted" if isinstance(exc, KeyboardInterrupt) else type(exc).__name__)
+    obj["exit_code"] = code
+    return obj
 
 
 def _load(args):
@@ -58,14 +86,8 @@ def cmd_run(args) -> int:
     rank = 0 if comm is None else comm.Get_rank()
 
     def work():
-        try:
-            return run_case(_load(args), args.output, backend=args.backend,
-                            restart=args.restart, comm=comm)
-        except NumericalError as exc:
-            # The contract: with --json, one object on stdout, "status": "failed" included.
-            if rank == 0 and args.json and getattr(exc, "run_result", None) is not None:
-                _print_json(exc.run_result.as_json())
-            raise
+        return run_case(_load(args), args.output, backend=args.backend,
+                        restart=args.restart, comm=comm, overwrite=args.overwrite)
 
     # under MPI every rank fails at the same step: rank 0 reports it
     result, code = _on_every_rank(comm, work, quiet=(InputError, NumericalError))
@@ -84,11 +106,16 @@ def cmd_run(args) -> int:
 
 def cmd_check(args) -> int:
     case = _load(args)
+    from .backends import get_backend
+    from .core.building import build_problem, build_solver
     from .core.registry import get_kind
 
     kind = get_kind(case.kind)
     kind.backend_for(case)  # run.backend is one the kind runs on (usable here or not)
-    kind.build(case)  # densities, shapes and files are checked here too
+    # densities, shapes and files are checked by the build, sizes by building the solver
+    # (on the reference backend: no kernels compiled), as `run` does before its first step
+    problem = build_problem(case)
+    build_solver(problem, get_backend("numpy"), case)
     print(f"{args.case}: ok ({case.kind})")
     return 0
 
@@ -97,6 +124,7 @@ def cmd_converge(args) -> int:
     from .backends import get_backend
     from .core.converge import plot_study, run_study, write_study
 
+    _check_outputs(args, ("output", "HDF5 file"), ("plot", "PNG file"))
     comm = _mpi_comm()
     case, study, code = _ensemble(args, comm, lambda case: run_study(
         case, args.vary, backend=args.backend, comm=comm))
@@ -109,7 +137,8 @@ def cmd_converge(args) -> int:
         plot_study(study, Path(args.plot))
         log.info("convergence plot written to %s", args.plot)
     if args.json:
-        _print_json({"problem": case.kind, "case": args.case, **study.as_json()})
+        _print_json({"problem": case.kind, "case": args.case, "status": "completed",
+                     **study.as_json()})
     else:
         print(study.table())
     return 0
@@ -121,6 +150,7 @@ def cmd_sweep(args) -> int:
 
     comm = _mpi_comm()
     output = Path(args.output) if args.output else Path(f"{Path(args.case).stem}_sweep.h5")
+    _check_outputs(argparse.Namespace(output=output, case=args.case), ("output", "HDF5 file"))
 
     case, sweep, code = _ensemble(args, comm, lambda case: run_sweep(
         case, args.vary, output, backend=args.backend, comm=comm))
@@ -186,6 +216,7 @@ def _mpi_comm():
 
     comm = world_comm()
     if comm is not None:
+        _JsonState.rank0 = comm.Get_rank() == 0
         _rank_logging(comm.Get_rank(), comm.Get_size())
         threads = share_cores(comm)
         if threads is not None:
@@ -199,9 +230,23 @@ def _rank_logging(rank: int, size: int) -> None:
         handler.setFormatter(logging.Formatter(f"[rank {rank}/{size}] %(levelname)s %(message)s"))
 
 
+def _check_outputs(args, *names) -> None:
+    """``-o``/``--plot`` paths: regular files (or new), never the case file."""
+    from .io.lock import check_output_path
+
+    for attr, what in names:
+        path = getattr(args, attr, None)
+        if path:
+            check_output_path(path, case_source=getattr(args, "case", None),
+                              key=f"--{attr}" if attr != "output" else "-o",
+                              what=f"a {what}")
+
+
 def cmd_plot(args) -> int:
     from .core.registry import get_kind
     from .io import ResultFile
+
+    _check_outputs(args, ("output", "PNG file"))
 
     with ResultFile(args.result) as rf:
         png = Path(args.output) if args.output else Path(args.result).with_suffix(".png")
@@ -294,6 +339,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--backend", choices=BACKEND_CHOICES)
     r.add_argument("--json", action="store_true", help="one JSON object on stdout")
     r.add_argument("--restart", action="store_true", help="continue from the file's checkpoint")
+    r.add_argument("--overwrite", action="store_true",
+                   help="replace an existing file holding an unfinished run (or not ot_pde's)")
     r.set_defaults(func=cmd_run)
 
     c = add("check", "validate a case file only")
@@ -331,7 +378,14 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _sigterm(signum, frame):
+    raise KeyboardInterrupt  # the runner installs its own handler while a run steps
+
+
 def main(argv=None) -> int:
+    """The command line; every ending (error, signal, bug, closed pipe) is an exit code, and
+    with ``--json`` exactly one JSON object on stdout."""
+    _JsonState.printed = False
     args = build_parser().parse_args(argv)
     level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
     handler = logging.StreamHandler(sys.stderr)
@@ -339,12 +393,53 @@ def main(argv=None) -> int:
     log.handlers[:] = [handler]
     log.setLevel(level)
     log.propagate = False
+    previous = None
+    try:
+        previous = signal.signal(signal.SIGTERM, _sigterm)
+    except ValueError:  # not the main thread
+        pass
+    want_json = getattr(args, "json", False)
     try:
         return args.func(args)
     except OtPdeError as exc:
         prefix = "error" if isinstance(exc, InputError) else "numerical failure"
-        print(f"{prefix}: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+        code, status, err = exc.exit_code, "failed", exc
+        _say(f"{prefix}: {exc}")
+    except KeyboardInterrupt as exc:
+        code, status, err = 130, "interrupted", exc
+        _say("interrupted")
+    except BrokenPipeError:
+        return _closed_stdout()
+    except Exception as exc:  # a bug: one line, the traceback under -v
+        log.debug("internal error", exc_info=True)
+        code, status, err = 1, "failed", exc
+        _say(f"internal error (please report it): {type(exc).__name__}: {exc}"
+             + ("" if args.verbose else " (run with -v for the traceback)"))
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+    if want_json and _JsonState.rank0 and not _JsonState.printed:
+        try:
+            _print_json(_error_json(args, err, status, code))
+        except BrokenPipeError:
+            _closed_stdout()
+    return code
+
+
+def _say(line: str) -> None:
+    try:
+        print(line, file=sys.stderr)
+    except (BrokenPipeError, OSError):
+        pass
+
+
+def _closed_stdout() -> int:
+    """The reader of stdout went away (``ot-pde cases | head -3``): not an error of ours.
+    Point stdout at /dev/null so that Python's final flush does not fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+    return 0

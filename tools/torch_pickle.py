@@ -219,12 +219,22 @@ def load(path):
     RefusedPickle
         The pickle names a global outside the whitelist (nothing was called).
     pickle.UnpicklingError, EOFError, ValueError
-        The file is not a readable torch file.
+        The file is not a readable torch file (or nests objects too deeply).
     """
-    if zipfile.is_zipfile(path):
-        return _resolve(_load_zip(path))
-    with open(path, "rb") as f:
-        return _resolve(_load_legacy(f))
+    try:
+        if zipfile.is_zipfile(path):
+            return _resolve(_load_zip(path))
+        with open(path, "rb") as f:
+            return _resolve(_load_legacy(f))
+    except RecursionError:  # containers nested thousands deep: no state dict is
+        raise pickle.UnpicklingError("objects nested too deeply for a tensor state dict "
+                                     "(the file may be malicious)") from None
+    except (pickle.UnpicklingError, EOFError, OSError):  # RefusedPickle included
+        raise
+    except Exception as exc:  # a damaged zip (BadZipFile, "encrypted", bad CRC), opcodes
+        # whose arguments do not fit (TypeError, IndexError, struct.error)...
+        raise pickle.UnpicklingError(f"not a readable torch file ({type(exc).__name__}: "
+                                     f"{exc})") from None
 
 
 def converted(src, what: str, convert):

@@ -13,6 +13,7 @@ import dataclasses
 import math
 import os
 import re
+import stat
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -139,6 +140,10 @@ def parse_override(text: str) -> tuple[str, str, Any]:
         parsed = tomllib.loads("v = " + value_text)
     except tomllib.TOMLDecodeError:
         return section, key, value_text
+    except RecursionError:
+        raise InputError(f"value nested more than {_MAX_DEPTH} levels deep",
+                         source=OVERRIDE_SOURCE, key=f"{section}.{key}") from None
+    _check_depth(parsed["v"], OVERRIDE_SOURCE, f"{section}.{key}")
     # Text like "1\nx = 2" parses as several keys: it is not one TOML value.
     return section, key, parsed["v"] if list(parsed) == ["v"] else value_text
 
@@ -170,6 +175,15 @@ def load_case(path: str | os.PathLike[str], overrides: Sequence[str] = (),
     """
     source = os.fspath(path)
     try:
+        st = os.stat(source)
+        if stat.S_ISDIR(st.st_mode):
+            raise InputError("cannot read case file: it is a directory", source=source)
+        if not stat.S_ISREG(st.st_mode):  # a FIFO would block, /dev/zero never end
+            raise InputError("cannot read case file: not a regular file (a FIFO, socket or "
+                             "device)", source=source)
+        if st.st_size > MAX_CASE_BYTES:
+            raise InputError(f"cannot read case file: {st.st_size} bytes, more than a case "
+                             f"file's {MAX_CASE_BYTES} (small TOML text)", source=source)
         content = Path(source).read_bytes()
     except FileNotFoundError:
         raise InputError("case file not found", source=source) from None
@@ -192,6 +206,10 @@ def load_case_text(text: str, *, source: str = "<string>",
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise InputError(f"invalid TOML: {err}", source=source) from None
+    except RecursionError:  # arrays or inline tables nested thousands deep
+        raise InputError(f"invalid TOML: nested more than {_MAX_DEPTH} levels deep",
+                         source=source) from None
+    _check_depth(raw, source)
     kind = _kind(raw, source)
     try:
         schema = (schema_for or _registry_schema)(kind)
@@ -200,6 +218,28 @@ def load_case_text(text: str, *, source: str = "<string>",
         raise InputError(err.message, source=source, key="case.problem") from None
     return _build(raw, kind=kind, schema=schema, source=source, base_dir=Path(base_dir),
                   overrides=overrides, overridden={})
+
+
+#: the largest case file read (shipped ones are a few kB)
+MAX_CASE_BYTES = 1 << 20
+
+#: deeper values are refused before validation (no case value nests more than 3 levels)
+_MAX_DEPTH = 32
+
+
+def _check_depth(value: Any, source: str, key: str | None = None) -> None:
+    """Refuse values nested deeper than :data:`_MAX_DEPTH` (iteratively: no recursion)."""
+    stack = [(value, 0, key)]
+    while stack:
+        item, depth, where = stack.pop()
+        if depth > _MAX_DEPTH:
+            raise InputError(f"value nested more than {_MAX_DEPTH} levels deep", source=source,
+                             key=where)
+        if isinstance(item, Mapping):
+            stack.extend((v, depth + 1, f"{where}.{k}" if where else str(k))
+                         for k, v in item.items())
+        elif isinstance(item, (list, tuple)):
+            stack.extend((v, depth + 1, where) for v in item)
 
 
 def _registry_schema(kind: str) -> Schema:
@@ -258,7 +298,8 @@ def _drop_other_variant(table: dict[str, Any], schema: Schema, section: str, key
     """
     spec = schema.sections[section]
     old = table.get(key)
-    if key != spec.discriminator or old not in spec.variants or value not in spec.variants:
+    if key != spec.discriminator or not isinstance(old, str) or not isinstance(value, str) \
+            or old not in spec.variants or value not in spec.variants:
         return
     keep = spec.fields_for(value)
     for name in list(spec.variants[old]):

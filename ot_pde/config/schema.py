@@ -120,8 +120,8 @@ class Field:
     choices : sequence, optional
         Allowed values of an ``int``/``str`` field or of each element of an
         ``int_list``/``str_list``.
-    length : int, optional
-        Required number of elements of a list (number of rows of a ``float_matrix``).
+    length, min_length : int, optional
+        Required (or least) number of elements of a list (rows of a ``float_matrix``).
     doc : str
         One-line description, for generated documentation.
     resolution : {None, "inverse", "direct"}
@@ -141,6 +141,7 @@ class Field:
     exclusive_maximum: float | None = None
     choices: Sequence[Any] | None = None
     length: int | None = None
+    min_length: int | None = None
     doc: str = ""
     resolution: str | None = None
     must_exist: bool = False
@@ -162,7 +163,8 @@ class Field:
             if has_bounds:
                 raise ValueError("a field takes choices or bounds, not both")
             object.__setattr__(self, "choices", tuple(self.choices))
-        if self.length is not None and self.type in _SCALAR_TYPES:
+        if (self.length is not None or self.min_length is not None) and \
+                self.type in _SCALAR_TYPES:
             raise ValueError(f"length given for a {self.type!r} field")
         if self.must_exist and self.type != "path":
             raise ValueError(f"must_exist given for a {self.type!r} field")
@@ -194,7 +196,8 @@ class Field:
         limits = self._limits()
         if self.type in _SCALAR_TYPES:
             return limits if self.choices else f"{_NOUNS[self.type][0]} {limits}".rstrip()
-        count = f"{self.length} " if self.length is not None else ""
+        count = f"{self.length} " if self.length is not None else \
+            f"at least {self.min_length} " if self.min_length else ""
         if self.type == "float_matrix":
             text = f"a matrix (a list of {count}equal-length lists of floats)"
         else:
@@ -299,7 +302,8 @@ class Field:
         # Python callers may pass tuples; TOML only yields lists.
         if not isinstance(value, (list, tuple)):
             raise self._reject(value, typed=False)
-        if self.length is not None and len(value) != self.length:
+        if (self.length is not None and len(value) != self.length) or (
+                self.min_length is not None and len(value) < self.min_length):
             raise _Reject(f"expected {self.expected}, got {len(value)} items")
         return list(value)
 

@@ -16,8 +16,10 @@ from pathlib import Path
 import numpy as np
 
 from ..config import Case
+from ..config.schema import OVERRIDE_SOURCE
 from ..errors import InputError
 from ..io import ResultFile, ResultWriter
+from .building import build_problem
 from .ensemble import spread
 from .registry import get_kind
 from .runner import run_case
@@ -66,6 +68,18 @@ class Study:
         return "\n".join(lines)
 
 
+def vary_override(case: Case, overrides: list[str]) -> Case:
+    """``case.with_overrides(overrides)`` with errors about the values named ``--vary``
+    (the values come from ``--vary``, not from ``--set``)."""
+    try:
+        return case.with_overrides(overrides)
+    except InputError as err:
+        if err.source == OVERRIDE_SOURCE and err.key and any(
+                o.startswith(err.key + "=") for o in overrides):
+            raise InputError(err.message, source="--vary", key=err.key) from None
+        raise
+
+
 def parse_vary(text: str, case: Case) -> tuple[str, list]:
     """``sec.key=v1,v2,...`` -> (key, validated values), with the resolution's direction known."""
     if "=" not in text or "." not in text.split("=", 1)[0]:
@@ -76,8 +90,8 @@ def parse_vary(text: str, case: Case) -> tuple[str, list]:
     if len(items) < 2:
         raise InputError("a convergence study needs at least two values", source="--vary",
                          key=key)
-    values = [case.with_overrides([f"{key}={s}"]).get(key) for s in items]
-    resolution = case.with_overrides([f"{key}={items[0]}"]).field(key).resolution
+    values = [vary_override(case, [f"{key}={s}"]).get(key) for s in items]
+    resolution = vary_override(case, [f"{key}={items[0]}"]).field(key).resolution
     if resolution is None:
         raise InputError("this key is not a resolution parameter (a cell count or step size)",
                          source="--vary", key=key)
@@ -93,7 +107,7 @@ def _run_one(case: Case, kind, key: str, v, folder: Path, backend: str | None,
              keep: bool) -> tuple[dict[str, float], dict]:
     """One run of a study: its errors (name -> value) and its run record."""
     run = case.with_overrides([f"{key}={v!r}" if isinstance(v, str) else f"{key}={v}"])
-    problem = kind.build(run)
+    problem = build_problem(run)
     reference = problem.reference()
     if reference is None:
         raise InputError(f"problem kind {case.kind!r} has no exact reference for this "
@@ -101,7 +115,7 @@ def _run_one(case: Case, kind, key: str, v, folder: Path, backend: str | None,
                          key="case.problem")
     out = folder / f"{Path(case.source).stem}_{key}={v}.h5"
     log.info("convergence study: %s = %s", key, v)
-    result = run_case(run, out, backend=backend)
+    result = run_case(run, out, backend=backend, overwrite=True)
     errors: dict[str, float] = {}
     with ResultFile(out) as rf:
         for name, exact in reference.scalars.items():

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import signal
 import time
 from dataclasses import dataclass
@@ -21,8 +22,11 @@ import numpy as np
 from .._version import __version__
 from ..backends import get_backend
 from ..config import Case, load_case_text
-from ..errors import InputError, NumericalError
+from ..errors import InputError, NumericalError, OtPdeError
 from ..io import ResultFile, ResultWriter, write_xdmf
+from ..io.lock import OutputLock, check_output_path
+from .building import build_problem, build_solver
+from .limits import guarded
 from .progress import Progress
 from .registry import get_kind
 
@@ -139,8 +143,33 @@ def rank_file(output: Path, rank: int) -> Path:
     return output.with_name(f"{output.stem}.rank{rank}{output.suffix}")
 
 
+def _check_fresh_output(output: Path, overwrite: bool) -> None:
+    """A run without --restart refuses to discard an unfinished run or a foreign file."""
+    if overwrite or not output.exists() or output.stat().st_size == 0:
+        return
+    source = str(output)
+    try:
+        with h5py.File(output, "r", locking=False) as f:
+            status = f.attrs.get("status")
+            ours = "ot_pde_version" in f.attrs
+            iteration = f["checkpoint"].attrs.get("iteration") if "checkpoint" in f else None
+    except Exception:  # not HDF5, or unreadable
+        ours, status, iteration = False, None, None
+    if not ours:
+        raise InputError("the file exists and is not an ot_pde result file; refusing to "
+                         "overwrite it (use --overwrite to replace it)", source=source,
+                         key="output.path")
+    if isinstance(status, bytes):
+        status = status.decode()
+    if status in ("running", "interrupted"):
+        at = f" at iteration {iteration}" if isinstance(iteration, (int, np.integer)) else ""
+        raise InputError(f"the file holds an unfinished run (status {status!r}{at}); use "
+                         "--restart to continue it or --overwrite to start over",
+                         source=source, key="output.path")
+
+
 def run_case(case: Case, output: Path | None = None, *, backend: str | None = None,
-             restart: bool = False, comm=None) -> RunResult:
+             restart: bool = False, comm=None, overwrite: bool = False) -> RunResult:
     """Run ``case`` to completion (or to a stop condition), writing ``output``.
 
     With an MPI communicator ``comm`` of more than one rank every rank calls this: the kind
@@ -149,21 +178,25 @@ def run_case(case: Case, output: Path | None = None, *, backend: str | None = No
     iteration); rank 0 writes ``output``, and the blocks of distributed fields go to one
     file per rank (:func:`rank_file`) joined in ``output`` by HDF5 virtual datasets.
 
+    Rank 0 holds a lock on ``output`` for the whole run (:class:`~ot_pde.io.lock.OutputLock`):
+    a second writer is refused. Without ``restart`` an existing file holding an unfinished
+    run (or a file that is not an ot_pde result) is refused unless ``overwrite``.
+
     Raises
     ------
     InputError
-        Bad case, backend or output path (nothing is run).
+        Bad case, backend, output path or checkpoint (nothing is run, the file untouched).
     NumericalError
-        The solver produced non-finite values; the file is marked ``failed``.
+        The solver or the summary produced non-finite values; the file is marked ``failed``.
     KeyboardInterrupt
         Ctrl-C or SIGTERM; the file is marked ``interrupted`` and holds a checkpoint.
     """
     kind = get_kind(case.kind)
     output = Path(output) if output is not None else default_output_path(case)
+    check_output_path(output, case_source=case.source)
     backend_obj = get_backend(kind.backend_for(case, backend),  # the kind's refusal first
                               source="--backend" if backend else "run.backend")
-    problem = kind.build(case)
-    root = comm is None or comm.Get_rank() == 0
+    problem = build_problem(case)
     if comm is not None:
         if problem.mpi_mode is None:
             raise InputError(f"problem kind {case.kind!r} does not run on several MPI ranks; "
@@ -171,31 +204,58 @@ def run_case(case: Case, output: Path | None = None, *, backend: str | None = No
                              "'ot-pde converge' or 'ot-pde sweep')", source=case.source,
                              key="case.problem")
         problem.comm = comm
+    lock = _on_root(comm, lambda: OutputLock(output).acquire())  # None on other ranks
+    try:
+        return _run_locked(case, output, problem, backend_obj, restart, comm, overwrite)
+    finally:
+        if lock is not None:
+            lock.release()
 
+
+def _run_locked(case, output, problem, backend_obj, restart, comm, overwrite) -> RunResult:
+    """:func:`run_case` once the output file is locked."""
+    root = comm is None or comm.Get_rank() == 0
     state = None
     if restart:  # every rank reads the checkpoint (read-only), then rank 0 reopens the file
         state = _restart_state(case, output, backend_obj.name)
         if comm is not None:
             comm.Barrier()
+    else:
+        _on_root(comm, lambda: _check_fresh_output(output, overwrite))
     fresh = state is None
+    # the solver is set up and the checkpoint loaded before the file is touched: a case too
+    # large or a damaged checkpoint leaves the file as it was (an interrupted run stays so)
+    solver = build_solver(problem, backend_obj, case)
+    if not fresh:
+        wall_before = _stored_wall(state.pop(_STATE_WALL, 0.0), output)
+        load_checkpoint_state(solver, state, output)
     writer = _on_root(comm, lambda: ResultWriter(
         output, problem=case.kind, case_toml=case.to_toml(), backend=backend_obj.name,
         seed=case.get("run.seed"), restart=not fresh))
     if not root:
         writer = _NoWriter()
-    solver = problem.make_solver(backend_obj)
-    wall_before = 0.0
-    if fresh:
-        with writer.batch():
-            for axis in problem.grid():
-                writer.write_grid(axis.name, axis.coords, units=axis.units,
-                                  description=axis.description, kind=axis.kind)
-    else:
-        wall_before = float(state.pop(_STATE_WALL, 0.0))
-        solver.load_state(state)
-        writer.truncate_history(solver.iteration)
-        log.info("restarting %s from iteration %d", output, solver.iteration)
+    try:
+        if fresh:
+            wall_before = 0.0
+            with writer.batch():
+                for axis in problem.grid():
+                    writer.write_grid(axis.name, axis.coords, units=axis.units,
+                                      description=axis.description, kind=axis.kind)
+        else:
+            writer.truncate_history(solver.iteration)
+            log.info("restarting %s from iteration %d", output, solver.iteration)
+    except BaseException as exc:  # the file says why it holds no run
+        if isinstance(exc, KeyboardInterrupt):
+            writer.set_status("interrupted", message="interrupted before the first step")
+        else:
+            writer.set_status("failed", message=f"{type(exc).__name__}: {exc}")
+        raise
+    return _main_loop(case, output, problem, solver, writer, backend_obj, wall_before, comm)
 
+
+def _main_loop(case, output, problem, solver, writer, backend_obj, wall_before,
+               comm) -> RunResult:
+    root = comm is None or comm.Get_rank() == 0
     log.info("%s: %s on backend %s -> %s", case.kind, problem.describe(), backend_obj.name,
              output)
     every = case.get("output.every")
@@ -224,8 +284,13 @@ def run_case(case: Case, output: Path | None = None, *, backend: str | None = No
                 snapshot[_STATE_WALL] = np.float64(elapsed())
                 writer.write_checkpoint(snapshot, solver.iteration)
 
+    def result(status: str, summary: dict) -> RunResult:
+        return RunResult(problem=case.kind, case=case.source, output=output,
+                         backend=backend_obj.name, summary=summary, status=status)
+
     status, message = "failed", ""
     consistent = True  # False when the solver may have stopped midway through an iteration
+    summary: dict = {}
     with _StopSignals() as signals:
         try:
             stop_reason = ""
@@ -252,43 +317,86 @@ def run_case(case: Case, output: Path | None = None, *, backend: str | None = No
                             solver.iteration)
             else:
                 status = "completed"
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
             # raised between iterations unless a second signal forced it (see _StopSignals)
             consistent = signals.received is not None and not signals.forced
-            flush(checkpoint=consistent)
             status, message = "interrupted", f"interrupted by {signals.received or 'signal'}"
+            try:
+                flush(checkpoint=consistent)
+            finally:
+                exc.run_result = result("interrupted", {})
+                exc.reason = message
             raise
         except BaseException as exc:  # NumericalError, or a bug: keep what was computed
             consistent = False
-            flush(checkpoint=False)
             status, message = "failed", f"{type(exc).__name__}: {exc}"
-            if isinstance(exc, NumericalError):  # the CLI's --json reports the failed run
-                exc.run_result = RunResult(problem=case.kind, case=case.source, output=output,
-                                           backend=backend_obj.name, summary={},
-                                           status="failed")
+            err = _numerical(exc)
+            if isinstance(err, OtPdeError):  # the CLI's --json reports the failed run
+                err.run_result = result("failed", {})
+            flush(checkpoint=False)
+            if err is not exc:
+                raise err from exc
             raise
         finally:
             progress.close()
-            summary = {}
-            if consistent and status in ("completed", "interrupted"):
-                try:
-                    if status == "interrupted":
-                        # The summary may take a while (the Ising estimators sample afresh);
-                        # a second signal skips it and still marks the file.
-                        log.warning("%s: writing the summary of iteration %d (signal again "
-                                    "to skip it)", message, solver.iteration)
-                    summary = _write_results(problem, solver, writer, case, output, elapsed(),
-                                             comm)
-                except KeyboardInterrupt:
-                    if status != "interrupted":
-                        raise
-                    summary = {}
-                    log.warning("summary skipped; the checkpoint of iteration %d is kept",
-                                solver.iteration)
-            writer.set_status(status, message=message)
+            try:
+                if consistent and status in ("completed", "interrupted"):
+                    summary = _summary_step(problem, solver, writer, case, output, elapsed(),
+                                            comm, status, message)
+            except BaseException as exc:
+                # an error found while writing the summary: the file says failed, never
+                # running; the history and the last checkpoint are kept
+                status, message = "failed", f"{type(exc).__name__}: {exc}"
+                err = _numerical(exc)
+                if isinstance(err, OtPdeError):
+                    err.run_result = result("failed", getattr(exc, "summary", {}))
+                if err is not exc:
+                    raise err from exc
+                raise
+            finally:
+                writer.set_status(status, message=message)
     log.info("%s in %d iterations, %.2f s", status, solver.iteration, elapsed())
-    return RunResult(problem=case.kind, case=case.source, output=output,
-                     backend=backend_obj.name, summary=summary, status=status)
+    return result(status, summary)
+
+
+def _numerical(exc: BaseException) -> BaseException:
+    """Arithmetic that failed inside a step or the summary (overflow, division by zero, a
+    singular matrix, a NumPy RuntimeWarning raised as an error under ``-W error``) is a
+    numerical failure of the run (exit 1), not a bug."""
+    if isinstance(exc, (ArithmeticError, np.linalg.LinAlgError, RuntimeWarning)):
+        return NumericalError(f"{type(exc).__name__}: {exc}")
+    return exc
+
+
+def _summary_step(problem, solver, writer, case, output, wall, comm, status,
+                  message) -> dict:
+    """The summary, fields and particles, once the loop ended; a second signal during an
+    interrupted run's summary skips it (the checkpoint is kept)."""
+    try:
+        if status == "interrupted":
+            # The summary may take a while (the Ising estimators sample afresh);
+            # a second signal skips it and still marks the file.
+            log.warning("%s: writing the summary of iteration %d (signal again "
+                        "to skip it)", message, solver.iteration)
+        return _write_results(problem, solver, writer, case, output, wall, comm)
+    except KeyboardInterrupt:
+        if status != "interrupted":
+            raise
+        log.warning("summary skipped; the checkpoint of iteration %d is kept",
+                    solver.iteration)
+        return {}
+
+
+def check_summary_finite(summary: dict) -> None:
+    """The one finiteness check of every run's summary: NumericalError naming the values
+    that are NaN or infinite (the summary is written first, so the file shows them)."""
+    bad = [k for k, v in summary.items()
+           if isinstance(v, (float, np.floating)) and not math.isfinite(v)]
+    if bad:
+        err = NumericalError("the summary holds non-finite values: "
+                             + ", ".join(f"{k} = {summary[k]}" for k in bad))
+        err.summary = summary
+        raise err
 
 
 def _write_results(problem, solver, writer, case: Case, output: Path, wall: float,
@@ -298,7 +406,8 @@ def _write_results(problem, solver, writer, case: Case, output: Path, wall: floa
     Under MPI every rank calls this (the problem's methods are collective); the blocks of
     distributed fields are written by their ranks (:func:`_write_blocks`).
     """
-    summary = problem.summary(solver)
+    with guarded("computing the summary", source=case.source):
+        summary = problem.summary(solver)
     summary["iterations"] = int(solver.iteration)
     if comm is not None:  # rank 0's clock, so that every rank reports the same summary
         wall = comm.bcast(wall, root=0)
@@ -319,6 +428,7 @@ def _write_results(problem, solver, writer, case: Case, output: Path, wall: floa
             writer.write_particles(part.name, part.data, units=part.units,
                                    description=part.description)
         writer.write_summary(summary)
+    check_summary_finite(summary)
     # the sidecar reads the file: on rank 0 only, which wrote it (another rank would read it
     # while rank 0 writes)
     if case.get("output.xdmf") and (comm is None or comm.Get_rank() == 0):
@@ -350,9 +460,19 @@ def _write_blocks(blocks, output: Path, comm, problem: str) -> dict:
 
 def _restart_state(case: Case, output: Path, backend: str) -> dict | None:
     """The checkpoint of ``output`` after checking it belongs to this case (None: start over)."""
-    if not output.exists():
+    if not output.exists() or output.stat().st_size == 0:
         log.warning("--restart: %s does not exist; starting from the beginning", output)
         return None
+    try:
+        return _read_restart_state(case, output, backend)
+    except InputError:
+        raise
+    except Exception as exc:  # a damaged file: HDF5 errors of every kind
+        raise InputError(f"cannot read the file to restart from ({type(exc).__name__}: "
+                         f"{exc})", source=str(output), key="--restart") from None
+
+
+def _read_restart_state(case: Case, output: Path, backend: str) -> dict | None:
     with ResultFile(output) as old:
         if old.status == "completed":
             raise InputError("the run in this file already completed; nothing to restart",
@@ -363,9 +483,102 @@ def _restart_state(case: Case, output: Path, backend: str) -> dict | None:
                              source=str(output), key="--restart")
         stored = load_case_text(old.case_toml, source=str(output))
         _check_restart_case(stored, case, output)
-        checkpoint = old.checkpoint()
+        checkpoint = old.checkpoint()  # checksums verified here
+        rows = {name: ds.shape[0] for name, ds in old.h5.get("history", {}).items()}
     if checkpoint is None:
         log.warning("--restart: %s holds no checkpoint yet; starting from the beginning", output)
         return None
-    state, _ = checkpoint
-    return dict(state)
+    state, iteration = checkpoint
+    if iteration < 0:
+        raise InputError(f"the checkpoint's iteration {iteration} is negative", source=str(output),
+                         key="checkpoint@iteration")
+    short = {name: n for name, n in rows.items() if n < iteration}
+    if short:
+        name, n = next(iter(short.items()))
+        raise InputError(f"the history holds {n} rows, fewer than the checkpoint's iteration "
+                         f"{iteration}: the file is inconsistent", source=str(output),
+                         key=f"history/{name}")
+    state = dict(state)
+    state[_ITERATION] = iteration
+    return state
+
+
+_ITERATION = "__checkpoint_iteration__"
+
+
+def _stored_wall(value, output: Path) -> float:
+    """The wall time stored with a checkpoint: one finite, non-negative number."""
+    try:
+        wall = float(np.asarray(value, dtype=np.float64).reshape(()))
+    except (TypeError, ValueError):
+        wall = math.nan
+    if not (math.isfinite(wall) and wall >= 0):
+        raise InputError(f"expected the run's wall time in seconds, got {value!r}",
+                         source=str(output), key=f"checkpoint/{_STATE_WALL}")
+    return wall
+
+
+def load_checkpoint_state(solver, state: dict, output: Path) -> None:
+    """``solver.load_state(state)`` after checking the state against the solver's own.
+
+    A freshly built solver's ``state()`` is the template: the checkpoint must hold its
+    entries (it may hold more, added as the solver went on), each array with the template's
+    shape and dtype kind, each scalar of the same type; after loading, the solver's
+    iteration must be the checkpoint's. Anything else is
+    an InputError naming the dataset (the file was tampered with or belongs to another
+    version), raised before the file is reopened for writing.
+    """
+    source = str(output)
+    iteration = state.pop(_ITERATION)
+    template = solver.state()
+    template.pop(_STATE_WALL, None)
+    # a solver may add entries as it goes (a previous iterate), never drop one
+    missing = sorted(set(template) - set(state))
+    if missing:
+        raise InputError(f"the dataset is missing from the checkpoint (a state holds at "
+                         f"least {sorted(template)})", source=source,
+                         key=f"checkpoint/{missing[0]}")
+    for name, want in template.items():
+        got = state[name]
+        if isinstance(want, (str, bool, int, float)):  # NumPy scalars included
+            kind = next(t for t in (str, bool, int, float) if isinstance(want, t))
+            ok = isinstance(got, kind) and (kind is bool or not isinstance(got, bool)) or (
+                kind is float and isinstance(got, (int, float, np.number))
+                and not isinstance(got, bool))
+            if not ok:
+                raise InputError(f"expected a {kind.__name__}, got {got!r}",
+                                 source=source, key=f"checkpoint/{name}")
+            continue
+        want_arr = np.asarray(want)
+        got_arr = np.asarray(got)
+        if got_arr.shape != want_arr.shape or got_arr.dtype.kind != want_arr.dtype.kind:
+            raise InputError(f"expected {want_arr.dtype} of shape {want_arr.shape}, got "
+                             f"{got_arr.dtype} of shape {got_arr.shape}", source=source,
+                             key=f"checkpoint/{name}")
+    try:
+        with guarded("loading the checkpoint", source=source, key="checkpoint"):
+            solver.load_state(state)
+    except InputError as exc:  # the kind's own check of its state: say which file
+        key = f"checkpoint/{exc.key}" if exc.key else "checkpoint"
+        raise InputError(exc.message, source=source, key=key) from None
+    except Exception as exc:  # the checksums held: a state of the wrong structure
+        raise InputError(f"the checkpoint does not fit this case's solver "
+                         f"({type(exc).__name__}: {exc})", source=source,
+                         key="checkpoint") from None
+    # what the solver holds now must be what the checkpoint held: an entry it ignored, or
+    # one it dropped with its partners (a set of arrays missing one member), is refused
+    again = solver.state()
+    again.pop(_STATE_WALL, None)
+    for name in sorted(set(again) ^ set(state)):
+        raise InputError("the checkpoint's entries do not match the state the solver holds "
+                         f"after loading it ({'ignored' if name in state else 'missing'}); "
+                         "it was altered or belongs to another version", source=source,
+                         key=f"checkpoint/{name}")
+    for name, value in again.items():
+        if np.shape(value) != np.shape(state[name]):
+            raise InputError(f"loaded with shape {np.shape(value)} but stored with "
+                             f"{np.shape(state[name])}", source=source,
+                             key=f"checkpoint/{name}")
+    if int(solver.iteration) != iteration:
+        raise InputError(f"the checkpoint's iteration attribute says {iteration}, its state "
+                         f"{solver.iteration}", source=source, key="checkpoint@iteration")

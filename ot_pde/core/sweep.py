@@ -27,6 +27,8 @@ import numpy as np
 from ..config import Case
 from ..errors import InputError, NumericalError
 from ..io import ResultWriter
+from .building import build_problem
+from .converge import vary_override
 from .ensemble import spread
 from .registry import get_kind
 from .runner import run_case
@@ -79,7 +81,7 @@ def parse_sweep(varies: list[str], case: Case) -> tuple[list[str], list[tuple], 
         columns.append(items)
     points, cases = [], []
     for combo in itertools.product(*columns):
-        run = case.with_overrides([f"{k}={v}" for k, v in zip(keys, combo)])
+        run = vary_override(case, [f"{k}={v}" for k, v in zip(keys, combo)])
         points.append(tuple(run.get(k) for k in keys))
         cases.append(run)
     return keys, points, cases
@@ -99,7 +101,7 @@ def run_sweep(case: Case, varies: list[str], output: Path, *, backend: str | Non
     kind = get_kind(case.kind)
     for run in cases:  # bad input of any point stops the sweep before the first run
         kind.backend_for(run, backend)
-        kind.build(run)
+        build_problem(run)
     folder = output.with_name(f"{output.stem}_runs")
 
     def run_point(i: int) -> dict:
@@ -107,7 +109,7 @@ def run_sweep(case: Case, varies: list[str], output: Path, *, backend: str | Non
         log.info("sweep point %d/%d: %s", i + 1, len(points),
                  ", ".join(f"{k} = {v}" for k, v in zip(keys, points[i])))
         try:
-            result = run_case(cases[i], out, backend=backend)
+            result = run_case(cases[i], out, backend=backend, overwrite=True)
             summary, status = result.summary, result.status
         except NumericalError as exc:  # recorded; the sweep goes on
             log.error("sweep point %d failed: %s", i + 1, exc)

@@ -14,7 +14,8 @@ Layout (the contract of DESIGN.md, "HDF5 layout")::
     /history/<name>   1D, chunked and resizable, one row per recorded iteration; always
                       holds ``iteration``
     /checkpoint       restart state: one dataset per entry (0-d ones with attr
-                      ``scalar`` when they were Python scalars), attr iteration
+                      ``scalar`` when they were Python scalars), each with attr
+                      ``checksum``; attrs iteration, checksum (see .integrity)
     /checkpoint_tmp   scratch buffer for the next checkpoint (the previous one; never read)
 
 Crash safety
@@ -58,6 +59,7 @@ from numpy.typing import ArrayLike
 
 from .._version import __version__
 from ..errors import InputError
+from .integrity import digest, group_digest, verify_checkpoint
 
 __all__ = ["ResultWriter", "ResultFile", "STATUSES", "GRID_KINDS"]
 
@@ -111,7 +113,7 @@ def _set_attr(obj: h5py.HLObject, name: str, value: Any) -> None:
     rewriting the existing attribute in place (``modify``) reuses its collection.
     """
     attrs = obj.attrs
-    if isinstance(value, str) and name in attrs and h5py.check_string_dtype(
+    if isinstance(value, (str, np.bytes_)) and name in attrs and h5py.check_string_dtype(
         attrs.get_id(name).dtype
     ):
         if attrs[name] != value:
@@ -211,6 +213,7 @@ class ResultWriter:
             f.attrs["created_utc"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
             f.attrs["status"] = "running"
             f.attrs["seed"] = np.int64(seed)
+            f.attrs["writer_pid"] = np.int64(os.getpid())  # named when a 2nd writer is refused
 
     def _reopen(self, problem: str) -> None:
         source = str(self.path)
@@ -229,6 +232,7 @@ class ResultWriter:
                         f"cannot restart: file holds a {found!r} run, not {problem!r}",
                         source=source, key="--restart",
                     )
+                _set_attr(f, "writer_pid", np.int64(os.getpid()))
                 self.set_status("running")
         except OSError as exc:
             raise InputError(f"cannot restart: {exc}", source=source, key="--restart") from exc
@@ -514,13 +518,20 @@ class ResultWriter:
             tmp = f.require_group("checkpoint_tmp")
             for key in set(tmp) - set(state):
                 del tmp[key]
+            digests = {}
             for key, value in state.items():
                 if isinstance(value, str):
                     ds = self._put(tmp, key, np.array(value, dtype=h5py.string_dtype()))
+                    digests[key] = digest(key, value)
                 else:
-                    ds = self._put(tmp, key, _host(value))
+                    data = _host(value)
+                    ds = self._put(tmp, key, data)
+                    digests[key] = digest(key, np.asarray(data, dtype=ds.dtype))
                 ds.attrs["scalar"] = _is_scalar(value)
+                # fixed-length bytes: rewritten in place, the file does not grow
+                _set_attr(ds, "checksum", np.bytes_(digests[key]))
             tmp.attrs["iteration"] = np.int64(iteration)
+            _set_attr(tmp, "checksum", np.bytes_(group_digest(iteration, digests)))
             # Put the new state completely on disk before the renames, so that a kill
             # while close() writes metadata can only leave a link pointing at a complete
             # group, never an old group header over new data.
@@ -640,11 +651,17 @@ class ResultFile:
             self._file = h5py.File(self.path, "r", locking=False)
         except OSError as exc:
             raise InputError(f"cannot read result file: {exc}", source=source) from exc
-        if "ot_pde_version" not in self._file.attrs:
+        try:
+            if "ot_pde_version" not in self._file.attrs:
+                raise InputError("not an ot_pde result file (no ot_pde_version attribute)",
+                                 source=source)
+            self.attrs: dict[str, Any] = {k: _to_python(v) for k, v in self._file.attrs.items()}
+        except Exception as exc:
             self._file.close()
-            raise InputError("not an ot_pde result file (no ot_pde_version attribute)",
-                             source=source)
-        self.attrs: dict[str, Any] = {k: _to_python(v) for k, v in self._file.attrs.items()}
+            if isinstance(exc, InputError):
+                raise
+            raise InputError(f"cannot read result file: {type(exc).__name__}: {exc}",
+                             source=source) from None
         self.problem: str = self.attrs.get("problem", "")
         self.status: str = self.attrs.get("status", "")
         self.case_toml: str = self.attrs.get("case_toml", "")
@@ -720,13 +737,23 @@ class ResultFile:
         """The restart state and its iteration, or None if no checkpoint was written.
 
         Entries written as scalars come back as Python ``bool``/``int``/``float``/``str``.
+
+        Raises
+        ------
+        InputError
+            A dataset or attribute is missing or does not match its checksum (the state
+            was altered or corrupted after it was written); the key names the dataset.
         """
         if "checkpoint" not in self._file:
             return None
         group = self._file["checkpoint"]
+        if not isinstance(group, h5py.Group):
+            raise InputError("/checkpoint is not a group", source=str(self.path),
+                             key="checkpoint")
+        values, iteration = verify_checkpoint(group, source=str(self.path))
         state: dict[str, StateValue] = {}
-        for key, ds in group.items():
+        for key, value in values.items():
             # ds[()] of a 0-d dataset is a NumPy scalar; give back what was written.
-            value = ds[()]
-            state[key] = _to_python(value) if ds.attrs["scalar"] else np.asarray(value)
-        return state, int(group.attrs["iteration"])
+            scalar = bool(group[key].attrs["scalar"])
+            state[key] = _to_python(value) if scalar else np.asarray(value)
+        return state, iteration

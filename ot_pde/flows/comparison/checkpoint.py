@@ -29,13 +29,14 @@ from __future__ import annotations
 import json
 import math
 import struct
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from ...errors import InputError
+from ...core.limits import check_allocation
+from ...io.arrays import check_regular_file, load_npz
 
 FORMAT = "ot_pde.flow_checkpoint"
 FORMAT_VERSION = 1
@@ -154,15 +155,17 @@ def load_checkpoint(path) -> Checkpoint:
     """
     where = str(path)
     path = Path(path)
-    if not path.is_file():
-        raise InputError("checkpoint file not found", source=where, key="model.path")
+    # a regular file (a FIFO would block the reader), of a size a machine can hold
+    size = check_regular_file(path, source=where, key="model.path",
+                              expected="an .npz or .safetensors checkpoint").st_size
+    check_allocation((size,), 1, what="the checkpoint file", source=where, key="model.path")
     if path.suffix == ".safetensors":
         arrays, text = _read_safetensors(path, where)
     else:
         arrays, text = _read_npz(path, where)
     try:
         meta = json.loads(text)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise InputError(f"metadata is not valid JSON ({exc})", source=where,
                          key="metadata") from None
     if not isinstance(meta, dict):
@@ -189,25 +192,10 @@ def load_checkpoint(path) -> Checkpoint:
 
 
 def _read_npz(path: Path, where: str) -> tuple[dict, str]:
-    current = None  # the array being read when an error strikes
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            if "metadata" not in z.files:
-                raise InputError("no metadata record (not an ot_pde flow checkpoint?)",
-                                 source=where, key="metadata")
-            arrays = {}
-            for current in z.files:
-                arrays[current] = z[current]
-    except InputError:
-        raise
-    except ValueError as exc:  # object arrays (refused: allow_pickle=False), bad headers
-        raise InputError(f"cannot read array: {exc}", source=where,
-                         key=current or "file") from None
-    except (zipfile.BadZipFile, EOFError, OSError, KeyError) as exc:
-        what = f"array {current!r} is truncated or corrupt" if current else \
-            "not a readable .npz file (truncated or not a zip archive)"
-        raise InputError(f"{what} ({type(exc).__name__}: {exc})", source=where,
-                         key=current or "file") from None
+    arrays = load_npz(path, source=where, key="file")  # the one safe array reader
+    if "metadata" not in arrays:
+        raise InputError("no metadata record (not an ot_pde flow checkpoint?)",
+                         source=where, key="metadata")
     meta = arrays.pop("metadata")
     if meta.dtype != np.uint8 or meta.ndim != 1:
         raise InputError(f"expected UTF-8 JSON bytes (uint8, 1-D), got {meta.dtype} "
@@ -228,8 +216,11 @@ def _read_safetensors(path: Path, where: str) -> tuple[dict, str]:
                          f"{len(data)})", source=where, key="file")
     try:
         header = json.loads(data[8:8 + n].decode("utf-8"))
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise InputError(f"bad safetensors header: {exc}", source=where, key="file") from None
+    if not isinstance(header, dict):
+        raise InputError(f"bad safetensors header: expected a JSON object, got "
+                         f"{type(header).__name__}", source=where, key="file")
     meta = header.pop("__metadata__", None)
     if not isinstance(meta, dict) or not isinstance(meta.get("ot_pde"), str):
         raise InputError("no __metadata__.ot_pde record (not an ot_pde flow checkpoint?)",
@@ -239,11 +230,14 @@ def _read_safetensors(path: Path, where: str) -> tuple[dict, str]:
     for name, info in header.items():
         try:
             dtype = _ST_DTYPES[info["dtype"]]
-            shape = tuple(int(s) for s in info["shape"])
-            start, stop = (int(o) for o in info["data_offsets"])
-        except (KeyError, TypeError, ValueError):
-            raise InputError("bad or unsupported tensor entry in the header", source=where,
-                             key=name) from None
+            if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0
+                       for v in [*info["shape"], *info["data_offsets"]]):
+                raise ValueError("shape and offsets must be non-negative integers")
+            shape = tuple(info["shape"])
+            start, stop = info["data_offsets"]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InputError(f"bad or unsupported tensor entry in the header ({exc})",
+                             source=where, key=name) from None
         if stop > len(body) or stop - start != math.prod(shape) * dtype.itemsize or start < 0:
             raise InputError(f"tensor data out of range or truncated (bytes {start}..{stop} "
                              f"of {len(body)})", source=where, key=name)
@@ -286,8 +280,9 @@ def _check_reference(reference: dict, meta: dict, where: str) -> None:
                          key=f"reference/{missing[0]}")
     d = meta["dim"]
     x, y, lp = (reference[k] for k in REFERENCE_KEYS)
-    for name, arr, shape in (("input", x, (x.shape[0], d)), ("output", y, (x.shape[0], d)),
-                             ("log_density", lp, (x.shape[0],))):
+    n = x.shape[0] if x.ndim >= 1 else 1
+    for name, arr, shape in (("input", x, (n, d)), ("output", y, (n, d)),
+                             ("log_density", lp, (n,))):
         if arr.ndim != len(shape) or arr.shape != shape:
             raise InputError(f"expected shape {shape} (dim {d} from the metadata), got "
                              f"{arr.shape}", source=where, key=f"reference/{name}")

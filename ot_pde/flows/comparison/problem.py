@@ -51,6 +51,7 @@ from ...backends import Backend, get_backend
 from ...config import Field, Section, make_schema
 from ...core.problem import EvaluatedOnce, FieldData, GridAxis, ParticleData, Problem
 from ...errors import InputError, NumericalError
+from ...io.arrays import load_samples
 from .. import data as toy_data
 from ..integrators import standard_normal_log_prob, to_host
 from .checkpoint import load_checkpoint
@@ -86,7 +87,7 @@ SCHEMA = make_schema({
     "comparison": Section({
         "n_samples": Field("int", 20000, minimum=2,
                            doc="latent draws for transport_cost and layerwise_cost"),
-        "ot_sizes": Field("int_list", [256, 512, 1024, 2048], minimum=2,
+        "ot_sizes": Field("int_list", [256, 512, 1024, 2048], minimum=2, min_length=1,
                           doc="sample sizes of the discrete OT problems (extrapolated)"),
         "ot_repeats": Field("int", 4, minimum=2, doc="independent repeats per size"),
         "estimator": Field("str", "debiased", choices=ESTIMATORS,
@@ -166,6 +167,10 @@ class FlowComparisonProblem(EvaluatedOnce, Problem):
         if any(b <= a for a, b in zip(lower, upper)):
             raise InputError("expected upper > lower on both axes", source=self.where,
                              key="grid.upper")
+        # a data file is read and checked now, so that `check` refuses it (not the summary)
+        self._data = load_samples(case.get("data.path"), None, dim=self.dim,
+                                  source=self.where, key="data.path") \
+            if kind == "file" else None
         self.on_grid = self.dim == 2 and case.get("grid.check")
         self._ref_errors = None
         self._grid_logp = None
@@ -259,17 +264,7 @@ class FlowComparisonProblem(EvaluatedOnce, Problem):
         if kind in TOY_SETS:
             return toy_data.sample(kind, n, rng), kind
         if kind == "file":
-            path = c.get("data.path")
-            try:
-                arr = np.load(path, allow_pickle=False)
-            except (OSError, ValueError) as exc:
-                raise InputError(f"cannot read samples: {exc}", source=path,
-                                 key="data.path") from None
-            if arr.ndim != 2 or arr.shape[1] != self.dim or not np.issubdtype(arr.dtype,
-                                                                              np.number):
-                raise InputError(f"expected real samples of shape (N, {self.dim}), got "
-                                 f"{arr.dtype} {arr.shape}", source=path, key="data.path")
-            return arr[:n].astype(np.float64), "file"
+            return self._data[:n], "file"
         return None, "model"
 
     def _sampler(self, flow):

@@ -107,7 +107,7 @@ SCHEMA = make_schema({
     "comparison": Section({
         "n_eval": Field("int", 10000, minimum=2,
                         doc="fresh latent draws for the transport costs before/after"),
-        "ot_sizes": Field("int_list", [256, 512, 1024], minimum=2,
+        "ot_sizes": Field("int_list", [256, 512, 1024], minimum=2, min_length=1,
                           doc="sample sizes of the discrete OT problems (extrapolated)"),
         "ot_repeats": Field("int", 4, minimum=2, doc="independent repeats per size"),
     }, doc="evaluation: transport cost, discrete-OT lower bound"),

@@ -20,7 +20,6 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -28,6 +27,7 @@ from ...backends import Backend, get_backend
 from ...config import Field, Section, make_schema
 from ...core.problem import EvaluatedOnce, FieldData, GridAxis, ParticleData, Problem, Reference
 from ...errors import InputError
+from ...io.arrays import load_samples
 from .. import data as toy_data
 from ..fv import cell_centers, solve_continuity_2d
 from ..integrators import log_density, sample, standard_normal_log_prob, to_host
@@ -127,40 +127,9 @@ def _mixture(case) -> toy_data.GaussianMixture:
 
 
 def _load_samples(case) -> np.ndarray:
-    where, path = case.source, Path(case.get("target.path"))
-    dataset = case.get("target.dataset")
-    try:
-        if path.suffix == ".npy":
-            if dataset is not None:
-                raise InputError("a .npy file holds one array; remove target.dataset",
-                                 source=where, key="target.dataset")
-            arr = np.load(path, allow_pickle=False)  # untrusted input: never unpickle
-        else:
-            import h5py
-
-            with h5py.File(path, "r") as f:
-                if dataset is None or dataset not in f:
-                    raise InputError(f"{path} needs target.dataset naming one of "
-                                     f"{sorted(f)}", source=where, key="target.dataset")
-                arr = f[dataset][()]
-    except InputError:
-        raise
-    except (OSError, ValueError) as exc:
-        raise InputError(f"cannot read samples from {path}: {exc}", source=where,
-                         key="target.path") from None
-    if arr.ndim != 2 or arr.shape[0] < 1 or arr.shape[1] < 1:
-        raise InputError(f"{path}: expected samples of shape (N, d), got {arr.shape}",
-                         source=where, key="target.path")
-    if not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr):
-        raise InputError(f"{path}: expected real numbers, got dtype {arr.dtype}", source=where,
-                         key="target.path")
-    arr = arr.astype(np.float64)
-    bad = ~np.all(np.isfinite(arr), axis=1)
-    if bad.any():
-        raise InputError(f"{path}: {int(bad.sum())} of {arr.shape[0]} samples are not finite "
-                         f"(first at row {int(np.argmax(bad))})", source=where,
-                         key="target.path")
-    return arr
+    """The target samples of a ``file`` target, through the one safe array reader."""
+    return load_samples(case.get("target.path"), case.get("target.dataset"),
+                        source=case.source, key="target.path", dataset_key="target.dataset")
 
 
 def build_target(case, rng: np.random.Generator) -> TargetData:

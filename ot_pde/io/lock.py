@@ -1,0 +1,126 @@
+"""One writer per output file: an advisory lock held for the whole run.
+
+:class:`OutputLock` takes ``fcntl.flock(LOCK_EX | LOCK_NB)`` on the output file itself (a
+descriptor opened beside HDF5's own; the HDF5 library's locking stays off, see
+:mod:`ot_pde.io.hdf5`). The kernel releases a ``flock`` when the process ends however it
+ends, SIGKILL included, so a killed run never leaves a stale lock: ``--restart`` of its
+file just works. A second ``ot-pde run`` (or ``--restart``) on a file whose run is alive
+is refused with exit 2, naming that run's process id (the ``writer_pid`` root attribute
+the writer records). Readers (``plot``, ``ResultFile``, h5py) take no lock and are never
+blocked.
+
+On a file system without ``flock`` support (some NFS mounts) the lock is skipped with a
+warning: the run proceeds, unprotected, as before.
+"""
+from __future__ import annotations
+
+import errno
+import logging
+import os
+from pathlib import Path
+
+from ..errors import InputError
+
+log = logging.getLogger("ot_pde")
+
+__all__ = ["OutputLock", "check_output_path"]
+
+
+def _writer_pid(path: Path) -> int | None:
+    """The ``writer_pid`` root attribute of ``path``, if it can be read right now."""
+    try:
+        import h5py
+
+        with h5py.File(path, "r", locking=False) as f:
+            pid = f.attrs.get("writer_pid")
+            return int(pid) if pid is not None else None
+    except Exception:  # the other run may be writing this very moment: no pid then
+        return None
+
+
+class OutputLock:
+    """Exclusive advisory lock on ``path`` (created empty if missing); a context manager.
+
+    Attributes
+    ----------
+    created : bool
+        True when the lock created the (empty) file; :meth:`release` removes it again if
+        nothing was written into it.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, key: str = "output.path"):
+        self.path = Path(path)
+        self.key = key
+        self._fd: int | None = None
+        self.created = False
+
+    def acquire(self) -> OutputLock:
+        import fcntl
+
+        existed = self.path.exists()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+        except OSError as exc:
+            raise InputError(f"cannot write output file: {exc.strerror or exc}",
+                             source=str(self.path), key=self.key) from None
+        self.created = not existed
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                pid = _writer_pid(self.path)
+                who = f"process {pid}" if pid is not None else "another process"
+                raise InputError(f"the file is being written by another ot-pde run ({who}); "
+                                 "wait for it to end, or write elsewhere with -o",
+                                 source=str(self.path), key=self.key) from None
+            log.warning("%s: file locking not supported here (%s); two runs writing this "
+                        "file at once would not be detected", self.path, exc.strerror)
+            return self
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._fd is not None:
+            import fcntl
+
+            fd, self._fd = self._fd, None
+            try:
+                if self.created and os.fstat(fd).st_size == 0:
+                    with_name = self.path
+                    if with_name.exists() and with_name.stat().st_size == 0:
+                        with_name.unlink()
+                fcntl.flock(fd, fcntl.LOCK_UN)
+            finally:
+                os.close(fd)
+
+    def __enter__(self) -> OutputLock:
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def check_output_path(output: str | os.PathLike[str], *, case_source: str | None = None,
+                      key: str = "output.path", what: str = "an HDF5 file") -> None:
+    """Refuse an output that is not (or cannot become) a regular file, or is the case file.
+
+    ``/dev/null``, a FIFO or a directory would make the writer fail deep inside HDF5 (or
+    write beside them, e.g. ``/dev/null_runs/``); the case file would be overwritten.
+    """
+    output = Path(output)
+    source = str(output)
+    if output.exists() and not output.is_file():
+        kind = "a directory" if output.is_dir() else \
+            "not a regular file (a device, FIFO, socket)"
+        raise InputError(f"the output is {kind}; give a path for {what}", source=source,
+                         key=key)
+    if case_source and case_source != "<string>" and output.exists():
+        try:
+            same = output.samefile(case_source)
+        except OSError:
+            same = False
+        if same:
+            raise InputError("the output is the case file itself; it would be overwritten",
+                             source=source, key=key)
