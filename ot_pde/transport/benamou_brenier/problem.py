@@ -32,10 +32,11 @@ SCHEMA = make_schema({
     "source": density_section("the density at t = 0"),
     "target": density_section("the density at t = 1"),
     "solver": Section({
-        "method": Field("str", "multilevel", choices=("multilevel", "douglas_rachford"),
-                        doc="multilevel: Douglas-Rachford on coarse-to-fine grids, each level "
-                            "warm-started from the previous one; douglas_rachford: the plain "
-                            "splitting of Papadakis et al. 2014 on the case's grid only"),
+        "method": Field("str", "douglas_rachford", choices=("douglas_rachford", "multilevel"),
+                        doc="douglas_rachford: the splitting of Papadakis et al. 2014 on the "
+                            "case's grid; multilevel: the same on coarse-to-fine grids, each "
+                            "level warm-started from the previous one (fewer finest-grid "
+                            "iterations; its W2^2 estimate can be too small, see the docs)"),
         "coarsest": Field("int", 16, minimum=2,
                           doc="multilevel: cells per axis of the coarsest grid (grids are "
                               "halved while every axis stays even and >= coarsest)"),
