@@ -113,7 +113,7 @@ def main(argv=None) -> int:
     if args.only == "bb":
         bench_iterations(args.quick)
         print()
-        bench_bb_accuracy(["--grids", "32"] if args.quick else [])
+        bench_bb_accuracy(["--grids", "32", "--sinkhorn-max", "0"] if args.quick else [])
     elif args.only == "euler":
         bench_euler(args.quick)
     elif args.only == "comparison":

@@ -234,11 +234,13 @@ class BenamouBrenierProblem(Problem):
         estimate = float(solver.accuracy_estimate)
         rtol = self.case.get("solver.rtol")
         if not solver.converged:
+            known = (f"W2^2 known to ~{estimate:.2g} relative" if np.isfinite(estimate)
+                     else "no accuracy estimate yet")
             log.warning("benamou_brenier: NOT CONVERGED: stopped after %d iterations (cap "
-                        "solver.max_iterations = %d) with W2^2 known to ~%.2g relative, "
+                        "solver.max_iterations = %d, or a wall-time/interrupt stop) with %s, "
                         "requested solver.rtol = %.2g; raise solver.max_iterations or "
                         "solver.rtol", solver.iteration, self.case.get("solver.max_iterations"),
-                        estimate, rtol)
+                        known, rtol)
         out = {"W2_squared": w2, "converged": bool(solver.converged),
                "accuracy_estimate": estimate if np.isfinite(estimate) else -1.0,
                "rtol": rtol,
