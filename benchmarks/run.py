@@ -4,8 +4,9 @@ same process (never as assertions in tests).
 1. Benamou-Brenier time per Douglas-Rachford iteration, numpy vs numba, at 32^3 space-time
    cells (32^2 space x 32 time steps), 64^2 x 32, and 32^3 space x 16 time steps (3D).
    Target (issue 2): 1000 iterations at 32^3 in <= 2 s with numba on 2 cores.
-2. At 64^2: our W2^2 (solved to the case's tolerance) and wall time beside POT's exact
-   discrete OT ``ot.emd2`` on the same histograms.
+2. Time to a relative accuracy of W2^2 (``bench_bb.py``) at 32^2, 64^2, 128^2 on smooth
+   non-Gaussian data, multilevel and plain Douglas-Rachford, beside POT's ``emd2`` and
+   ``sinkhorn2`` on the same histograms, as ratios.
 3. Monge-Ampere flow potential (``bench_flows.py``): value + gradient + Laplacian and one RK4
    trajectory at batch 64, d = 256, width 512, numpy vs numba vs PyTorch autograd (optional);
    one reverse-KL training iteration at L = 16 (50 RK4 steps), ours in float64 and float32
@@ -49,10 +50,9 @@ import time
 import numpy as np
 
 from ot_pde.backends import available_backends, get_backend
-from ot_pde.config import load_case
-from ot_pde.core.registry import get_kind
 from ot_pde.transport.benamou_brenier import BenamouBrenierSolver, SpaceTimeGrid
 
+from bench_bb import main as bench_bb_accuracy
 from bench_comparison import main as bench_comparison
 from bench_entropic import main as bench_entropic
 from bench_euler import main as bench_euler
@@ -62,7 +62,6 @@ from bench_ising_ais import main as bench_ising_ais
 from bench_monge_ampere import main as bench_monge_ampere
 from bench_mpi_euler import main as bench_mpi_euler
 
-CASES = __import__("pathlib").Path(__file__).resolve().parent.parent / "cases"
 
 
 def _densities(grid):
@@ -101,37 +100,6 @@ def bench_iterations(quick: bool):
         print(row, flush=True)
 
 
-def bench_pot(quick: bool):
-    try:
-        import ot
-    except ImportError:
-        print("POT not installed: skipping the emd2 comparison (pip install pot)")
-        return
-    n = 32 if quick else 64
-    case = load_case(CASES / "bb_mixture_2d.toml", overrides=[f"grid.n={n}", f"time.nt={n // 2}",
-                                                             "solver.tol=1e-5"])
-    problem = get_kind(case.kind).build(case)
-    solver = problem.make_solver(get_backend())
-    start = time.perf_counter()
-    while not solver.finished:
-        solver.step()
-    t_bb = time.perf_counter() - start
-    g = problem.grid_
-    a = (problem.source.values * g.cell_volume).ravel()
-    b = (problem.target.values * g.cell_volume).ravel()
-    pts = np.stack(g.mesh(), axis=-1).reshape(-1, 2)
-    start = time.perf_counter()
-    cost = ot.dist(pts, pts)
-    w_emd = ot.emd2(a / a.sum(), b / b.sum(), cost, numItermax=50_000_000)
-    t_emd = time.perf_counter() - start
-    print(f"\nW2^2 on the same {n}^2 histograms (cases/bb_mixture_2d.toml)")
-    print(f"  Benamou-Brenier ({n}^2 x {n // 2}, {solver.iteration} it): W2^2 = "
-          f"{solver.w2_squared():.6f}  {t_bb:8.2f} s")
-    print(f"  POT emd2 (exact discrete OT, {len(a)}^2 costs): W2^2 = {w_emd:.6f}  {t_emd:8.2f} s")
-    print(f"  difference {solver.w2_squared() - w_emd:+.2e} (stated tolerance d h^2 / 2 = "
-          f"{2 / n ** 2 / 2:.2e}); time ratio BB / emd2 = {t_bb / t_emd:.2f}")
-
-
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="fewer iterations, smaller POT problem")
@@ -157,7 +125,8 @@ def main(argv=None) -> int:
         return 0
     if args.only == "bb":
         bench_iterations(args.quick)
-        bench_pot(args.quick)
+        print()
+        bench_bb_accuracy(["--grids", "32", "--sinkhorn-max", "0"] if args.quick else [])
     elif args.only == "euler":
         bench_euler(args.quick)
     elif args.only == "comparison":

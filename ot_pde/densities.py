@@ -8,6 +8,11 @@ A density section (``[source]``, ``[target]``) has a ``type``:
     ``means`` (one row per component), ``stds`` (isotropic, one per component), ``weights``.
 ``uniform``
     constant on the sub-box ``[lower, upper]``.
+``product``
+    a separable density :math:`\\rho(x) = \\prod_k f_k(x_k)`, each factor a 1D Gaussian
+    mixture: row ``k`` of ``means``, ``stds`` and ``weights`` holds the components of
+    :math:`f_k` (rows of equal length: pad with weight 0). Exact references use the
+    factors (:func:`product_factors`).
 ``file``
     an array from ``.npy`` (``path``) or an HDF5 dataset (``path`` + ``dataset``); values are
     densities at the cell centres.
@@ -45,6 +50,15 @@ def density_section(doc: str) -> Section:
             "uniform": {
                 "lower": Field("float_list", doc="lower corner of the support"),
                 "upper": Field("float_list", doc="upper corner of the support"),
+            },
+            "product": {
+                "means": Field("float_matrix", doc="component centres of the 1D factor along "
+                                                   "axis k in row k"),
+                "stds": Field("float_matrix", exclusive_minimum=0.0,
+                              doc="component standard deviations, same shape as means"),
+                "weights": Field("float_matrix", None, minimum=0.0,
+                                 doc="component weights, same shape (default equal); each row "
+                                     "is normalized"),
             },
             "file": {
                 "path": Field("path", must_exist=True, doc=".npy file or HDF5 file"),
@@ -112,7 +126,24 @@ def _analytic_pdf(spec, points):
         lo, hi = np.asarray(spec["lower"]), np.asarray(spec["upper"])
         inside = np.all((points >= lo) & (points <= hi), axis=-1)
         return inside / np.prod(hi - lo)
+    if kind == "product":
+        out = 1.0
+        for k, (means, stds, weights) in enumerate(product_factors(spec)):
+            x = points[..., k:k + 1]
+            out = out * np.sum(weights * np.exp(-0.5 * ((x - means) / stds) ** 2)
+                               / (np.sqrt(2 * np.pi) * stds), axis=-1)
+        return out
     return None
+
+
+def product_factors(spec) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """``(means, stds, weights)`` of each 1D factor of a ``product`` density, weights
+    normalized per factor."""
+    means = np.asarray(spec["means"], float)
+    stds = np.asarray(spec["stds"], float)
+    weights = (np.ones_like(means) if spec.get("weights") is None
+               else np.asarray(spec["weights"], float))
+    return [(m, s, w / w.sum()) for m, s, w in zip(means, stds, weights)]
 
 
 def _mixture_weights(spec, n):
@@ -147,6 +178,13 @@ def _outside_mass(spec, lower, upper, d) -> float:
         weights = _mixture_weights(spec, len(means))
         return float(sum(w * _outside_mass_diagonal(m, s, lower, upper)
                          for w, m, s in zip(weights, means, spec["stds"])))
+    if kind == "product":
+        inside = 1.0
+        for k, (means, stds, weights) in enumerate(product_factors(spec)):
+            inside *= sum(w * (1.0 - _outside_mass_diagonal(np.array([m]), np.array([sd]),
+                                                             lower[k:k + 1], upper[k:k + 1]))
+                          for m, sd, w in zip(means, stds, weights))
+        return float(1.0 - inside)
     return 0.0
 
 
@@ -191,6 +229,20 @@ def build_density(spec: dict, grid, *, where: str, key_prefix: str) -> GridDensi
                 if spec.get(name) is not None and len(spec[name]) != n:
                     raise InputError(f"expected {n} values (one per row of 'means')",
                                      source=where, key=f"{key_prefix}.{name}")
+        if kind == "product":
+            shapes = {name: np.shape(spec[name]) for name in ("means", "stds", "weights")
+                      if spec.get(name) is not None}
+            if shapes["means"][0] != d:
+                raise InputError(f"expected {d} rows (one 1D factor per axis), got "
+                                 f"{shapes['means'][0]}", source=where,
+                                 key=f"{key_prefix}.means")
+            for name, shape in shapes.items():
+                if shape != shapes["means"]:
+                    raise InputError(f"expected the shape of 'means' {shapes['means']}, got "
+                                     f"{shape}", source=where, key=f"{key_prefix}.{name}")
+            if spec.get("weights") is not None and (np.sum(spec["weights"], axis=1) <= 0).any():
+                raise InputError("every row needs a positive weight", source=where,
+                                 key=f"{key_prefix}.weights")
         if kind == "uniform" and any(b <= a for a, b in zip(spec["lower"], spec["upper"])):
             raise InputError("expected upper > lower on every axis", source=where,
                              key=f"{key_prefix}.upper")

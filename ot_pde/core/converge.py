@@ -4,6 +4,10 @@ As in Oceananigans' ``validation/convergence_tests`` and Athena++'s regression s
 run's errors against the kind's exact reference (relative error of summary scalars, L1/L2/Linf
 norms of field errors), the observed order between consecutive runs
 :math:`p = \\log(e_i/e_{i+1}) / \\log(h_i/h_{i+1})`, and a log-log plot with reference slopes.
+
+A run whose summary says ``converged = false`` stops the study with an
+:class:`~ot_pde.errors.InputError` (exit 2): its error is not a discretization error, and an
+order fitted through it would be meaningless.
 """
 from __future__ import annotations
 
@@ -116,6 +120,13 @@ def _run_one(case: Case, kind, key: str, v, folder: Path, backend: str | None,
     out = folder / f"{Path(case.source).stem}_{key}={v}.h5"
     log.info("convergence study: %s = %s", key, v)
     result = run_case(run, out, backend=backend, overwrite=True)
+    if result.summary.get("converged") is False:
+        raise InputError(
+            f"the run at {key} = {v} stopped before its solver converged (summary: converged "
+            f"= false after {result.summary.get('iterations')} iterations); its error mixes "
+            "the discretization error with the solver's, so no order is fitted through it. "
+            "Raise the iteration cap (or loosen the solver tolerance) and run the study "
+            "again", source=case.source, key=key)
     errors: dict[str, float] = {}
     with ResultFile(out) as rf:
         for name, exact in reference.scalars.items():

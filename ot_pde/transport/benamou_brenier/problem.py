@@ -8,8 +8,10 @@ from scipy.linalg import sqrtm
 
 from ...config import Field, Section, make_schema
 from ...core.problem import FieldData, GridAxis, Problem, Reference
-from ...densities import build_density, density_section, gaussian_pdf
+from ...densities import build_density, density_section, gaussian_pdf, product_factors
 from ...errors import InputError
+from .multilevel import MultilevelSolver
+from .reference import ProductReference
 from .solver import BenamouBrenierSolver, SpaceTimeGrid
 
 log = logging.getLogger("ot_pde")
@@ -30,17 +32,29 @@ SCHEMA = make_schema({
     "source": density_section("the density at t = 0"),
     "target": density_section("the density at t = 1"),
     "solver": Section({
-        "method": Field("str", "douglas_rachford", choices=("douglas_rachford",),
-                        doc="proximal splitting algorithm (Papadakis et al. 2014)"),
+        "method": Field("str", "douglas_rachford", choices=("douglas_rachford", "multilevel"),
+                        doc="douglas_rachford: the splitting of Papadakis et al. 2014 on the "
+                            "case's grid; multilevel: the same on coarse-to-fine grids, each "
+                            "level warm-started from the previous one (fewer finest-grid "
+                            "iterations; its W2^2 estimate can be too small, see the docs)"),
+        "coarsest": Field("int", 16, minimum=2,
+                          doc="multilevel: cells per axis of the coarsest grid (grids are "
+                              "halved while every axis stays even and >= coarsest)"),
         "gamma": Field("float", 0.3, exclusive_minimum=0.0,
                        doc="proximal step, relative to the larger peak density"),
         "relaxation": Field("float", 1.8, exclusive_minimum=0.0, exclusive_maximum=2.0,
                             doc="Douglas-Rachford relaxation in (0, 2)"),
-        "tol": Field("float", 1e-7, exclusive_minimum=0.0,
-                     doc="stop when both relative residuals are below tol"),
+        "rtol": Field("float", 1e-3, exclusive_minimum=0.0,
+                      doc="requested relative accuracy of W2^2 on this grid: stop when the "
+                          "accuracy estimate (larger of the half-history change of W2^2 and "
+                          "the relative primal residual) is below rtol, on every level"),
+        "tol": Field("float", None, exclusive_minimum=0.0,
+                     doc="optional residual criterion: also require both relative residuals "
+                         "below tol"),
         "max_iterations": Field("int", 5000, minimum=1,
-                                doc="iteration cap (the run completes with converged = false)"),
-    }, doc="proximal splitting"),
+                                doc="iteration cap over all levels (the run then completes "
+                                    "with converged = false and a warning)"),
+    }, doc="proximal splitting and its stopping rule"),
     "output": Section({
         "every": Field("int", 200, minimum=1,
                        doc="iterations between flushes of history and checkpoint"),
@@ -111,9 +125,11 @@ def checked_box(case) -> tuple[list, list]:
     return lower, upper
 
 
-def check_marginals(source, target, cell_volume: float, where: str) -> None:
+def check_marginals(source, target, cell_volume: float, where: str, *,
+                    exact_truncation: bool = False) -> None:
     """Equal masses on the grid (an error naming ``target.normalize`` otherwise); a warning
-    for either density with mass outside the box."""
+    for either density with mass outside the box, unless ``exact_truncation`` (the exact
+    reference transports the truncated densities, as the product reference does)."""
     m0 = source.values.sum() * cell_volume
     m1 = target.values.sum() * cell_volume
     if abs(m0 - m1) > 1e-12 * max(m0, m1):
@@ -121,7 +137,7 @@ def check_marginals(source, target, cell_volume: float, where: str) -> None:
                          "normalize = true or give equal masses", source=where,
                          key="target.normalize")
     for name, dens in (("source", source), ("target", target)):
-        if dens.truncated_mass > 1e-6:
+        if dens.truncated_mass > 1e-6 and not exact_truncation:
             log.warning("%s: %.2e of the mass lies outside the box; the closed-form "
                         "reference ignores the truncation", name, dens.truncated_mass)
 
@@ -138,7 +154,9 @@ class BenamouBrenierProblem(Problem):
                                     key_prefix="source")
         self.target = build_density(case.section("target"), self.grid_, where=where,
                                     key_prefix="target")
-        check_marginals(self.source, self.target, self.grid_.cell_volume, where)
+        products = self.source.spec["type"] == "product" == self.target.spec["type"]
+        check_marginals(self.source, self.target, self.grid_.cell_volume, where,
+                        exact_truncation=products)
 
     # -- set-up -----------------------------------------------------------------------------
     def describe(self) -> str:
@@ -149,11 +167,15 @@ class BenamouBrenierProblem(Problem):
     def max_iterations(self) -> int:
         return self.case.get("solver.max_iterations")
 
-    def make_solver(self, backend) -> BenamouBrenierSolver:
+    def make_solver(self, backend) -> BenamouBrenierSolver | MultilevelSolver:
         s = self.case.section("solver")
+        options = dict(gamma=s["gamma"], relaxation=s["relaxation"], tol=s["tol"],
+                       rtol=s["rtol"], max_iterations=s["max_iterations"])
+        if s["method"] == "multilevel":
+            return MultilevelSolver(self.source.values, self.target.values, self.grid_, backend,
+                                    coarsest=s["coarsest"], **options)
         return BenamouBrenierSolver(self.source.values, self.target.values, self.grid_, backend,
-                                    gamma=s["gamma"], relaxation=s["relaxation"], tol=s["tol"],
-                                    max_iterations=s["max_iterations"])
+                                    **options)
 
     def _axis_names(self) -> list[str]:
         return ["x", "y", "z"][: self.grid_.ndim]
@@ -176,7 +198,22 @@ class BenamouBrenierProblem(Problem):
                                  f"momentum component {name} at space-time cell centres"))
         return out
 
+    def _product(self) -> ProductReference | None:
+        """The exact reference between two product densities (None for other pairs)."""
+        if not hasattr(self, "_product_ref"):
+            self._product_ref = None
+            if self.source.spec["type"] == "product" == self.target.spec["type"]:
+                g = self.grid_
+                self._product_ref = ProductReference(product_factors(self.source.spec),
+                                                     product_factors(self.target.spec),
+                                                     g.lower, g.upper)
+        return self._product_ref
+
     def _exact_w2(self) -> float | None:
+        if self._product() is not None:
+            if not hasattr(self, "_product_w2"):
+                self._product_w2 = self._product().w2_squared()
+            return self._product_w2
         if self.grid_.ndim == 1 and self._quantiles() is not None:
             return self._quantiles().w2_squared()
         if self.source.gaussian and self.target.gaussian:
@@ -194,7 +231,21 @@ class BenamouBrenierProblem(Problem):
 
     def summary(self, solver) -> dict:
         w2 = solver.w2_squared()
+        estimate = float(solver.accuracy_estimate)
+        rtol = self.case.get("solver.rtol")
+        if not solver.converged:
+            known = (f"W2^2 known to ~{estimate:.2g} relative" if np.isfinite(estimate)
+                     else "no accuracy estimate yet")
+            log.warning("benamou_brenier: NOT CONVERGED: stopped after %d iterations (cap "
+                        "solver.max_iterations = %d, or a wall-time/interrupt stop) with %s, "
+                        "requested solver.rtol = %.2g; raise solver.max_iterations or "
+                        "solver.rtol", solver.iteration, self.case.get("solver.max_iterations"),
+                        known, rtol)
         out = {"W2_squared": w2, "converged": bool(solver.converged),
+               "accuracy_estimate": estimate if np.isfinite(estimate) else -1.0,
+               "rtol": rtol,
+               "iterations_finest": int(solver.level_iterations[-1]),
+               "work_finest_iterations": float(solver.work),
                "gamma_absolute": solver.gamma,
                "truncated_mass_source": self.source.truncated_mass,
                "truncated_mass_target": self.target.truncated_mass,
@@ -213,7 +264,12 @@ class BenamouBrenierProblem(Problem):
         g = self.grid_
         weight = g.tau * g.cell_volume
         quantiles = self._quantiles()
-        if quantiles is not None:
+        if self._product() is not None:
+            faces = [g.lower[k] + g.spacing[k] * np.arange(g.shape[k] + 1)
+                     for k in range(g.ndim)]
+            rho = np.stack([self._product().cell_averages(t, faces) for t in g.time_faces()])
+            ref.fields["rho"] = (rho, weight)
+        elif quantiles is not None:
             h = g.spacing[0]
             faces = g.lower[0] + h * np.arange(g.shape[0] + 1)
             rho = np.stack([quantiles.cell_averages(t, faces) for t in g.time_faces()])

@@ -145,10 +145,17 @@ class BenamouBrenierSolver:
         (the algorithm is not scale invariant; this keeps the default usable for any density).
     relaxation : float
         Douglas-Rachford relaxation :math:`\alpha \in (0, 2)`.
-    tol : float
-        Stop when both relative residuals (see :meth:`step`) fall below ``tol``.
+    tol : float or None
+        Residual criterion: both relative residuals (see :meth:`step`) below ``tol``.
+    rtol : float or None
+        Accuracy criterion: the estimate :attr:`accuracy_estimate` of the relative error of
+        :math:`W_2^2` below ``rtol`` (see the notes). The run is
+        converged when every criterion given holds; at least one must be given.
     max_iterations : int
         Iteration cap.
+    start : tuple or None
+        ``(z_u, z_v)`` host arrays to start from instead of the linear interpolation in time
+        (a warm start, e.g. prolonged from a coarser grid).
 
     Notes
     -----
@@ -161,12 +168,32 @@ class BenamouBrenierSolver:
 
     and reports the primal residual :math:`\|y - x\| / \|x\|` (the gap between the two
     constraint sets, zero at a fixed point) and the dual residual
-    :math:`\|x_k - x_{k-1}\| / \|x_k\|`. The objective alone is flat near the optimum and is
-    not used to stop.
+    :math:`\|x_k - x_{k-1}\| / \|x_k\|`.
+
+    The accuracy estimate after :math:`k \ge` ``MIN_ITERATIONS`` iterations is the larger of
+    two relative quantities, each an estimate of the relative error of :math:`W_2^2 = W_k`:
+
+    * the *half-history spread* :math:`\max_{k/2 \le j \le k} |W_j - W_k| / W_k`. If the
+      error :math:`e_j = |W_j - W_*|` decreases monotonically and at least halves when the
+      iteration count doubles (any rate at least :math:`O(1/k)`, geometric included), then
+      :math:`e_k \le e_{k/2} - e_k \le |W_{k/2} - W_k|`; taking the maximum over the second
+      half of the history also catches an objective that oscillates around its limit
+      (over-relaxed splittings do), whose amplitude bounds the error of its centre;
+    * the primal residual :math:`\|y - x\| / \|x\|`: the kinetic energy is positively
+      1-homogeneous in :math:`(f, m)`, so a relative perturbation :math:`\epsilon` of the
+      iterate changes it by :math:`O(\epsilon)` relatively; this catches iterates that
+      overshoot and come back (after a warm start), where the first one alone is too small.
+
+    It is an estimate, not a certificate: the assumptions are checked empirically (tests,
+    and the error at stop in the docs), not proven for every iterate.
     """
 
+    #: iterations before the accuracy estimate is trusted
+    MIN_ITERATIONS = 20
+
     def __init__(self, rho0, rho1, grid: SpaceTimeGrid, backend: Backend, *, gamma: float = 1.0,
-                 relaxation: float = 1.0, tol: float = 1e-8, max_iterations: int = 10000):
+                 relaxation: float = 1.0, tol: float | None = 1e-8, rtol: float | None = None,
+                 max_iterations: int = 10000, start=None):
         rho0 = np.asarray(rho0, dtype=np.float64)
         rho1 = np.asarray(rho1, dtype=np.float64)
         if rho0.shape != grid.shape or rho1.shape != grid.shape:
@@ -176,7 +203,13 @@ class BenamouBrenierSolver:
         self.backend = backend
         self.xp = xp = backend.xp
         self.relaxation = float(relaxation)
-        self.tol = float(tol)
+        if tol is None and rtol is None:
+            raise ValueError("give tol, rtol or both (the stopping criteria)")
+        self.tol = None if tol is None else float(tol)
+        self.rtol = None if rtol is None else float(rtol)
+        self.accuracy_estimate = float("inf")
+        self._w_buffer = np.empty(64)
+        self._w_count = 0
         self.max_iterations = int(max_iterations)
         self.gamma = float(gamma) * float(max(rho0.max(), rho1.max()))
         self.iteration = 0
@@ -215,6 +248,13 @@ class BenamouBrenierSolver:
         ms = [xp.zeros(self._momentum_shape(k)) for k in range(d)]
         self._zu = [f] + ms
         self._zv = [_average(u, axis) for axis, u in enumerate(self._zu)]
+        if start is not None:
+            zu, zv = start
+            for a, b in zip(list(zu) + list(zv), self._zu + self._zv):
+                if tuple(np.shape(a)) != tuple(b.shape):
+                    raise ValueError(f"start arrays of shape {np.shape(a)}, expected {b.shape}")
+            self._zu = [xp.asarray(np.asarray(a, dtype=np.float64)) for a in zu]
+            self._zv = [xp.asarray(np.asarray(a, dtype=np.float64)) for a in zv]
         self._x_prev = None
 
     # -- geometry ---------------------------------------------------------------------------
@@ -314,12 +354,43 @@ class BenamouBrenierSolver:
         if not (np.isfinite(primal) and np.isfinite(objective)):
             raise NumericalError(f"Benamou-Brenier iteration {self.iteration} produced non-finite "
                                  f"values (primal residual {primal}, objective {objective})")
-        self.converged = primal < self.tol and dual < self.tol
-        return {"primal_residual": primal, "dual_residual": dual, "W2_squared": objective}
+        self._record(objective)
+        k = self._w_count
+        if k >= self.MIN_ITERATIONS:
+            recent = self._w_buffer[(k - 1) // 2:k]
+            change = float(np.max(np.abs(recent - objective)))
+            change = change / abs(objective) if objective else change
+            self.accuracy_estimate = max(change, primal)
+        converged = True
+        if self.tol is not None:
+            converged = primal < self.tol and dual < self.tol
+        if self.rtol is not None:
+            converged = converged and self.accuracy_estimate <= self.rtol
+        self.converged = converged
+        return {"primal_residual": primal, "dual_residual": dual, "W2_squared": objective,
+                "accuracy_estimate": (self.accuracy_estimate if k >= self.MIN_ITERATIONS
+                                      else float("nan"))}
+
+    def _record(self, objective: float) -> None:
+        """Append to the objective's history (a buffer grown by doubling)."""
+        if self._w_count == self._w_buffer.size:
+            self._w_buffer = np.concatenate([self._w_buffer, np.empty(max(64, self._w_count))])
+        self._w_buffer[self._w_count] = objective
+        self._w_count += 1
 
     @property
     def finished(self) -> bool:
         return self.converged or self.iteration >= self.max_iterations
+
+    @property
+    def level_iterations(self) -> list[int]:
+        """Iterations per grid level (one level here; see :mod:`.multilevel`)."""
+        return [self.iteration]
+
+    @property
+    def work(self) -> float:
+        """Iterations in units of one iteration on this grid."""
+        return float(self.iteration)
 
     def _kinetic_energy(self, v) -> float:
         r""":math:`\sum |\bar m|^2/\bar f \;\Delta t\,\Delta x` over cells with :math:`\bar f > 0`."""
@@ -361,6 +432,8 @@ class BenamouBrenierSolver:
         if self._x_prev is not None:
             out.update({f"x_prev{k}": to_np(a) for k, a in enumerate(self._x_prev)})
         out["iteration"] = np.int64(self.iteration)
+        out["w_history"] = self._w_buffer[:self._w_count].copy()
+        out["accuracy_estimate"] = np.float64(self.accuracy_estimate)
         return out
 
     def load_state(self, state) -> None:
@@ -374,4 +447,8 @@ class BenamouBrenierSolver:
         else:
             self._x_prev = None
         self.iteration = int(state["iteration"])
+        history = np.asarray(state.get("w_history", np.empty(0)), dtype=np.float64)
+        self._w_count = history.size
+        self._w_buffer = np.concatenate([history, np.empty(64)])
+        self.accuracy_estimate = float(state.get("accuracy_estimate", float("inf")))
         self._y = None
