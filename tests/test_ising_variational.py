@@ -245,6 +245,34 @@ def test_L4_critical_case_meets_the_acceptance(cli, tmp_path):
 
 
 @pytest.mark.slow
+def test_L8_composed_flow_from_the_gaussian(cli, tmp_path):
+    """cases/ising_L8_critical.toml: a symmetry-composed flow from N(0, I) at beta_c, with
+    training.shards = 1 and 2. Issue 18 asks 1.5 % for the variational estimate; the case
+    reaches 2.92 % (2.93 % with 2 shards), so this asserts the level it reaches (a regression test,
+    not the acceptance), the log-density carried consistently (log-det check; 3e-6 and 1.7e-6
+    measured) and the two shardings within 0.3 % of each other (6e-5 measured). The importance
+    estimates are not asserted: the weights are heavy-tailed (ESS fraction 0.009 and 0.002;
+    7.1 and 2.1 standard errors from exact), as the docs say. 2 x 74 min on the loaded
+    2-core machine."""
+    from .conftest import CASES
+
+    summaries = []
+    for shards in (1, 2):
+        code, stdout, err = cli("run", CASES / "ising_L8_critical.toml", "-o",
+                                tmp_path / f"s{shards}.h5", "--json", "--set",
+                                f"training.shards={shards}")
+        assert code == 0, err
+        summaries.append(json_line(stdout)["summary"])
+    for s in summaries:
+        assert s["relative_error_variational"] <= 0.035
+        assert s["lnZ_per_site_variational"] < s["lnZ_per_site_exact"]
+        assert 0 < s["ess_fraction"] <= 1
+        assert s["logdet_error_per_site"] <= 1e-5
+    a, b = (s["lnZ_per_site_variational"] for s in summaries)
+    assert abs(a - b) / abs(a) <= 0.003
+
+
+@pytest.mark.slow
 def test_L16_critical_case_meets_the_acceptance(cli, tmp_path):
     """Acceptance 3: L = 16 at beta_c, variational within 1 % of Kaufman's value (measured
     0.62 %), the annealed importance estimate within 3 of its standard errors (measured 0.99,
