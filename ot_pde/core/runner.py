@@ -523,9 +523,9 @@ def load_checkpoint_state(solver, state: dict, output: Path) -> None:
 
     A freshly built solver's ``state()`` is the template: the checkpoint must hold its
     entries (it may hold more, added as the solver went on), each array with the template's
-    shape (any length along the first axis where the template's is 0: a record that grows
-    with the iterations) and dtype kind, each scalar of the same type; after loading, the
-    solver's
+    shape (only the rank for the entries the solver lists in ``growing_state``, whose shapes
+    change as the run goes on) and dtype kind, each scalar of the same type; after loading,
+    the solver's
     iteration must be the checkpoint's. Anything else is
     an InputError naming the dataset (the file was tampered with or belongs to another
     version), raised before the file is reopened for writing.
@@ -534,6 +534,7 @@ def load_checkpoint_state(solver, state: dict, output: Path) -> None:
     iteration = state.pop(_ITERATION)
     template = solver.state()
     template.pop(_STATE_WALL, None)
+    growing = set(getattr(solver, "growing_state", ()))
     # a solver may add entries as it goes (a previous iterate), never drop one
     missing = sorted(set(template) - set(state))
     if missing:
@@ -553,11 +554,10 @@ def load_checkpoint_state(solver, state: dict, output: Path) -> None:
             continue
         want_arr = np.asarray(want)
         got_arr = np.asarray(got)
-        # an array empty along its first axis in the template is a record that grows with the
-        # iterations (a history the solver keeps): any length, the same trailing shape
-        growing = want_arr.ndim >= 1 and want_arr.shape[0] == 0
-        shape_ok = (got_arr.ndim == want_arr.ndim and got_arr.shape[1:] == want_arr.shape[1:]
-                    if growing else got_arr.shape == want_arr.shape)
+        # entries whose shape changes as the run goes on (histories, the grids of a
+        # multilevel solve) are named by the solver: only their rank is fixed
+        shape_ok = (got_arr.ndim == want_arr.ndim if name in growing
+                    else got_arr.shape == want_arr.shape)
         if not shape_ok or got_arr.dtype.kind != want_arr.dtype.kind:
             raise InputError(f"expected {want_arr.dtype} of shape {want_arr.shape}, got "
                              f"{got_arr.dtype} of shape {got_arr.shape}", source=source,

@@ -185,6 +185,11 @@ class MultilevelSolver:
         return self._finest().momentum()
 
     # -- restart --------------------------------------------------------------------------------
+    @property
+    def growing_state(self) -> tuple[str, ...]:
+        """Every entry changes shape with the level (checked by rank on restart)."""
+        return tuple(self.state())
+
     def state(self) -> dict[str, np.ndarray]:
         out = {f"level_{k}": v for k, v in self._solver.state().items()}
         out["level"] = np.int64(self.level)

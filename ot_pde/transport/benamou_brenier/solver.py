@@ -424,6 +424,9 @@ class BenamouBrenierSolver:
         return np.stack([self.backend.to_numpy(m) for m in self._current()[1][1:]])
 
     # -- restart --------------------------------------------------------------------------------
+    #: state entries whose shape changes as the run goes on (checked by rank on restart)
+    growing_state = ("w_history",)
+
     def state(self) -> dict[str, np.ndarray]:
         """Everything needed to continue bit-for-bit (host arrays)."""
         to_np = self.backend.to_numpy

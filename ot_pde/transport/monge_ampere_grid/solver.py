@@ -359,6 +359,9 @@ class FlowSolver(_Stepper):
         return {"residual": self.residual, "time": self.time, "dt": dt,
                 "mass_constant": self.c, "W2_squared": self.w2_squared()}
 
+    #: state entries whose shape changes as the run goes on (checked by rank on restart)
+    growing_state = ("times", "residuals")
+
     def state(self) -> dict[str, np.ndarray]:
         return {"psi": self.psi.copy(), "time": np.float64(self.time),
                 "iteration": np.int64(self.iteration),
