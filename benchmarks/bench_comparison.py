@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from ot_pde.backends import available_backends
-from ot_pde.flows.comparison import build_flow, load_checkpoint
+from ot_pde.flows.exported import build_flow, load_checkpoint
 
 from bench_flows import median_time  # benchmarks/ is sys.path[0]
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ot_pde.flows.comparison import build_flow, load_checkpoint, save_checkpoint
+from ot_pde.flows.exported import build_flow, load_checkpoint, save_checkpoint
 
 ROOT = Path(__file__).resolve().parent.parent
 CK = ROOT / "checkpoints"

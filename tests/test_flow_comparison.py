@@ -7,9 +7,9 @@ import math
 import numpy as np
 import pytest
 
-from ot_pde.flows.comparison import (CouplingFlow, build_flow, load_checkpoint,
+from ot_pde.flows.exported import (CouplingFlow, build_flow, load_checkpoint,
                                      save_checkpoint)
-from ot_pde.flows.comparison.discrete_ot import assignment_cost, estimate_w2, gelbrich_bound
+from ot_pde.flows.discrete_ot import assignment_cost, estimate_w2, gelbrich_bound
 from ot_pde.flows.integrators import sample
 from ot_pde.flows.potentials import OneHiddenLayer
 from ot_pde.io import ResultFile

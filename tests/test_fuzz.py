@@ -328,7 +328,7 @@ def _mutate(data: bytes, mutation, raw_range=None) -> bytes:
 
 
 def _loader_fuzz(max_examples: int, folder):
-    from ot_pde.flows.comparison.checkpoint import load_checkpoint
+    from ot_pde.flows.exported.checkpoint import load_checkpoint
 
     files = _valid_files(folder / "valid")
     files["realnvp_moons.npz"] = "checkpoint"

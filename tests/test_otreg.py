@@ -7,7 +7,7 @@ import h5py
 import numpy as np
 import pytest
 
-from ot_pde.flows.comparison import flow_from_file, load_checkpoint
+from ot_pde.flows.exported import flow_from_file, load_checkpoint
 from ot_pde.flows.otreg import integrate_ot, ot_loss, ot_loss_and_grad
 from ot_pde.flows.potentials import OneHiddenLayer, OTFlowResNet
 

@@ -106,7 +106,7 @@ def convert(src, dst, data: str = "swiss_roll", n_ref: int = 16, seed: int = 0) 
     import torch
 
     from ot_pde.flows import data as toy
-    from ot_pde.flows.comparison.checkpoint import save_checkpoint
+    from ot_pde.flows.exported.checkpoint import save_checkpoint
 
     r, D = state["A"].shape
     d, m, n_layers = D - 1, int(args["m"]), int(args["nTh"])

@@ -28,7 +28,7 @@ def convert_state(state: dict, dst, activation: str = "tanh", n_ref: int = 16, s
     import torch
 
     import realnvp_torch
-    from ot_pde.flows.comparison.checkpoint import save_checkpoint
+    from ot_pde.flows.exported.checkpoint import save_checkpoint
 
     state = {k: np.asarray(v.detach().cpu().numpy() if hasattr(v, "detach") else v)
              for k, v in state.items()}

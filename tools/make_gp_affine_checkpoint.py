@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ot_pde.flows.comparison import save_checkpoint
+from ot_pde.flows.exported import save_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 

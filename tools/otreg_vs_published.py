@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ot_pde.config import load_case
-from ot_pde.flows.comparison.models import flow_from_file
+from ot_pde.flows.exported.models import flow_from_file
 from ot_pde.flows.otreg.problem import OTRegFlowProblem
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -1,13 +1,10 @@
 """The ``flow_comparison`` problem kind: exported neural flows against OT references.
 
-Checkpoints (:mod:`.checkpoint`), the models evaluated in numpy/numba (:mod:`.models`), the
-discrete-OT estimate (:mod:`.discrete_ot`) and the kind itself (:mod:`.problem`).
+The kind itself (:mod:`.problem`); the checkpoints and models it evaluates are the library
+:mod:`ot_pde.flows.exported`, the discrete-OT estimate :mod:`ot_pde.flows.discrete_ot`.
 """
 from ...backends import BACKENDS
 from ...core.registry import ProblemKind, register
-from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from .discrete_ot import assignment_cost, estimate_w2
-from .models import CouplingFlow, MongeAmpere, OTFlow, build_flow, flow_from_file
 from .plot import plot
 from .problem import SCHEMA, FlowComparisonProblem, build
 
@@ -21,6 +18,4 @@ KIND = register(ProblemKind(
     backends=BACKENDS,
 ))
 
-__all__ = ["Checkpoint", "CouplingFlow", "FlowComparisonProblem", "KIND", "MongeAmpere",
-           "OTFlow", "assignment_cost", "build_flow", "estimate_w2", "flow_from_file",
-           "load_checkpoint", "save_checkpoint"]
+__all__ = ["FlowComparisonProblem", "KIND"]

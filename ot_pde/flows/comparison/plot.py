@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .discrete_ot import rate
+from ..discrete_ot import rate
 
 _ARROWS = 400
 

@@ -1,6 +1,6 @@
 r"""The ``flow_comparison`` problem kind: an exported neural flow against OT references.
 
-A case loads a flow :math:`T` from a checkpoint (:mod:`.checkpoint`, :mod:`.models`) that
+A case loads a flow :math:`T` from a checkpoint (:mod:`ot_pde.flows.exported`) that
 pushes the latent :math:`\mathcal N(0, I)` to data, checks it against the reference pairs
 stored by the framework that trained it, and measures how far it is from optimal transport:
 
@@ -54,15 +54,14 @@ from ...errors import InputError, NumericalError
 from ...io.arrays import load_samples
 from .. import data as toy_data
 from ..integrators import standard_normal_log_prob, to_host
-from .checkpoint import load_checkpoint
-from .discrete_ot import ESTIMATORS, assignment_cost, estimate_w2, gelbrich_bound
-from .models import build_flow
+from ..discrete_ot import ESTIMATORS, assignment_cost, estimate_w2, gelbrich_bound
+from ..exported.checkpoint import load_checkpoint
+from ..exported.models import CHUNK, apply_in_chunks, build_flow
 
 log = logging.getLogger("ot_pde")
 
 TOY_SETS = tuple(toy_data.DATASETS)
 #: rows per model call (bounds memory for large d)
-_CHUNK = 4096
 #: default tolerances of the stored-reference check, by checkpoint dtype: absolute on the
 #: outputs, relative (to max(1, |ln p|)) on the log-densities
 _REF_TOL = {"float64": 1e-8, "float32": 1e-3}
@@ -91,7 +90,7 @@ SCHEMA = make_schema({
                           doc="sample sizes of the discrete OT problems (extrapolated)"),
         "ot_repeats": Field("int", 4, minimum=2, doc="independent repeats per size"),
         "estimator": Field("str", "debiased", choices=ESTIMATORS,
-                           doc="discrete OT estimator (see ot_pde.flows.comparison.discrete_ot)"),
+                           doc="discrete OT estimator (see ot_pde.flows.discrete_ot)"),
         "extrapolate": Field("str", "auto", choices=("auto", "yes", "no"),
                              doc="extrapolate the estimator in the sample size (auto: d <= 4)"),
     }, doc="the transport-cost comparison"),
@@ -141,11 +140,6 @@ class ComparisonRun:
     def load_state(self, state) -> None:
         if self.bb is not None:
             self.bb.load_state(state)
-
-
-def _chunked(fn, x, xp):
-    outs = [fn(xp.asarray(x[s:s + _CHUNK])) for s in range(0, x.shape[0], _CHUNK)]
-    return tuple(np.concatenate([to_host(o[k]) for o in outs]) for k in range(len(outs[0])))
 
 
 class FlowComparisonProblem(EvaluatedOnce, Problem):
@@ -231,7 +225,7 @@ class FlowComparisonProblem(EvaluatedOnce, Problem):
             log.warning("%s holds no reference pairs: the model is not checked against its "
                         "framework", self.checkpoint.path)
             return
-        out, lp = _chunked(flow.apply_stored_direction, ref["input"], flow.xp)
+        out, lp = apply_in_chunks(flow.apply_stored_direction, ref["input"], flow.xp)
         err_out = float(np.abs(out - ref["output"]).max())
         scale = np.maximum(1.0, np.abs(ref["log_density"]))
         err_lp = float(np.max(np.abs(lp - ref["log_density"]) / scale))
@@ -250,7 +244,7 @@ class FlowComparisonProblem(EvaluatedOnce, Problem):
         X, Y = np.meshgrid(xs[0], xs[1], indexing="ij")
         pts = np.stack([X.ravel(), Y.ravel()], axis=1)
         rho0 = np.exp(standard_normal_log_prob(pts)).reshape(X.shape)
-        lp = _chunked(flow.to_latent, pts, flow.xp)[1]
+        lp = apply_in_chunks(flow.to_latent, pts, flow.xp)[1]
         if not np.all(np.isfinite(lp)):
             raise NumericalError("the flow's log-density is not finite on the grid")
         self._grid_logp = lp.reshape(X.shape)
@@ -274,7 +268,7 @@ class FlowComparisonProblem(EvaluatedOnce, Problem):
             return rng.standard_normal((n, self.dim))
 
         def pushed(n, rng):
-            return _chunked(lambda z: (flow.sample(z),), latent(n, rng), xp)[0]
+            return apply_in_chunks(lambda z: (flow.sample(z),), latent(n, rng), xp)[0]
         return latent, pushed
 
     def _results(self, solver: ComparisonRun) -> tuple:
@@ -291,8 +285,8 @@ class FlowComparisonProblem(EvaluatedOnce, Problem):
         n = c.get("comparison.n_samples")
         z = rng.standard_normal((n, self.dim))
         cost, layer, x_all = [], [], []
-        for s in range(0, n, _CHUNK):
-            states = [to_host(f) for f in flow.trajectory(xp.asarray(z[s:s + _CHUNK]))]
+        for s in range(0, n, CHUNK):
+            states = [to_host(f) for f in flow.trajectory(xp.asarray(z[s:s + CHUNK]))]
             L = len(states) - 1
             cost.append(np.sum((states[-1] - states[0]) ** 2, axis=1))
             layer.append(L * sum(np.sum((b - a) ** 2, axis=1)
@@ -346,9 +340,9 @@ class FlowComparisonProblem(EvaluatedOnce, Problem):
         data, label = self._test_data(flow)
         if data is None:
             m = c.get("data.n_test")
-            lp = _chunked(flow.to_data, rng.standard_normal((m, self.dim)), xp)[1]
+            lp = apply_in_chunks(flow.to_data, rng.standard_normal((m, self.dim)), xp)[1]
         else:
-            lp = _chunked(flow.to_latent, data, xp)[1]
+            lp = apply_in_chunks(flow.to_latent, data, xp)[1]
         if not np.all(np.isfinite(lp)):
             raise NumericalError("non-finite log-densities on the held-out data")
         summary["mean_log_likelihood"] = float(lp.mean())

@@ -38,10 +38,9 @@ from ...config import Field, Section, make_schema
 from ...core.problem import EvaluatedOnce, FieldData, GridAxis, ParticleData, Problem
 from ...errors import InputError, NumericalError
 from .. import data as toy_data
-from ..comparison.checkpoint import load_checkpoint
-from ..comparison.discrete_ot import estimate_w2, gelbrich_bound
-from ..comparison.models import build_flow
-from ..comparison.problem import _chunked
+from ..discrete_ot import estimate_w2, gelbrich_bound
+from ..exported.checkpoint import load_checkpoint
+from ..exported.models import apply_in_chunks, build_flow
 from .antisymmetric import AntisymmetricGP, taper_mass
 from .hermite import HermiteEuler
 
@@ -124,7 +123,7 @@ def flow_and_jacobian(flow, x, h: float):
     n, d = x.shape
     e = np.eye(d) * h
     pts = np.concatenate([x] + [x + s * e[j] for j in range(d) for s in (1.0, -1.0)])
-    y = _chunked(lambda a: (flow.sample(a),), pts, flow.xp)[0]
+    y = apply_in_chunks(lambda a: (flow.sample(a),), pts, flow.xp)[0]
     jac = np.stack([(y[(2 * j + 1) * n:(2 * j + 2) * n] - y[(2 * j + 2) * n:(2 * j + 3) * n])
                     / (2.0 * h) for j in range(d)], axis=2)
     return y[:n], jac
@@ -421,7 +420,7 @@ class GPFlowProblem(EvaluatedOnce, Problem):
         c, flow, eu = self.case, solver.flow, self.euler
         xp = flow.xp
         theta = solver.theta
-        sample = lambda a: _chunked(lambda b: (flow.sample(b),), a, xp)[0]  # noqa: E731
+        sample = lambda a: apply_in_chunks(lambda b: (flow.sample(b),), a, xp)[0]  # noqa: E731
         s: dict = {"degree": eu.degree, "n_coefficients": eu.size, "time_steps": eu.steps,
                    "lbfgs_iterations": solver.lbfgs_iterations,
                    "objective_evaluations": solver.objective.evaluations}
@@ -453,10 +452,10 @@ class GPFlowProblem(EvaluatedOnce, Problem):
         rng = np.random.default_rng(self._seeds["data"])
         if kind in TOY_SETS:
             data = toy_data.sample(kind, m, rng)
-            zd, lp = _chunked(flow.to_latent, data, xp)
+            zd, lp = apply_in_chunks(flow.to_latent, data, xp)
         else:
-            zd, lp = _chunked(flow.to_data, rng.standard_normal((m, 2)), xp)
-            zd = _chunked(flow.to_latent, zd, xp)[0]
+            zd, lp = apply_in_chunks(flow.to_data, rng.standard_normal((m, 2)), xp)
+            zd = apply_in_chunks(flow.to_latent, zd, xp)[0]
         with np.errstate(all="ignore"):
             _, w, ld_back, _ = eu.integrate(theta_end, zd, backward=True, logdet=True)
         _likelihood_change(s, lp, zd, w, ld_back)
@@ -501,7 +500,7 @@ class GPFlowProblem(EvaluatedOnce, Problem):
         c, flow, fld, d = self.case, solver.flow, self.field, self.dim
         xp = flow.xp
         theta = solver.theta
-        sample = lambda a: _chunked(lambda b: (flow.sample(b),), a, xp)[0]  # noqa: E731
+        sample = lambda a: apply_in_chunks(lambda b: (flow.sample(b),), a, xp)[0]  # noqa: E731
         obj = solver.objective
         s: dict = {"dim": d, "degree": fld.degree, "time_degree": fld.time_degree,
                    "n_coefficients": fld.size, "time_steps": fld.steps,
@@ -531,8 +530,8 @@ class GPFlowProblem(EvaluatedOnce, Problem):
 
         m = c.get("data.n_test")
         rng = np.random.default_rng(self._seeds["data"])
-        zd, lp = _chunked(flow.to_data, rng.standard_normal((m, d)), xp)
-        zd = _chunked(flow.to_latent, zd, xp)[0]
+        zd, lp = apply_in_chunks(flow.to_data, rng.standard_normal((m, d)), xp)
+        zd = apply_in_chunks(flow.to_latent, zd, xp)[0]
         with np.errstate(all="ignore"):
             w, ld_back, _ = fld.integrate(theta, zd, backward=True, logdet=True)
         _likelihood_change(s, lp, zd, w, ld_back)

@@ -1,6 +1,6 @@
 """Write a trained transport-regularized flow as an exported checkpoint of ``flow_comparison``.
 
-The file is the ``.npz`` format of :mod:`ot_pde.flows.comparison.checkpoint`, with the
+The file is the ``.npz`` format of :mod:`ot_pde.flows.exported.checkpoint`, with the
 parameter names of the PyTorch OT-Flow state dict (``A``, ``c.weight``, ``c.bias``,
 ``w.weight``, ``N.layers.{i}.weight/bias``), so a model trained here and one converted from
 PyTorch are read, checked and compared by the same code. ``config.alpha[0]`` is the velocity

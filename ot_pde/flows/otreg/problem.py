@@ -16,7 +16,7 @@ the Monge map, on held-out data:
     energy, :math:`\approx 2L`).
 ``ot_bound``
     :math:`W_2^2(\text{data}, \mathcal N(0, I))` by exact discrete OT on samples, extrapolated
-    in the sample size (:mod:`ot_pde.flows.comparison.discrete_ot`); ``ot_gap`` =
+    in the sample size (:mod:`ot_pde.flows.discrete_ot`); ``ot_gap`` =
     ``transport_cost - ot_bound`` (``relative_ot_gap``).
 ``paired_gap``
     :math:`\frac1n\sum|T(x_i) - x_i|^2 - \min_\sigma\frac1n\sum|T(x_{\sigma(i)}) - x_i|^2` on
@@ -37,12 +37,11 @@ from ...backends import Backend
 from ...config import Field, Section, make_schema
 from ...core.problem import EvaluatedOnce, FieldData, GridAxis, ParticleData, Problem
 from ...errors import InputError, NumericalError
-from ..comparison.checkpoint import save_checkpoint
-from ..comparison.discrete_ot import assignment_cost, estimate_w2
+from ..discrete_ot import assignment_cost, estimate_w2
+from ..exported.checkpoint import save_checkpoint
 from ..integrators import SCHEMES, to_host
 from ..model import build_potential, check_model, model_section, training_fields
-from ..monge_ampere.problem import SCHEMA as _MA_SCHEMA
-from ..monge_ampere.problem import build_target
+from ..targets import build_target, target_section
 from ..training import Adam, Trainer, TrainingRun
 from .export import checkpoint_arrays
 from .objective import OTRegularized, integrate_ot
@@ -61,7 +60,7 @@ SCHEMA = make_schema({
                          doc="fixed Runge-Kutta steps on [0, T] (OT-Flow's nt)"),
         "scheme": Field("str", "rk4", choices=tuple(SCHEMES), doc="Runge-Kutta scheme"),
     }, doc="time integration of dx/dt = -grad Phi with the cost states l, v, r"),
-    "target": _MA_SCHEMA.sections["target"],
+    "target": target_section(),
     "training": Section({
         "alpha": Field("float_list", [1.0, 30.0, 15.0], length=3, minimum=0.0,
                        doc="weights of transport cost, NLL and HJB residual (OT-Flow's alph)"),

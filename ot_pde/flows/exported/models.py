@@ -36,9 +36,18 @@ import numpy as np
 
 from ...backends import Backend, get_backend
 from ...errors import InputError
-from ..integrators import SCHEMES, integrate, standard_normal_log_prob
+from ..integrators import SCHEMES, integrate, standard_normal_log_prob, to_host
 from ..potentials import ACTIVATIONS, OneHiddenLayer, OTFlowResNet
 from .checkpoint import Checkpoint
+
+#: Points per call when a flow is applied to a large sample: bounds the memory of one evaluation.
+CHUNK = 4096
+
+
+def apply_in_chunks(fn, x, xp):
+    """``fn`` (returning a tuple of arrays) applied to ``x`` in blocks of :data:`CHUNK` rows, results on the host."""
+    outs = [fn(xp.asarray(x[s:s + CHUNK])) for s in range(0, x.shape[0], CHUNK)]
+    return tuple(np.concatenate([to_host(o[k]) for o in outs]) for k in range(len(outs[0])))
 
 HIDDEN_ACTIVATIONS = ("tanh", "relu", "leaky_relu", "elu", "softplus")
 LEAKY_SLOPE = 0.01
