@@ -242,11 +242,22 @@ def _check_depth(value: Any, source: str, key: str | None = None) -> None:
             stack.extend((v, depth + 1, where) for v in item)
 
 
-def _registry_schema(kind: str) -> Schema:
-    # Imported here: the registry imports every kind, which imports this module.
-    from ot_pde.core.registry import get_kind
+#: ``schema_for`` of callers that give none. The kind registry installs it when it is imported
+#: (``ot_pde/__init__`` imports it first), so this module, below the registry in the layers,
+#: never imports it.
+_default_schema_for: SchemaFor | None = None
 
-    return get_kind(kind).schema
+
+def set_default_schema_for(schema_for: SchemaFor) -> None:
+    """Install the kind lookup used by :func:`load_case` and :func:`load_case_text` by default."""
+    global _default_schema_for
+    _default_schema_for = schema_for
+
+
+def _registry_schema(kind: str) -> Schema:
+    if _default_schema_for is None:
+        raise RuntimeError("no kind registry installed: import ot_pde.core.registry first")
+    return _default_schema_for(kind)
 
 
 def _kind(raw: Mapping[str, Any], source: str) -> str:

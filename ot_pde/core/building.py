@@ -2,11 +2,11 @@
 
 ``ot-pde check`` and ``ot-pde run`` (and the runs of ``converge`` and ``sweep``) build
 through these two functions, so a case that ``run`` would refuse for its sizes or its
-magnitudes is refused by ``check`` first, with exit 2; see :mod:`ot_pde.core.limits`.
+magnitudes is refused by ``check`` first, with exit 2; see :mod:`ot_pde.limits`.
 """
 from __future__ import annotations
 
-from .limits import check_footprint, guarded
+from ..limits import check_footprint, guarded
 from .registry import get_kind
 
 __all__ = ["build_problem", "build_solver"]
@@ -22,7 +22,7 @@ def build_problem(case):
 
 def build_solver(problem, backend, case):
     """``problem.make_solver(backend)`` under the same guard, then its arrays counted
-    against the machine's memory (:func:`~ot_pde.core.limits.check_footprint`)."""
+    against the machine's memory (:func:`~ot_pde.limits.check_footprint`)."""
     with guarded(f"setting up the {case.kind} solver", source=case.source):
         solver = problem.make_solver(backend)
     check_footprint(solver, what=f"the {case.kind} solver", source=case.source)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Union
 
 from ..backends import BACKENDS, CPU_BACKENDS, default_backend
+from ..config.case import set_default_schema_for
 from ..errors import BackendError, InputError
 
 if TYPE_CHECKING:
@@ -136,3 +137,12 @@ def get_kind(name: str) -> ProblemKind:
                              f"{', '.join(kind_names())})", key="case.problem")
         importlib.import_module(module)
     return _KINDS[name]
+
+
+def _schema_of(kind: str) -> "Schema":
+    return get_kind(kind).schema
+
+
+# Case files name their kind; the case loader finds its schema here (the loader sits below the
+# registry in the layers, so the registry hands it the lookup rather than being imported by it).
+set_default_schema_for(_schema_of)

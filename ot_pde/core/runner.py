@@ -26,7 +26,7 @@ from ..errors import InputError, NumericalError, OtPdeError
 from ..io import ResultFile, ResultWriter, write_xdmf
 from ..io.lock import OutputLock, check_output_path
 from .building import build_problem, build_solver
-from .limits import guarded
+from ..limits import guarded
 from .progress import Progress
 from .registry import get_kind
 

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from ..core.limits import check_allocation
+from ..limits import check_allocation
 
 __all__ = ["load_array", "load_samples", "check_regular_file", "sniff_format"]
 

@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import InputError
-from ...core.limits import check_allocation
+from ...limits import check_allocation
 from ...io.arrays import check_regular_file, load_npz
 
 FORMAT = "ot_pde.flow_checkpoint"

@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputError
+from .errors import InputError
 
 __all__ = ["available_memory", "memory_budget", "check_allocation", "check_footprint",
            "guarded", "array_bytes", "MEMORY_FRACTION"]
