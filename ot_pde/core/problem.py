@@ -114,6 +114,15 @@ class Problem(abc.ABC):
     def __init__(self, case):
         self.case = case
 
+    def seed_streams(self, *names: str) -> dict[str, np.random.SeedSequence]:
+        """Independent random streams, one per name, spawned in this order from ``run.seed``.
+
+        The same names in the same order give the same streams, so restarts, MPI shards and
+        a later change that adds a stream at the end reproduce every earlier one.
+        """
+        children = np.random.SeedSequence(self.case.get("run.seed")).spawn(len(names))
+        return dict(zip(names, children))
+
     @abc.abstractmethod
     def describe(self) -> str:
         """One line for the log: what is being solved, at which resolution."""

@@ -151,8 +151,7 @@ class FlowComparisonProblem(EvaluatedOnce, Problem):
         self.dim = self.meta["dim"]
         # validates the weights against the metadata now (check, before any run)
         build_flow(self.checkpoint, get_backend("numpy"), case.get("model.steps"))
-        seq = np.random.SeedSequence(case.get("run.seed"))
-        self._seeds = dict(zip(("data", "cost", "ot", "plot"), seq.spawn(4)))
+        self._seeds = self.seed_streams("data", "cost", "ot", "plot")
         kind = case.get("data.type")
         if kind in TOY_SETS and self.dim != 2:
             raise InputError(f"the toy set {kind!r} is 2D but the flow has d = {self.dim}",

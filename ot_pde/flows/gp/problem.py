@@ -327,8 +327,8 @@ class GPFlowProblem(EvaluatedOnce, Problem):
         if not r2 > r1:
             raise InputError(f"expected taper_outer > taper_inner, got {r2:g} <= {r1:g}",
                              source=where, key="basis.taper_outer")
-        seq = np.random.SeedSequence(case.get("run.seed"))
-        self._seeds = dict(zip(("train", "eval", "data", "ot", "init"), seq.spawn(5)))
+        # "field" (the d > 2 field's random nodes) comes last: it was added after the others
+        self._seeds = self.seed_streams("train", "eval", "data", "ot", "init", "field")
         degree = case.get("basis.degree")
         if self.dim == 2:
             self.field = None
@@ -353,7 +353,7 @@ class GPFlowProblem(EvaluatedOnce, Problem):
         self.euler = None
         self.field = AntisymmetricGP(self.dim, degree, case.get("basis.time_degree"),
                                      case.get("time.steps"), taper=(r1, r2),
-                                     seed=seq.spawn(1)[0])
+                                     seed=self._seeds["field"])
 
     def describe(self) -> str:
         c = self.case

@@ -85,9 +85,8 @@ class MongeAmpereFlowProblem(EvaluatedOnce, Problem):
     def __init__(self, case):
         super().__init__(case)
         where = case.source
-        seq = np.random.SeedSequence(case.get("run.seed"))
         # independent streams: initialization, data, batches, evaluation
-        self._seeds = dict(zip(("init", "data", "batches", "eval"), seq.spawn(4)))
+        self._seeds = self.seed_streams("init", "data", "batches", "eval")
         self.target = build_target(case, np.random.default_rng(self._seeds["data"]))
         self.dim = self.target.dim
         self.objective = case.get("training.objective")

@@ -229,8 +229,7 @@ class IsingVariationalProblem(Problem):
         if case.get("base.family") == "checkerboard_mixture" and self.L % 2:
             raise InputError(f"the checkerboard_mixture base needs an even lattice side, got "
                              f"L = {self.L}", source=where, key="base.family")
-        seq = np.random.SeedSequence(case.get("run.seed"))
-        self._seeds = dict(zip(("init", "batches", "eval", "base"), seq.spawn(4)))
+        self._seeds = self.seed_streams("init", "batches", "eval", "base")
         self._cache = None
 
     # -- set-up -----------------------------------------------------------------------------
