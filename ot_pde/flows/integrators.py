@@ -205,6 +205,17 @@ def _step_times(T: float, n_steps: int, direction: str) -> tuple[float, tuple[fl
     return -T / n_steps, tuple(T * (n_steps - n) / n_steps for n in range(n_steps))
 
 
+def stage_input(tab: Tableau, i: int, x, h: float, slopes: list):
+    r"""The point where stage ``i`` of an explicit RK step evaluates its field,
+    :math:`x + h\sum_{j<i} a_{ij} k_j` (``slopes`` holds :math:`k_0..k_{i-1}`); zero
+    coefficients are skipped, so a stage with none returns ``x`` itself."""
+    xi = x
+    for j, aij in enumerate(tab.a[i]):
+        if aij != 0.0:
+            xi = xi + (h * aij) * slopes[j]
+    return xi
+
+
 def _step(fields, tab: Tableau, x, l, t: float, h: float, positions: list | None = None):
     """One explicit RK step of (x, l); Laplacians only where they enter the update. The
     stage positions are appended to ``positions`` if given."""
@@ -212,10 +223,7 @@ def _step(fields, tab: Tableau, x, l, t: float, h: float, positions: list | None
     dx = 0.0
     dl = 0.0
     for i in range(tab.stages):
-        xi = x
-        for j, aij in enumerate(tab.a[i]):
-            if aij != 0.0:
-                xi = xi + (h * aij) * grads[j]
+        xi = stage_input(tab, i, x, h, grads)
         if positions is not None:
             positions.append(xi)
         ti = t + tab.c[i] * h

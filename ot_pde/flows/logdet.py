@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .integrators import _check_run, _fields, _step_times, to_host
+from .integrators import _check_run, _fields, _step_times, stage_input, to_host
 
 
 def carried_and_exact_logdet(potential, x0, *, T: float, n_steps: int, scheme: str = "rk4",
@@ -68,11 +68,8 @@ def carried_and_exact_logdet(potential, x0, *, T: float, n_steps: int, scheme: s
         grads, products = [], []
         dx, dl, dv = 0.0, 0.0, 0.0
         for i in range(tab.stages):
-            xi, vi = x, tangents
-            for j, aij in enumerate(tab.a[i]):
-                if aij != 0.0:
-                    xi = xi + (h * aij) * grads[j]
-                    vi = vi + (h * aij) * products[j]
+            xi = stage_input(tab, i, x, h, grads)
+            vi = stage_input(tab, i, tangents, h, products)
             ti = t + tab.c[i] * h
             g, lap = fields[i].grad_and_laplacian(xi, ti)
             hv = row_fields[i].hvp(xp.repeat(xi, d, axis=0), ti, vi)

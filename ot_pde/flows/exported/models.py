@@ -36,7 +36,7 @@ import numpy as np
 
 from ...backends import Backend, get_backend
 from ...errors import InputError
-from ..integrators import SCHEMES, integrate, standard_normal_log_prob, to_host
+from ..integrators import SCHEMES, integrate, stage_input, standard_normal_log_prob, to_host
 from ..potentials import ACTIVATIONS, OneHiddenLayer, OTFlowResNet
 from .checkpoint import Checkpoint
 
@@ -254,10 +254,7 @@ class _ODEFlow(ExportedFlow):
             t = n * h if self.latent_at_zero else self.T * (self.steps - n) / self.steps
             x, grads, dx = states[-1], [], 0.0
             for i in range(tab.stages):
-                xi = x
-                for j, aij in enumerate(tab.a[i]):
-                    if aij != 0.0:
-                        xi = xi + (h * aij) * grads[j]
+                xi = stage_input(tab, i, x, h, grads)
                 grads.append(self.potential.grad(xi, t + tab.c[i] * h))
                 dx = dx + tab.b[i] * grads[-1]
             states.append(x + h * dx)

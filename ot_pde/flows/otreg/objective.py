@@ -56,7 +56,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..integrators import SCHEMES, check_steps, to_host
+from ..integrators import SCHEMES, check_steps, stage_input, to_host
 from ..training import DataBatches
 
 #: names of the three cost terms, in the order of the weights alpha
@@ -100,10 +100,7 @@ def integrate_ot(potential, x0, *, T: float = 1.0, n_steps: int, scheme: str = "
         t = T * n / n_steps
         vel, dx, dl, dv, dr, rec = [], 0.0, 0.0, 0.0, 0.0, []
         for i in range(tab.stages):
-            xi = x
-            for j, aij in enumerate(tab.a[i]):
-                if aij != 0.0:
-                    xi = xi + (h * aij) * vel[j]
+            xi = stage_input(tab, i, x, h, vel)
             ti = t + tab.c[i] * h
             g, dt_phi, lap = potential.grad_time_laplacian(xi, ti)
             k = -1.0 * g
