@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ot_pde.backends import available_backends
+from ot_pde.backends import available_backends, get_backend
 from ot_pde.flows.exported import build_flow, load_checkpoint
 
 from bench_flows import median_time  # benchmarks/ is sys.path[0]
@@ -91,7 +91,7 @@ def main(quick: bool = False) -> None:
     for label, fname, batch, repeats in work:
         ck = load_checkpoint(CK / fname)
         x = np.random.default_rng(0).standard_normal((batch, ck.meta["dim"]))
-        runs = {b: (lambda f: (lambda: f.apply_stored_direction(x)))(build_flow(ck, b))
+        runs = {b: (lambda f: (lambda: f.apply_stored_direction(x)))(build_flow(ck, get_backend(b)))
                 for b in backends}
         if torch is not None:
             tr = _torch_runner(torch, fname, ck)

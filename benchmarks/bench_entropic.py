@@ -130,8 +130,8 @@ def bench_neural(quick: bool):
           f"{len(points)} points x 32 draws, width 64")
     times = {}
     for backend in [b for b in ("numpy", "numba") if b in available_backends()]:
-        phi = QuadraticNetwork(2, 64, seed=1, backend=backend)
-        psi = QuadraticNetwork(2, 64, seed=2, backend=backend)
+        phi = QuadraticNetwork(2, 64, seed=1, backend=get_backend(backend))
+        psi = QuadraticNetwork(2, 64, seed=2, backend=get_backend(backend))
         initialize_pair(phi, psi, np.zeros(2), 2 * np.eye(2), target, 0.1)
         theta = np.concatenate([phi.params, psi.params])
         theta += 0.01 * np.random.default_rng(3).standard_normal(theta.size)

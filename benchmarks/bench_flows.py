@@ -39,7 +39,7 @@ import time
 
 import numpy as np
 
-from ot_pde.backends import available_backends
+from ot_pde.backends import available_backends, get_backend
 from ot_pde.flows.integrators import sample
 from ot_pde.flows.potentials import OneHiddenLayer
 
@@ -137,7 +137,7 @@ def main(quick: bool = False) -> None:
     x = rng.standard_normal((BATCH, DIM))
     backends = [b for b in ("numpy", "numba") if b in available_backends()]
     pots = {b: OneHiddenLayer(DIM, WIDTH, "logcosh", bias=False, time_dependent=False,
-                              backend=b, rng=0) for b in backends}
+                              backend=get_backend(b), rng=0) for b in backends}
 
     print(f"\nMonge-Ampere flow potential: OneHiddenLayer(logcosh, no bias), batch {BATCH}, "
           f"d = {DIM}, width {WIDTH}, float64, {_cores()} cores; median of {reps_a} (a) / "

@@ -12,18 +12,21 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from importlib.util import find_spec
 from types import ModuleType
+from typing import Any
 
 import numpy as np
 
 from .errors import BackendError
 
-#: every backend name, the one place they are spelled (CLI choices, case schema, kinds)
-BACKENDS = ("numpy", "numba", "cupy")
+#: every backend name, the one place they are spelled (CLI choices, case schema, kinds,
+#: kernel tables)
+NUMPY, NUMBA, CUPY = BACKENDS = ("numpy", "numba", "cupy")
 #: the backends on the CPU: every kind runs on these
-CPU_BACKENDS = ("numpy", "numba")
+CPU_BACKENDS = (NUMPY, NUMBA)
 #: what ``--backend`` and ``run.backend`` accept: ``auto`` or a backend name
 BACKEND_CHOICES = ("auto", *BACKENDS)
 
@@ -79,7 +82,23 @@ class Backend:
 
     @property
     def on_gpu(self) -> bool:
-        return self.name == "cupy"
+        return self.name == CUPY
+
+    def bind(self, table: Mapping[str, Callable[[], Any]],
+             default: Callable[[], Any] | None = None) -> Any:
+        """What this backend runs, from a kernel table: ``table[name]()``, else ``default()``.
+
+        Each entry is a loader (a function of no arguments), so a kernel module is imported
+        only when its backend is chosen. This is the one place code is bound to a backend: a
+        solver or model calls it once, in its kernel selection, and compares backend names
+        nowhere else. A backend neither in the table nor served by ``default`` is a
+        :class:`~ot_pde.errors.BackendError` (exit 2), never a silent fallback.
+        """
+        loader = table.get(self.name, default)
+        if loader is None:
+            raise BackendError(f"backend {self.name!r} is not supported here; expected one of "
+                               f"{', '.join(table)}")
+        return loader()
 
     def asarray(self, a, dtype=np.float64):
         return self.xp.asarray(a, dtype=dtype)
@@ -119,6 +138,20 @@ def get_backend(name: str | None = None, source: str = "run.backend") -> Backend
     import cupy
 
     return Backend("cupy", cupy)
+
+
+def as_backend(backend: Backend | None, default: str | None = NUMPY) -> Backend:
+    """``backend`` itself; when it is None, the backend named ``default`` (None: the
+    :func:`default_backend`).
+
+    A name is refused (``TypeError``): names are resolved once, by :func:`get_backend`, where
+    they are read (the CLI, the case), and code below passes the :class:`Backend` on.
+    """
+    if backend is None:
+        return get_backend(default)
+    if not isinstance(backend, Backend):
+        raise TypeError(f"expected a Backend (ot_pde.backends.get_backend), got {backend!r}")
+    return backend
 
 
 def get_array_module(a) -> ModuleType:

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ot_pde.backends import get_backend
 from ot_pde.flows.exported import build_flow, load_checkpoint, save_checkpoint
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,14 +34,14 @@ def swissroll():
 @pytest.mark.parametrize("backend", ["numpy", "numba"])
 def test_otflow_swissroll_equals_torch_references(swissroll, backend):
     assert swissroll.meta["dtype"] == "float64" and swissroll.meta["steps"] == 12
-    flow = build_flow(swissroll, backend)
+    flow = build_flow(swissroll, get_backend(backend))
     z, logp = flow.to_latent(swissroll.reference["input"])
     assert np.abs(z - swissroll.reference["output"]).max() <= 1e-10
     assert np.abs(logp - swissroll.reference["log_density"]).max() <= 1e-10
 
 
 def test_otflow_swissroll_density_integrates_to_one(swissroll):
-    flow = build_flow(swissroll, "numpy")
+    flow = build_flow(swissroll, get_backend("numpy"))
     n = 72  # midpoint rule on [-6, 6]^2, h = 1/6
     c = -6.0 + (np.arange(n) + 0.5) * 12.0 / n
     X, Y = np.meshgrid(c, c, indexing="ij")
@@ -49,7 +50,7 @@ def test_otflow_swissroll_density_integrates_to_one(swissroll):
 
 
 def test_otflow_swissroll_round_trip(swissroll):
-    flow = build_flow(swissroll, "numpy")
+    flow = build_flow(swissroll, get_backend("numpy"))
     x = swissroll.reference["input"]
     z, lp = flow.to_latent(x)
     x_back, lp_back = flow.to_data(z)
@@ -61,7 +62,7 @@ def test_otflow_miniboone_float32_references():
     ck = load_checkpoint(MINIBOONE)
     assert ck.meta["dim"] == 43 and ck.meta["dtype"] == "float32"
     assert ck.params["N.layers.1.weight"].dtype == np.float32
-    flow = build_flow(ck, "numpy")
+    flow = build_flow(ck, get_backend("numpy"))
     z, logp = flow.to_latent(ck.reference["input"])
     ref_z, ref_lp = ck.reference["output"], ck.reference["log_density"]
     eps = np.finfo(np.float32).eps
@@ -72,7 +73,7 @@ def test_otflow_miniboone_float32_references():
 @pytest.mark.parametrize("path", REALNVP, ids=lambda p: p.stem)
 def test_shipped_realnvp_references(path):
     ck = load_checkpoint(path)
-    flow = build_flow(ck, "numpy")
+    flow = build_flow(ck, get_backend("numpy"))
     x, lp = flow.to_data(ck.reference["input"])
     assert np.abs(x - ck.reference["output"]).max() <= 1e-10
     assert np.abs(lp - ck.reference["log_density"]).max() <= 1e-10
@@ -89,7 +90,7 @@ def test_safetensors_round_trip(swissroll, tmp_path):
     assert back.meta == swissroll.meta
     for k, v in swissroll.params.items():
         np.testing.assert_array_equal(back.params[k], v)
-    flow = build_flow(back, "numpy")
+    flow = build_flow(back, get_backend("numpy"))
     z, _ = flow.to_latent(back.reference["input"])
     assert np.abs(z - back.reference["output"]).max() <= 1e-10
 
@@ -237,7 +238,7 @@ def test_realnvp_state_dict_converter(tmp_path):
                                  "elu"]) == 0
     ck = load_checkpoint(tmp_path / "f.npz")
     for backend in ("numpy", "numba"):
-        x, lp = build_flow(ck, backend).to_data(ck.reference["input"])
+        x, lp = build_flow(ck, get_backend(backend)).to_data(ck.reference["input"])
         assert np.abs(x - ck.reference["output"]).max() <= 1e-12
         assert np.abs(lp - ck.reference["log_density"]).max() <= 1e-12
 

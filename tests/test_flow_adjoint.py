@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 from scipy.linalg import expm
 
+from ot_pde.backends import get_backend
 from ot_pde.errors import InputError, NumericalError
 from ot_pde.flows import integrators as integ
 from ot_pde.flows import training as tr
@@ -232,18 +233,18 @@ def _package_potential(family, backend):
     from ot_pde.flows import potentials as P
 
     if family == "ohl_even":
-        return P.OneHiddenLayer(3, 5, activation="logcosh", bias=False, backend=backend, rng=3)
+        return P.OneHiddenLayer(3, 5, activation="logcosh", bias=False, backend=get_backend(backend), rng=3)
     if family.startswith("ohl_"):
         return P.OneHiddenLayer(3, 5, activation=family[4:], time_dependent=True,
-                                backend=backend, rng=3)
+                                backend=get_backend(backend), rng=3)
     if family == "otflow":
-        return P.OTFlowResNet(3, 4, n_layers=3, backend=backend, rng=3)
+        return P.OTFlowResNet(3, 4, n_layers=3, backend=get_backend(backend), rng=3)
     mirrors = [(np.arange(3), np.array([1.0, -1.0, 1.0])), (np.array([1, 0, 2]), np.ones(3))]
     if family == "group_ohl":
         return P.GroupAveraged(P.OneHiddenLayer(3, 5, activation="softplus",
-                                                time_dependent=True, backend=backend, rng=3),
+                                                time_dependent=True, backend=get_backend(backend), rng=3),
                                P.spin_flip(3) + mirrors)
-    return P.GroupAveraged(P.OTFlowResNet(3, 4, backend=backend, rng=3), mirrors)
+    return P.GroupAveraged(P.OTFlowResNet(3, 4, backend=get_backend(backend), rng=3), mirrors)
 
 
 @pytest.mark.parametrize("family", ["ohl_logcosh", "ohl_softplus", "ohl_tanh", "ohl_even",

@@ -7,9 +7,14 @@ import math
 import numpy as np
 import pytest
 
-from ot_pde.flows.exported import (CouplingFlow, build_flow, load_checkpoint,
-                                     save_checkpoint)
+from ot_pde.backends import get_backend
 from ot_pde.flows.discrete_ot import assignment_cost, estimate_w2, gelbrich_bound
+from ot_pde.flows.exported import (
+    CouplingFlow,
+    build_flow,
+    load_checkpoint,
+    save_checkpoint,
+)
 from ot_pde.flows.integrators import sample
 from ot_pde.flows.potentials import OneHiddenLayer
 from ot_pde.io import ResultFile
@@ -100,7 +105,7 @@ def test_2d_run_with_benamou_brenier_and_plot(cli, tmp_path):
 
 def test_coupling_flow_numpy_numba_agree():
     ck = load_checkpoint(ROOT / "checkpoints" / "realnvp_moons.npz")
-    a, b = build_flow(ck, "numpy"), build_flow(ck, "numba")
+    a, b = build_flow(ck, get_backend("numpy")), build_flow(ck, get_backend("numba"))
     assert isinstance(a, CouplingFlow)
     z = np.random.default_rng(1).standard_normal((500, 2))
     for fa, fb in ((a.to_data, b.to_data), (a.to_latent, b.to_latent)):
@@ -119,7 +124,7 @@ def test_monge_ampere_checkpoint_is_native(tmp_path):
                        "time_dependent": True, "T": 1.0}}
     save_checkpoint(tmp_path / "ma.npz", meta, {"params": np.asarray(pot.params)},
                     {"input": z, "output": x, "log_density": lq})
-    flow = build_flow(load_checkpoint(tmp_path / "ma.npz"), "numpy")
+    flow = build_flow(load_checkpoint(tmp_path / "ma.npz"), get_backend("numpy"))
     x2, lq2 = flow.to_data(z)
     assert np.abs(x2 - x).max() == 0.0 and np.abs(lq2 - lq).max() == 0.0
     assert len(flow.trajectory(z)) == 9

@@ -6,14 +6,24 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from ot_pde.backends import get_backend
 from ot_pde.flows.composition import Composition
-from ot_pde.flows.integrators import integrate, integrate_adjoint, standard_normal_log_prob
+from ot_pde.flows.integrators import (
+    integrate,
+    integrate_adjoint,
+    standard_normal_log_prob,
+)
 from ot_pde.flows.logdet import carried_and_exact_logdet, logdet_error_per_site
-from ot_pde.flows.potentials import (GroupAveraged, OneHiddenLayer, reflections_2d, spin_flip,
-                                     translations_2d)
+from ot_pde.flows.potentials import (
+    GroupAveraged,
+    OneHiddenLayer,
+    reflections_2d,
+    spin_flip,
+    translations_2d,
+)
 from ot_pde.flows.training import ReverseKL, Trainer, loss_and_grad
-from ot_pde.ising.exact import IsingRelaxation
 from ot_pde.io import ResultFile
+from ot_pde.ising.exact import IsingRelaxation
 
 from .conftest import json_line, run_full_and_restarted
 from .test_ising_variational import SMALL
@@ -28,7 +38,7 @@ def _lattice_group(L):
 
 def _composed(per, backend="numpy", rng=1):
     pot = OneHiddenLayer(D, 7, "logcosh", bias=True, time_dependent=True, rng=rng,
-                         backend=backend)
+                         backend=get_backend(backend))
     return pot, Composition(pot, _lattice_group(L), per=per)
 
 
@@ -143,7 +153,7 @@ def test_logdet_check_is_tiny_for_consistent_steps_and_not_for_per_stage_draws()
 def test_float32_twin_gives_the_float64_loss_and_gradient_to_single_precision():
     relax = IsingRelaxation(L, 0.44, 1.0, None)
     pot = GroupAveraged(OneHiddenLayer(D, 8, "logcosh", bias=True, time_dependent=True,
-                                       rng=0, backend="numba"), spin_flip(D))
+                                       rng=0, backend=get_backend("numba")), spin_flip(D))
     comp = Composition(pot, _lattice_group(L))
     rng = np.random.default_rng(4)
     z, actions = rng.standard_normal((16, D)), comp.draw(rng, 16, 4, 4)

@@ -29,7 +29,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ot_pde.backends import available_backends
+from ot_pde.backends import available_backends, get_backend
 from ot_pde.flows.potentials import (ACTIVATIONS, GroupAveraged, OneHiddenLayer, OTFlowResNet,
                                      signed_permutation_group, spin_flip, translations_2d,
                                      reflections_2d)
@@ -67,7 +67,7 @@ OHL_CONFIGS = [(act, bias, td) for act in ACTIVATIONS for bias in (False, True)
 
 def _ohl(act, bias, td, dim=DIM, width=6):
     return lambda backend: OneHiddenLayer(dim, width, act, bias=bias, time_dependent=td,
-                                          backend=backend, rng=3)
+                                          backend=get_backend(backend), rng=3)
 
 
 def _lattice_group():
@@ -77,17 +77,17 @@ def _lattice_group():
 FAMILIES = {f"ohl-{act}-{'bias' if bias else 'nobias'}-{'t' if td else 'not'}":
             _ohl(act, bias, td) for act, bias, td in OHL_CONFIGS}
 FAMILIES.update({
-    "otflow-2layers": lambda backend: OTFlowResNet(DIM, 5, 2, rank=3, backend=backend, rng=2),
-    "otflow-3layers": lambda backend: OTFlowResNet(DIM, 5, 3, backend=backend, rng=2),
+    "otflow-2layers": lambda backend: OTFlowResNet(DIM, 5, 2, rank=3, backend=get_backend(backend), rng=2),
+    "otflow-3layers": lambda backend: OTFlowResNet(DIM, 5, 3, backend=get_backend(backend), rng=2),
     "group-spinflip-ohl": lambda backend: GroupAveraged(
-        OneHiddenLayer(DIM, 6, "softplus", bias=True, time_dependent=True, backend=backend,
+        OneHiddenLayer(DIM, 6, "softplus", bias=True, time_dependent=True, backend=get_backend(backend),
                        rng=3), spin_flip(DIM)),
     # max_rows=6 with B=3: two group elements per call of the base, four chunks.
     "group-lattice-ohl-chunked": lambda backend: GroupAveraged(
-        OneHiddenLayer(DIM, 6, "tanh", bias=True, time_dependent=True, backend=backend, rng=3),
+        OneHiddenLayer(DIM, 6, "tanh", bias=True, time_dependent=True, backend=get_backend(backend), rng=3),
         _lattice_group(), max_rows=6),
     "group-lattice-spinflip-otflow": lambda backend: GroupAveraged(
-        OTFlowResNet(DIM, 5, 3, backend=backend, rng=2), _lattice_group() + spin_flip(DIM)),
+        OTFlowResNet(DIM, 5, 3, backend=get_backend(backend), rng=2), _lattice_group() + spin_flip(DIM)),
 })
 
 
@@ -261,16 +261,16 @@ def test_numba_matches_numpy_other_families(name):
     L = 4
     if name == "otflow":
         def make(backend):
-            return OTFlowResNet(16, 32, 3, backend=backend, rng=4)
+            return OTFlowResNet(16, 32, 3, backend=get_backend(backend), rng=4)
     elif name == "group-lattice4-ohl":
         # p4m x spin flip of a 4x4 lattice: 256 elements, 16 * 256 rows per base call.
         def make(backend):
             return GroupAveraged(OneHiddenLayer(L * L, 64, "logcosh", bias=False,
-                                                backend=backend, rng=4),
+                                                backend=get_backend(backend), rng=4),
                                  translations_2d(L) + reflections_2d(L) + spin_flip(L * L))
     else:
         def make(backend):
-            return GroupAveraged(OTFlowResNet(L * L, 16, 2, backend=backend, rng=4),
+            return GroupAveraged(OTFlowResNet(L * L, 16, 2, backend=get_backend(backend), rng=4),
                                  spin_flip(L * L))
     _check_backends_agree(make, batch=16, dim=L * L)
 
@@ -283,7 +283,7 @@ def test_large_preactivations_stay_finite_and_agree(act):
     x[0] = 0.0
     outs = []
     for backend in ("numpy", "numba"):
-        pot = OneHiddenLayer(16, 32, act, bias=True, time_dependent=True, backend=backend,
+        pot = OneHiddenLayer(16, 32, act, bias=True, time_dependent=True, backend=get_backend(backend),
                              rng=1)
         g, lap = pot.grad_and_laplacian(x, T)
         x_bar, theta_bar = pot.vjp(x, T, np.ones_like(x), np.ones(8))
@@ -296,7 +296,7 @@ def test_large_preactivations_stay_finite_and_agree(act):
 # -- symmetries -----------------------------------------------------------------------------------
 def test_logcosh_without_bias_is_even(backend_name):
     pot = OneHiddenLayer(16, 32, "logcosh", bias=False, time_dependent=False,
-                         backend=backend_name, rng=1)
+                         backend=get_backend(backend_name), rng=1)
     host = pot.backend.to_numpy
     x = np.random.default_rng(5).standard_normal((6, 16))
     # z(-x) = -z(x) exactly (same BLAS order, negation is exact) and log cosh is computed from
@@ -308,11 +308,11 @@ def test_logcosh_without_bias_is_even(backend_name):
     # A time coefficient at t = 0 keeps it even; with a bias, or a time coefficient at t != 0,
     # it is not even (so the checks above can fail).
     p_t = OneHiddenLayer(16, 32, "logcosh", bias=False, time_dependent=True,
-                         backend=backend_name, rng=1)
+                         backend=get_backend(backend_name), rng=1)
     assert np.array_equal(host(p_t.value(-x, 0.0)), host(p_t.value(x, 0.0)))
-    for p in (OneHiddenLayer(16, 32, "logcosh", bias=True, backend=backend_name, rng=1),
+    for p in (OneHiddenLayer(16, 32, "logcosh", bias=True, backend=get_backend(backend_name), rng=1),
               OneHiddenLayer(16, 32, "logcosh", bias=False, time_dependent=True,
-                             backend=backend_name, rng=1)):
+                             backend=get_backend(backend_name), rng=1)):
         assert not np.allclose(host(p.value(-x, T)), host(p.value(x, T)))
 
 
@@ -335,9 +335,9 @@ def test_group_average_is_invariant(backend_name, group, base):
     make_group, order = GROUPS[group]
     if base == "ohl":
         pot0 = OneHiddenLayer(DIM, 8, "softplus", bias=True, time_dependent=True,
-                              backend=backend_name, rng=6)
+                              backend=get_backend(backend_name), rng=6)
     else:
-        pot0 = OTFlowResNet(DIM, 6, 2, backend=backend_name, rng=6)
+        pot0 = OTFlowResNet(DIM, 6, 2, backend=get_backend(backend_name), rng=6)
     pot = GroupAveraged(pot0, make_group())
     assert pot.order == order
     host = pot.backend.to_numpy

@@ -165,7 +165,7 @@ def test_reverse_kl_with_a_base_has_the_exact_gradient():
     L = 2
     relax = IsingRelaxation(L, 0.44)
     base = _random_base(L, seed=10)
-    pot = OneHiddenLayer(4, 5, "tanh", bias=True, time_dependent=True, backend="numpy",
+    pot = OneHiddenLayer(4, 5, "tanh", bias=True, time_dependent=True,
                          rng=np.random.default_rng(11))
     objective = ReverseKL(relax.log_prob, relax.grad_log_prob, base=base)
     batch = objective.draw(np.random.default_rng(12), 6, 4)

@@ -95,7 +95,7 @@ class TranslationAveraged(Potential):
         super().__init__(L * L, backend)
         # One initialization, OneHiddenLayer's (same rng -> same parameters).
         ref = OneHiddenLayer(L * L, width, activation=activation, bias=bias,
-                             time_dependent=time_dependent, backend="numpy", rng=rng)
+                             time_dependent=time_dependent, rng=rng)
         self.width = ref.width
         self.activation = activation
         self.bias = ref.bias

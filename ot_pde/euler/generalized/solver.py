@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...backends import Backend
+from ...backends import NUMBA, NUMPY, Backend
 from ...errors import NumericalError
 from ._logsum import log_apply_numpy
 
@@ -51,6 +51,12 @@ def _logsumexp0(a: np.ndarray) -> np.ndarray:
     safe = np.where(np.isfinite(peak), peak, 0.0)
     with np.errstate(under="ignore", divide="ignore"):
         return np.where(np.isfinite(peak), safe + np.log(np.exp(a - safe).sum(axis=0)), peak)
+
+
+def _numba_log_apply():
+    from ._kernels_numba import log_apply_numba
+
+    return log_apply_numba
 
 
 class GeneralizedGeodesicSolver:
@@ -116,13 +122,7 @@ class GeneralizedGeodesicSolver:
         self.stage_max_iterations = int(stage_max_iterations)
         self.tol = float(tol)
         self.max_iterations = int(max_iterations)
-        if backend.name == "numba":
-            from ._kernels_numba import log_apply_numba as log_apply
-        elif backend.name == "numpy":
-            log_apply = log_apply_numpy
-        else:
-            raise ValueError(f"backend {backend.name!r} is not supported by this solver")
-        self._log_apply = log_apply
+        self._log_apply = backend.bind({NUMPY: lambda: log_apply_numpy, NUMBA: _numba_log_apply})
         self._sq_dist = [(a[:, None] - a[None, :]) ** 2 for a in self.axes]
         delta = np.full((self.n_points, self.n_points), -np.inf)
         np.fill_diagonal(delta, 0.0)

@@ -33,7 +33,7 @@ from scipy.optimize import linear_sum_assignment
 from scipy.sparse.linalg import spsolve
 from scipy.spatial import ConvexHull, QhullError
 
-from ...backends import Backend
+from ...backends import NUMBA, Backend
 from ...errors import NumericalError
 from ._cells import clip_cells
 
@@ -49,12 +49,14 @@ class ProjectionInfo:
     mass_error: float = 0.0  # max_i |area_i - |Omega|/N| / (|Omega|/N)
 
 
-def _cell_kernel(backend: Backend):
-    if backend.name == "numba":
-        from ._kernels_numba import clip_cells_numba
+def _numba_cells():
+    from ._kernels_numba import clip_cells_numba
 
-        return clip_cells_numba
-    return clip_cells
+    return clip_cells_numba
+
+
+def _cell_kernel(backend: Backend):
+    return backend.bind({NUMBA: _numba_cells}, default=lambda: clip_cells)
 
 
 def grid_centres(n: int, lo: float = 0.0, hi: float = 1.0) -> np.ndarray:

@@ -35,9 +35,15 @@ from typing import Mapping
 
 import numpy as np
 
-from ...backends import Backend
+from ...backends import NUMBA, Backend
 from ...parallel import block_range
 from .solver import SpectralEulerSolver, dealias_cutoff
+
+
+def _numba_threads() -> int:
+    import numba
+
+    return numba.get_num_threads()
 
 
 class SlabFFT:
@@ -187,11 +193,8 @@ class SlabSpectralEulerSolver(SpectralEulerSolver):
         self.comm = comm
         # scipy.fft threads: the serial rule (numba backend, N >= 512), with the rank's share
         # of the cores that ot_pde.parallel.share_cores gave numba
-        workers = 1
-        if backend.name == "numba" and n >= 512:
-            import numba
-
-            workers = numba.get_num_threads()
+        workers = backend.bind({NUMBA: lambda: _numba_threads() if n >= 512 else 1},
+                               default=lambda: 1)
         # only the columns ky <= K of the 2/3 rule: the others of every spectrum the solver
         # inverts are exactly zero and of every spectrum it computes are masked (the one
         # exception, the re-differentiated velocity of the divergence diagnostic, loses only

@@ -42,7 +42,7 @@ from typing import Mapping
 
 import numpy as np
 
-from ...backends import Backend
+from ...backends import CUPY, NUMBA, Backend
 from ...errors import NumericalError
 
 TWO_PI = 2.0 * math.pi
@@ -71,7 +71,7 @@ class _FFT:
 
             # FFT threads for large grids only (on shared cores they cost more than they give
             # at 256^2: 28 ms vs 24 ms for the 26 FFTs of a step, measured under load)
-            workers = -1 if backend.name == "numba" and n >= 512 else 1
+            workers = backend.bind({NUMBA: lambda: -1 if n >= 512 else 1}, default=lambda: 1)
             self._rfft2 = lambda a: scipy.fft.rfft2(a, axes=(-2, -1), workers=workers)
             self._irfft2 = lambda a: scipy.fft.irfft2(a, s=(n, n), axes=(-2, -1),
                                                       workers=workers)
@@ -141,6 +141,25 @@ def marker_sums_xp(psi_block, kxs, kys, weights, positions, mean_velocity, xp):
     grad = xp.stack([xp.stack([psi_xy, psi_yy], axis=1),
                      xp.stack([-psi_xx, -psi_xy], axis=1)], axis=1)
     return vel, grad
+
+
+# The kernel table of the solver: (derivatives, advection, marker sums) per backend.
+def _numba_kernels():
+    from . import _kernels_numba as nb
+
+    return (nb.derivatives, (lambda g, ux, uy, inv_dx: nb.advection(g, ux, uy, inv_dx)),
+            nb.marker_sums)
+
+
+def _cupy_kernels(xp):
+    from . import _kernels_cupy as cu
+
+    return derivatives_xp, cu.advection, (lambda *a: marker_sums_xp(*a, xp))
+
+
+def _xp_kernels(xp):
+    return (derivatives_xp, (lambda g, ux, uy, inv_dx: advection_xp(g, ux, uy, inv_dx, xp)),
+            (lambda *a: marker_sums_xp(*a, xp)))
 
 
 class SpectralEulerSolver:
@@ -272,22 +291,9 @@ class SpectralEulerSolver:
     # -- backends ----------------------------------------------------------------------------
     def _select_kernels(self):
         xp = self.xp
-        if self.backend.name == "numba":
-            from . import _kernels_numba as nb
-
-            self._derivatives = nb.derivatives
-            self._advection = lambda g, ux, uy, inv_dx: nb.advection(g, ux, uy, inv_dx)
-            self._marker_sums = nb.marker_sums
-        elif self.backend.name == "cupy":
-            from . import _kernels_cupy as cu
-
-            self._derivatives = derivatives_xp
-            self._advection = cu.advection
-            self._marker_sums = lambda *a: marker_sums_xp(*a, xp)
-        else:
-            self._derivatives = derivatives_xp
-            self._advection = lambda g, ux, uy, inv_dx: advection_xp(g, ux, uy, inv_dx, xp)
-            self._marker_sums = lambda *a: marker_sums_xp(*a, xp)
+        self._derivatives, self._advection, self._marker_sums = self.backend.bind(
+            {NUMBA: _numba_kernels, CUPY: lambda: _cupy_kernels(xp)},
+            default=lambda: _xp_kernels(xp))
 
     # -- the right-hand side -----------------------------------------------------------------
     def psi_hat(self, omega_hat=None):

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...backends import Backend, get_backend
+from ...backends import NUMBA, Backend, as_backend
 from ...errors import InputError
 from ..integrators import SCHEMES, integrate, stage_input, standard_normal_log_prob, to_host
 from ..potentials import ACTIVATIONS, OneHiddenLayer, OTFlowResNet
@@ -45,7 +45,8 @@ CHUNK = 4096
 
 
 def apply_in_chunks(fn, x, xp):
-    """``fn`` (returning a tuple of arrays) applied to ``x`` in blocks of :data:`CHUNK` rows, results on the host."""
+    """``fn`` (returning a tuple of arrays) applied to ``x`` in blocks of :data:`CHUNK` rows;
+    the results on the host."""
     outs = [fn(xp.asarray(x[s:s + CHUNK])) for s in range(0, x.shape[0], CHUNK)]
     return tuple(np.concatenate([to_host(o[k]) for o in outs]) for k in range(len(outs[0])))
 
@@ -108,6 +109,16 @@ class ExportedFlow:
 
 
 # -- RealNVP ------------------------------------------------------------------------------------
+def _numba_dense():
+    """The coupling networks' dense layer fused in one numba kernel (matrix product, bias and
+    activation); the numpy path computes the same in three array operations."""
+    from ._kernels_numba import CODES, dense
+
+    def fused(h, W, b, act):
+        return dense(np.ascontiguousarray(h), W, b, CODES[act], LEAKY_SLOPE)
+    return fused
+
+
 class CouplingFlow(ExportedFlow):
     """Affine coupling flow (see the module notes).
 
@@ -124,7 +135,7 @@ class CouplingFlow(ExportedFlow):
     activation : str
         Hidden activation, one of :data:`HIDDEN_ACTIVATIONS`.
     scale_activation : {"tanh", "none"}
-    backend : Backend or str
+    backend : Backend, optional
     """
 
     model_type = "realnvp"
@@ -132,7 +143,7 @@ class CouplingFlow(ExportedFlow):
 
     def __init__(self, dim, permutations, split, s_layers, t_layers, activation="tanh",
                  scale_activation="tanh", backend=None):
-        self.backend = get_backend(backend) if not isinstance(backend, Backend) else backend
+        self.backend = as_backend(backend, default=None)
         self.xp = xp = self.backend.xp
         self.dim, self.split = int(dim), int(split)
         self.activation, self.scale_activation = activation, scale_activation
@@ -144,13 +155,7 @@ class CouplingFlow(ExportedFlow):
         self.t_layers = [[(xp.asarray(W, dtype=np.float64), xp.asarray(b, dtype=np.float64))
                           for W, b in net] for net in t_layers]
         self.n_layers = len(permutations)
-        self._dense = None
-        if self.backend.name == "numba":
-            from ._kernels_numba import CODES, dense
-
-            def fused(h, W, b, act):
-                return dense(np.ascontiguousarray(h), W, b, CODES[act], LEAKY_SLOPE)
-            self._dense = fused
+        self._dense = self.backend.bind({NUMBA: _numba_dense}, default=lambda: None)
 
     def _mlp(self, net, h):
         last = len(net) - 1
@@ -299,7 +304,7 @@ def build_flow(ck: Checkpoint, backend=None, steps: int | None = None) -> Export
 
     ``steps`` overrides the checkpoint's number of integrator steps (ODE flows).
     """
-    backend = get_backend(backend) if not isinstance(backend, Backend) else backend
+    backend = as_backend(backend, default=None)
     meta, where, d = ck.meta, ck.path, ck.meta["dim"]
     kind = meta["model_type"]
     expected_direction = {"realnvp": "latent_to_data", "otflow": "data_to_latent",

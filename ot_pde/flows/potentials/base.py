@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from ...backends import Backend, get_backend
+from ...backends import Backend, as_backend
 
 _LOG2 = math.log(2.0)
 
@@ -65,14 +65,6 @@ ACTIVATIONS = {
 
 
 # -- base class -------------------------------------------------------------------------------
-def _resolve_backend(backend) -> Backend:
-    if backend is None:
-        return get_backend("numpy")
-    if isinstance(backend, str):
-        return get_backend(backend)
-    return backend
-
-
 class Potential:
     r"""A scalar potential :math:`\varphi(x, t)`, :math:`x\in\mathbb{R}^d`, with exact derivatives.
 
@@ -101,11 +93,11 @@ class Potential:
     #: this is a float32 twin made by :meth:`astype` for training
     dtype = np.dtype(np.float64)
 
-    def __init__(self, dim: int, backend=None):
+    def __init__(self, dim: int, backend: Backend | None = None):
         if int(dim) != dim or dim < 1:
             raise ValueError(f"dim must be a positive integer, got {dim!r}")
         self.dim = int(dim)
-        self.backend = _resolve_backend(backend)
+        self.backend = as_backend(backend)
         self.xp = self.backend.xp
         self._layout: list[tuple[str, tuple[int, ...]]] = []
 

@@ -1,4 +1,5 @@
-"""Finite groups of signed coordinate permutations: spin flip and the symmetries of a periodic square lattice."""
+"""Finite groups of signed coordinate permutations: spin flip and the symmetries of a periodic
+square lattice."""
 from __future__ import annotations
 
 from collections import deque

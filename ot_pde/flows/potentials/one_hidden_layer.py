@@ -5,7 +5,15 @@ import math
 
 import numpy as np
 
+from ...backends import NUMBA
 from .base import ACTIVATIONS, Potential
+
+
+def _numba_kernels():
+    """The elementwise kernels of the numba backend (matrix products stay with BLAS)."""
+    from .. import _kernels_numba
+
+    return _kernels_numba
 
 
 class OneHiddenLayer(Potential):
@@ -50,7 +58,7 @@ class OneHiddenLayer(Potential):
         :math:`c_j t` breaks it otherwise.
     time_dependent : bool
         Whether the pre-activations get :math:`c_j t`.
-    backend : Backend or str, optional
+    backend : Backend, optional
         Default ``numpy``.
     rng : numpy.random.Generator or int
         Seeds the initialization: :math:`W_{jk}\sim N(0, 1/d)`, :math:`w_j\sim N(0, 1/m)`,
@@ -91,11 +99,7 @@ class OneHiddenLayer(Potential):
         layout.append(("w2", (m,)))
         init["w2"] = rng.standard_normal(m) / math.sqrt(m)
         self._declare(layout, init)
-        self._kernels = None
-        if self.backend.name == "numba":
-            from .. import _kernels_numba
-
-            self._kernels = _kernels_numba
+        self._kernels = self.backend.bind({NUMBA: _numba_kernels}, default=lambda: None)
 
     def _pre(self, x, t):
         """Pre-activations :math:`z = X W^T + b + c t`, shape ``(B, m)``."""

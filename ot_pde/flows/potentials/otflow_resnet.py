@@ -59,7 +59,7 @@ class OTFlowResNet(Potential):
         :math:`M\ge2` (OT-Flow's published models use 2).
     rank : int, optional
         :math:`r`, default :math:`\min(10, d+1)`.
-    backend : Backend or str, optional
+    backend : Backend, optional
         Default ``numpy``; every backend runs the ``xp`` code.
     rng : numpy.random.Generator or int
         Seeds the initialization, OT-Flow's: :math:`K_i, b_i \sim U(\pm 1/\sqrt{\text{fan-in}})`,

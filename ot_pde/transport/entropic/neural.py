@@ -38,6 +38,7 @@ import math
 
 import numpy as np
 
+from ...backends import NUMBA, Backend
 from ...flows.potentials import ACTIVATIONS, OneHiddenLayer
 from .problem import entropic_gaussian
 
@@ -45,6 +46,12 @@ LOG_2PI = math.log(2.0 * math.pi)
 #: a step is shrunk while the batch estimate of the plan mass (1 at the optimum) exceeds this
 MASS_LIMIT = 1e3
 SAFEGUARD_TRIES = 12
+
+
+def _numba_net():
+    from ._kernels_numba_net import net_value_grad_trace
+
+    return net_value_grad_trace
 
 
 class QuadraticNetwork:
@@ -62,16 +69,17 @@ class QuadraticNetwork:
         One of the activations of :class:`OneHiddenLayer`.
     seed : int
         Initialization of the network's hidden weights.
+    backend : Backend, optional
+        ``numba`` fuses the network's value, gradient and Laplacian in one kernel; numpy
+        otherwise (the default).
     """
 
     def __init__(self, dim: int, width: int = 0, activation: str = "softplus", seed: int = 0,
-                 backend: str = "numpy"):
+                 backend: Backend | None = None):
         self.dim = d = int(dim)
         self._kernel = None
-        if backend == "numba" and width > 0:
-            from ._kernels_numba_net import net_value_grad_trace
-
-            self._kernel = net_value_grad_trace
+        if width > 0 and backend is not None:
+            self._kernel = backend.bind({NUMBA: _numba_net}, default=lambda: None)
         self.net = None
         n_net = 0
         if width > 0:

@@ -181,9 +181,9 @@ class SampleProblem(Problem):
         o = self.opts
         seed = self.case.get("run.seed")
         d = self.dim
-        phi = QuadraticNetwork(d, o["width"], o["activation"], seed=seed, backend=backend.name)
+        phi = QuadraticNetwork(d, o["width"], o["activation"], seed=seed, backend=backend)
         psi = QuadraticNetwork(d, o["width"], o["activation"], seed=seed + 1,
-                               backend=backend.name)
+                               backend=backend)
         fit = self.train if self.train is not None else \
             self.source.sample(max(1000, 10 * d), np.random.default_rng([seed, 3]))
         initialize_pair(phi, psi, fit.mean(axis=0), np.atleast_2d(np.cov(fit.T)), self.target,

@@ -43,7 +43,7 @@ import math
 
 import numpy as np
 
-from ...backends import Backend
+from ...backends import NUMBA, Backend
 from ...errors import NumericalError
 from ..benamou_brenier.solver import SpaceTimeGrid
 
@@ -75,6 +75,12 @@ def lattice_log_norm(h: float, s: float) -> float:
     return float(np.log(np.sum(np.exp(-(m * h) ** 2 / (2 * s)))))
 
 
+def _numba_rows():
+    from ._kernels_numba import lse_rows_numba
+
+    return lambda u, cost, xp: lse_rows_numba(u, cost)
+
+
 class GaussianConvolution:
     """Separable log-domain Gaussian convolutions on the cell centres of a grid."""
 
@@ -82,11 +88,7 @@ class GaussianConvolution:
         self.grid = grid
         self.backend = backend
         self.xp = backend.xp
-        self._rows = lse_rows_numpy
-        if backend.name == "numba":
-            from ._kernels_numba import lse_rows_numba
-
-            self._rows = lambda u, cost, xp: lse_rows_numba(u, cost)
+        self._rows = backend.bind({NUMBA: _numba_rows}, default=lambda: lse_rows_numpy)
         self._centers = [grid.centers(k) for k in range(grid.ndim)]
 
     def axis_cost(self, axis: int, s: float, weight_power: int = 0):

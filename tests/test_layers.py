@@ -1,0 +1,63 @@
+"""The layering rule of docs/architecture.rst, checked: import-linter contracts (.importlinter)
+and the rules import-linter does not express (every module classified, no module too long)."""
+import configparser
+import pathlib
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+PACKAGE = ROOT / "ot_pde"
+#: modules that are neither frame, library nor kind: the package root, the CLI on top, and the
+#: area packages that only group kinds and libraries
+TOP = {"ot_pde", "ot_pde.__main__", "ot_pde._version", "ot_pde.cli",
+       "ot_pde.euler", "ot_pde.flows", "ot_pde.ising", "ot_pde.transport"}
+MAX_LINES = 600
+
+
+def _contracts():
+    cfg = configparser.ConfigParser()
+    cfg.read(ROOT / ".importlinter")
+    return cfg
+
+
+def _listed(cfg, section, key):
+    return cfg[section][key].split()
+
+
+def _modules():
+    for path in sorted(PACKAGE.rglob("*.py")):
+        name = ".".join(path.relative_to(ROOT).with_suffix("").parts)
+        yield name.removesuffix(".__init__"), path
+
+
+def test_import_linter_contracts_are_kept():
+    pytest.importorskip("importlinter")
+    from importlinter.cli import lint_imports
+
+    assert lint_imports(config_filename=str(ROOT / ".importlinter")) == 0, \
+        "an import breaks a layer contract: run .venv/bin/lint-imports for the details"
+
+
+def test_every_module_is_frame_library_or_kind():
+    cfg = _contracts()
+    kinds = _listed(cfg, "importlinter:contract:kinds-independent", "modules")
+    frame = _listed(cfg, "importlinter:contract:frame-below-all", "source_modules")
+    libraries = _listed(cfg, "importlinter:contract:libraries-below-kinds", "source_modules")
+    named = kinds + frame + libraries
+    loose = [m for m, _ in _modules()
+             if m not in TOP and not any(m == n or m.startswith(n + ".") for n in named)]
+    assert not loose, f"modules outside every layer of .importlinter: {loose}"
+
+
+def test_each_kind_registers_once_in_its_package():
+    kinds = _listed(_contracts(), "importlinter:contract:kinds-independent", "modules")
+    for kind in kinds:
+        pkg = PACKAGE.joinpath(*kind.split(".")[1:])
+        registering = [p for p in pkg.rglob("*.py") if "register(ProblemKind(" in p.read_text()]
+        assert len(registering) == 1, f"{kind}: expected one ProblemKind registration, got {registering}"
+
+
+def test_no_module_over_the_limit():
+    long = {str(p.relative_to(ROOT)): n for _, p in _modules()
+            if (n := len(p.read_text().splitlines())) > MAX_LINES}
+    assert not long, f"modules over {MAX_LINES} lines: {long}"
