@@ -42,11 +42,12 @@ import copy
 import numpy as np
 
 from .potentials import signed_permutation_group
+from .potentials.base import WrapsParameters
 
 PER = ("step", "stage")
 
 
-class Composition:
+class Composition(WrapsParameters):
     r"""A potential composed with per-step random elements of a group.
 
     Parameters
@@ -107,18 +108,8 @@ class Composition:
         return self.potential.time_dependent
 
     @property
-    def params(self):
-        return self.potential.params
-
-    @params.setter
-    def params(self, theta) -> None:
-        self.potential.set_params(theta)
-
-    def set_params(self, theta) -> None:
-        self.potential.set_params(theta)
-
-    def param_blocks(self) -> dict:
-        return self.potential.param_blocks()
+    def inner(self):
+        return self.potential
 
     def astype(self, dtype) -> "Composition":
         """A twin whose potential computes in ``dtype`` (see ``Potential.astype``)."""

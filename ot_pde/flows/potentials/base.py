@@ -65,6 +65,25 @@ ACTIVATIONS = {
 
 
 # -- base class -------------------------------------------------------------------------------
+class WrapsParameters:
+    """For a potential built on another one (``inner``): its parameters are the inner
+    potential's, shared, not copied (training the wrapper trains the inner potential)."""
+
+    @property
+    def params(self):
+        return self.inner.params
+
+    @params.setter
+    def params(self, theta) -> None:
+        self.inner.set_params(theta)
+
+    def set_params(self, theta) -> None:
+        self.inner.set_params(theta)
+
+    def param_blocks(self) -> dict:
+        return self.inner.param_blocks()
+
+
 class Potential:
     r"""A scalar potential :math:`\varphi(x, t)`, :math:`x\in\mathbb{R}^d`, with exact derivatives.
 

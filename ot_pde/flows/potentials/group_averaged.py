@@ -5,11 +5,11 @@ import copy
 
 import numpy as np
 
-from .base import Potential
+from .base import Potential, WrapsParameters
 from .groups import signed_permutation_group
 
 
-class GroupAveraged(Potential):
+class GroupAveraged(WrapsParameters, Potential):
     r"""Exact average of a potential over a finite group of signed coordinate permutations.
 
     .. math::
@@ -67,18 +67,8 @@ class GroupAveraged(Potential):
         return list(zip(perms, signs))
 
     @property
-    def params(self):
-        return self.base.params
-
-    @params.setter
-    def params(self, theta) -> None:
-        self.base.set_params(theta)
-
-    def set_params(self, theta) -> None:
-        self.base.set_params(theta)
-
-    def param_blocks(self) -> dict:
-        return self.base.param_blocks()
+    def inner(self) -> Potential:
+        return self.base
 
     def astype(self, dtype) -> "GroupAveraged":
         twin = copy.copy(self)
