@@ -69,7 +69,7 @@ def available_backends() -> list[str]:
 
 
 def default_backend() -> str:
-    """``numba`` when importable, else ``numpy`` (DESIGN.md)."""
+    """``numba`` when importable, else ``numpy`` (the default of ``--backend auto``)."""
     return "numba" if numba_installed() else "numpy"
 
 
