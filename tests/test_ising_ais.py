@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from ot_pde.backends import get_backend
 from ot_pde.ising.cluster import cluster_move, swendsen_wang
 from ot_pde.ising.estimators import log_partition_estimates, weighted_mean
 from ot_pde.ising.exact import BETA_C, IsingRelaxation, brute_force
@@ -52,9 +53,10 @@ def test_swendsen_wang_keeps_the_boltzmann_distribution(L, beta):
     rng = np.random.default_rng(1)
     n = 200_000
     drawn = rng.choice(len(p), size=n, p=p)
-    moved = _index(swendsen_wang(states[drawn], beta, rng))
+    numba = get_backend("numba")
+    moved = _index(swendsen_wang(states[drawn], beta, rng, numba))
     assert _stationarity_chi2(np.bincount(moved, minlength=len(p)), p, n) > 1e-4
-    wrong = _index(swendsen_wang(states[drawn], 1.3 * beta, rng))
+    wrong = _index(swendsen_wang(states[drawn], 1.3 * beta, rng, numba))
     assert _stationarity_chi2(np.bincount(wrong, minlength=len(p)), p, n) < 1e-10
     if L == 2:  # detailed balance: the joint counts of (before, after) are symmetric
         pairs = np.zeros((len(p), len(p)))
@@ -63,6 +65,16 @@ def test_swendsen_wang_keeps_the_boltzmann_distribution(L, beta):
         seen = both > 0
         z = (pairs - pairs.T)[seen] / np.sqrt(both[seen])
         assert np.max(np.abs(z)) < 5.0
+
+
+@pytest.mark.parametrize("L", [2, 5, 8])
+def test_swendsen_wang_numpy_and_numba_agree_to_the_bit(L):
+    """The Python union-find of the numpy backend is the numba kernel's algorithm: the same
+    random numbers give the same clusters and the same flips."""
+    spins = np.where(np.random.default_rng(L).random((300, L * L)) < 0.5, -1.0, 1.0)
+    a = swendsen_wang(spins, 0.4, np.random.default_rng(7), get_backend("numpy"))
+    b = swendsen_wang(spins, 0.4, np.random.default_rng(7), get_backend("numba"))
+    assert np.array_equal(a, b) and not np.array_equal(a, spins)
 
 
 def test_swendsen_wang_rejects_bad_input():
@@ -86,7 +98,7 @@ def test_cluster_move_keeps_the_relaxation_and_its_second_moments():
     relax = IsingRelaxation(2, 0.6)
     rng = np.random.default_rng(2)
     x, states, p = _exact_relaxation_draws(relax, rng, 200_000)
-    moved = cluster_move(relax, x, rng)
+    moved = cluster_move(relax, x, rng, get_backend("numba"))
     exact = relax.Kp + relax.Kp @ (states.T * p) @ states @ relax.Kp
     products = moved[:, :, None] * moved[:, None, :]
     err = products.std(axis=0) / np.sqrt(len(moved))
@@ -114,7 +126,8 @@ def test_annealing_from_the_target_itself_gives_ln_Z_on_every_chain():
     relax = IsingRelaxation(3, BETA_C)
     draw, log_q0 = _exact_start(relax)
     model = FlowModel(draw, log_q0, lambda x0, lq: relax.log_prob(x0) - lq)
-    out = annealed_importance(model, relax, 50, 10, np.random.default_rng(3))
+    out = annealed_importance(model, relax, 50, 10, np.random.default_rng(3),
+                              backend=get_backend("numba"))
     assert np.max(np.abs(out["log_weights"] - relax.lnZ_relax_exact())) < 1e-10
     assert np.all(out["acceptance_independent"] == 1.0)
     assert np.all(out["acceptance_cluster"] == 1.0)
@@ -129,7 +142,8 @@ def test_annealing_from_another_temperature_recovers_brute_force(L):
     target, start = IsingRelaxation(L, BETA_C), IsingRelaxation(L, 0.3)
     draw, log_q0 = _exact_start(start)
     model = FlowModel(draw, log_q0, lambda x0, lq: target.log_prob(x0) - lq)
-    out = annealed_importance(model, target, 1000, 200, np.random.default_rng(4))
+    out = annealed_importance(model, target, 1000, 200, np.random.default_rng(4),
+                              backend=get_backend("numba"))
     est = log_partition_estimates(out["log_weights"])
     exact = brute_force(L, BETA_C)["lnZ"] - target.constant
     assert abs(est["importance"] - exact) < 4 * est["importance_stderr"]

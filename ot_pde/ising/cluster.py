@@ -35,13 +35,13 @@ from __future__ import annotations
 
 import math
 
-import numba
 import numpy as np
+
+from ..backends import NUMBA, Backend, as_backend
 
 from .exact import IsingRelaxation
 
 
-@numba.njit(cache=True)
 def _root(parent, i):
     while parent[i] != i:
         parent[i] = parent[parent[i]]  # path halving keeps the trees shallow
@@ -49,13 +49,12 @@ def _root(parent, i):
     return i
 
 
-@numba.njit(cache=True)
-def _swendsen_wang_kernel(spins, keep, u_bond, u_flip, out):
+def _swendsen_wang_python(spins, keep, u_bond, u_flip, out):
+    """The reference (numpy backend): the numba kernel's loops in Python, the same union-find
+    in the same order, so both backends give the same spins for the same random numbers."""
     B, L = spins.shape[0], spins.shape[1]
-    parent = np.empty(L * L, np.int64)
     for b in range(B):
-        for i in range(L * L):
-            parent[i] = i
+        parent = list(range(L * L))
         for r in range(L):
             for c in range(L):
                 for d in range(2):  # the right (d = 0) and the lower (d = 1) bond
@@ -65,15 +64,24 @@ def _swendsen_wang_kernel(spins, keep, u_bond, u_flip, out):
                         i, j = _root(parent, r * L + c), _root(parent, r2 * L + c2)
                         if i != j:
                             parent[i] = j
+        flip = u_flip[b] < 0.5
         for r in range(L):
             for c in range(L):
-                flip = u_flip[b, _root(parent, r * L + c)] < 0.5
-                out[b, r, c] = -spins[b, r, c] if flip else spins[b, r, c]
+                s = spins[b, r, c]
+                out[b, r, c] = -s if flip[_root(parent, r * L + c)] else s
 
 
-def swendsen_wang(spins: np.ndarray, beta_J: float, rng: np.random.Generator) -> np.ndarray:
+def _numba_swendsen_wang():
+    from ._kernels_numba import swendsen_wang_kernel
+
+    return swendsen_wang_kernel
+
+
+def swendsen_wang(spins: np.ndarray, beta_J: float, rng: np.random.Generator,
+                  backend: Backend | None = None) -> np.ndarray:
     r"""One Swendsen-Wang update of each row of ``spins`` (shape (B, N), :math:`N = L^2`,
-    values :math:`\pm1`) at coupling :math:`\beta J > 0`; returns the new spins (a new array)."""
+    values :math:`\pm1`) at coupling :math:`\beta J > 0`; returns the new spins (a new array).
+    ``backend`` numba runs the union-find in a kernel, numpy (the default) in Python."""
     spins = np.asarray(spins, dtype=np.float64)
     B, N = spins.shape
     L = math.isqrt(N)
@@ -83,15 +91,17 @@ def swendsen_wang(spins: np.ndarray, beta_J: float, rng: np.random.Generator) ->
         raise ValueError(f"Swendsen-Wang needs a ferromagnet, beta J > 0, got {beta_J!r}")
     lattice = spins.reshape(B, L, L)
     out = np.empty_like(lattice)
-    _swendsen_wang_kernel(lattice, -math.expm1(-2.0 * beta_J), rng.random((B, L, L, 2)),
-                          rng.random((B, N)), out)
+    kernel = as_backend(backend).bind({NUMBA: _numba_swendsen_wang},
+                                      default=lambda: _swendsen_wang_python)
+    kernel(lattice, -math.expm1(-2.0 * beta_J), rng.random((B, L, L, 2)), rng.random((B, N)), out)
     return out.reshape(B, N)
 
 
-def cluster_move(relax: IsingRelaxation, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def cluster_move(relax: IsingRelaxation, x: np.ndarray, rng: np.random.Generator,
+                 backend: Backend | None = None) -> np.ndarray:
     r"""The :math:`\tilde\pi`-reversible proposal of the module notes: :math:`s \mid x`, one
     Swendsen-Wang update, :math:`x' \mid s'`; ``x`` is (B, N)."""
     x = np.asarray(x, dtype=np.float64)
     spins = relax.spins_from_uniforms(x, rng.random(x.shape))
-    spins = swendsen_wang(spins, relax.beta * relax.J, rng)
+    spins = swendsen_wang(spins, relax.beta * relax.J, rng, backend)
     return spins @ relax.Kp + rng.standard_normal(x.shape) @ relax.chol_Kp.T

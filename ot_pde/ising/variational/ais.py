@@ -46,6 +46,7 @@ from typing import Callable
 
 import numpy as np
 
+from ...backends import Backend
 from ..cluster import cluster_move
 from ..exact import IsingRelaxation
 
@@ -71,8 +72,11 @@ class FlowModel:
 
 
 def annealed_importance(model: FlowModel, relax: IsingRelaxation, n_chains: int, n_steps: int,
-                        rng: np.random.Generator, progress=None) -> dict:
+                        rng: np.random.Generator, progress=None, backend: Backend | None = None
+                        ) -> dict:
     r"""Run ``n_chains`` chains through ``n_steps`` temperatures (module notes).
+
+    ``backend`` runs the cluster move's Swendsen-Wang update (numpy by default).
 
     ``progress(k, b, acceptance_independent, acceptance_cluster)``, if given, is called after
     each temperature. A proposal whose log-weight is not finite is rejected; a chain that
@@ -104,7 +108,7 @@ def annealed_importance(model: FlowModel, relax: IsingRelaxation, n_chains: int,
         base_log_w[move] = relax.log_prob(y[move]) - log_q0_y[move]
         accepted[0, k - 1] = move.mean()
 
-        y = cluster_move(relax, x0, rng)
+        y = cluster_move(relax, x0, rng, backend)
         log_q0_y = model.log_q0(y)
         log_w_y = model.log_weight(y, log_q0_y)
         base_log_w_y = relax.log_prob(y) - log_q0_y

@@ -62,13 +62,12 @@ samples, so the fit's own sample does not bias it.
 """
 from __future__ import annotations
 
-import math
 
-import numba
 import numpy as np
 from scipy import optimize, special
 
 from ...flows.integrators import standard_normal_log_prob
+from ._kernels_numba import mixture_inverse_cdf_kernel
 
 _LOG_SQRT_2PI = 0.5 * np.log(2.0 * np.pi)
 #: names of the scalar parameters that lead :attr:`CheckerboardMixtureBase.params`; then come
@@ -91,42 +90,13 @@ def spectrum_classes(L: int) -> np.ndarray:
     return np.unique(key, return_inverse=True)[1].reshape(L, L)
 
 
-@numba.njit(cache=True)
-def _mixture_inverse_cdf_kernel(u, w, mu, sigma, quantile, out):
-    inv_sqrt2 = 0.7071067811865476
-    norm = 1.0 / (sigma * 2.5066282746310002)
-    for i in range(u.size):
-        # the root lies between the components' quantiles -mu + sigma q and mu + sigma q;
-        # Newton steps that leave the shrinking bracket are replaced by bisection
-        lo, hi = -mu + sigma * quantile[i], mu + sigma * quantile[i]
-        z = hi if w[i] > 0.5 else lo
-        for _ in range(200):
-            a, b = (z - mu) / sigma, (z + mu) / sigma
-            f = (w[i] * 0.5 * math.erfc(-a * inv_sqrt2)
-                 + (1.0 - w[i]) * 0.5 * math.erfc(-b * inv_sqrt2) - u[i])
-            if f < 0.0:
-                lo = z
-            else:
-                hi = z
-            dens = norm * (w[i] * math.exp(-0.5 * a * a) + (1.0 - w[i]) * math.exp(-0.5 * b * b))
-            step = f / dens if dens > 0.0 else math.inf
-            z_new = z - step
-            if not (lo <= z_new <= hi):
-                z_new = 0.5 * (lo + hi)
-            done = abs(z_new - z) <= 1e-14 * (1.0 + abs(z))
-            z = z_new
-            if done or hi - lo <= 1e-15 * (1.0 + abs(z)):
-                break
-        out[i] = z
-
-
 def _mixture_inverse_cdf(u, w, mu, sigma):
     r"""Solve :math:`w\Phi((z-\mu)/\sigma) + (1-w)\Phi((z+\mu)/\sigma) = u` elementwise
     (``u`` and ``w`` of one shape), by safeguarded Newton steps to round-off."""
     u = np.ascontiguousarray(u, dtype=np.float64)
     w = np.ascontiguousarray(np.broadcast_to(w, u.shape), dtype=np.float64)
     out = np.empty(u.size)
-    _mixture_inverse_cdf_kernel(u.ravel(), w.ravel(), float(mu), float(sigma),
+    mixture_inverse_cdf_kernel(u.ravel(), w.ravel(), float(mu), float(sigma),
                                 special.ndtri(u.ravel()), out)
     return out.reshape(u.shape)
 

@@ -186,7 +186,7 @@ def anneal(problem, pot, relax: IsingRelaxation,
         actions = draw_actions(pot, generator, m, c.get("time.n_steps"), c.get("time.scheme"))
         model = FlowModel(draw, base.log_prob,
                           lambda x0, log_q0, a=actions: log_weight(x0, log_q0, a))
-        out = annealed_importance(model, relax, m, steps, generator, progress)
+        out = annealed_importance(model, relax, m, steps, generator, progress, pot.backend)
         x0 = out["x0"]
         x, _ = integrate(pot, xp.asarray(x0), xp.zeros(m), **flow_options(c), actions=actions)
         spins = relax.spins_from_uniforms(to_host(x), generator.random(x0.shape))
