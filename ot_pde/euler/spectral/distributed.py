@@ -175,7 +175,7 @@ class SlabSpectralEulerSolver(SpectralEulerSolver):
     def __init__(self, omega0, backend: Backend, comm, *, t_final: float,
                  dt: float | None = None, cfl: float | None = None, max_cfl: float = 1.0,
                  mean_velocity=(0.0, 0.0), markers=None):
-        if backend.name not in ("numpy", "numba"):
+        if backend.on_gpu:
             raise ValueError(f"the MPI slab solver runs on the host (numpy or numba), not "
                              f"{backend.name!r}; run a GPU case on one rank")
         omega0 = np.asarray(omega0, dtype=np.float64)

@@ -232,7 +232,7 @@ class SpectralEulerProblem(Problem):
         if self.comm is None:
             return SpectralEulerSolver(self.initial_vorticity(), backend, **options)
         size = self.comm.Get_size()
-        if backend.name not in ("numpy", "numba"):
+        if backend.on_gpu:
             raise BackendError(f"backend {backend.name!r} runs on one rank only; under mpiexec "
                                "use numpy or numba", source=self.case.source, key="run.backend")
         if size > self.n:

@@ -175,7 +175,7 @@ class SampleProblem(Problem):
         return self.opts["iterations"]
 
     def make_solver(self, backend):
-        if backend.name not in ("numpy", "numba"):
+        if backend.on_gpu:
             raise InputError(f"neural potentials run on the numpy and numba backends, not "
                              f"{backend.name!r}", source=self.case.source, key="run.backend")
         o = self.opts
