@@ -61,3 +61,36 @@ def test_no_module_over_the_limit():
     long = {str(p.relative_to(ROOT)): n for _, p in _modules()
             if (n := len(p.read_text().splitlines())) > MAX_LINES}
     assert not long, f"modules over {MAX_LINES} lines: {long}"
+
+
+def _name_comparisons(tree):
+    """Lines comparing a backend's name (``backend.name == ...``, ``x.backend.name != ...``)
+    outside a function named ``_select_kernels``."""
+    import ast
+
+    found = []
+
+    def visit(node, in_table):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            in_table = in_table or node.name == "_select_kernels"
+        if isinstance(node, ast.Compare) and not in_table:
+            for side in [node.left, *node.comparators]:
+                if (isinstance(side, ast.Attribute) and side.attr == "name"
+                        and "backend" in ast.unparse(side.value)):
+                    found.append(node.lineno)
+        for child in ast.iter_child_nodes(node):
+            visit(child, in_table)
+
+    visit(tree, False)
+    return found
+
+
+def test_backends_are_bound_only_through_kernel_tables():
+    """Code binds kernels to a backend in one table per solver or model (Backend.bind, or a
+    solver's _select_kernels) and compares backend names nowhere else."""
+    import ast
+
+    offenders = [f"{path.relative_to(ROOT)}:{line}" for name, path in _modules()
+                 if name != "ot_pde.backends"
+                 for line in _name_comparisons(ast.parse(path.read_text()))]
+    assert not offenders, f"backend names compared outside a kernel table: {offenders}"
