@@ -26,6 +26,10 @@ density; and FFJORD's ``/ 1.414`` is taken as :math:`\sqrt 2`. In final coordina
     Four concentric circles of radii 3, 2.25, 1.5, 0.75, chosen with equal probability,
     uniform angle, plus Gaussian noise of std 0.08.
 
+Images (the ``digits`` target of :mod:`ot_pde.flows.targets`) are modelled in logit space:
+:class:`LogitPixels` dequantizes grey levels and maps them to :math:`\mathbb R^d` and back,
+with the log-Jacobian that converts a logit-space density into a pixel-space one.
+
 Every generator takes ``(n, rng, **params)`` and returns an ``(n, 2)`` float64 array; ``rng``
 is a :class:`numpy.random.Generator` or an integer seed (never ``None``: runs are
 reproducible). Nothing here reads files or prints.
@@ -292,3 +296,69 @@ def sample(name: str, n: int, rng, **params) -> np.ndarray:
     except KeyError:
         raise ValueError(f"unknown data set {name!r}; known: {', '.join(DATASETS)}") from None
     return generator(n, rng, **params)
+
+
+class LogitPixels:
+    r"""Grey levels :math:`k \in \{0, \dots, L-1\}` to logit space and back (RealNVP's
+    transform, used by the Monge-Ampère flow paper on MNIST).
+
+    Uniform dequantization :math:`s = k + u`, :math:`u \sim U[0, 1)^d` (so :math:`s` has a
+    density on :math:`[0, L)^d`), then
+
+    .. math:: w = \alpha + (1 - 2\alpha)\,s / L, \qquad y = \ln\frac{w}{1 - w},
+
+    which keeps :math:`w` in :math:`[\alpha, 1 - \alpha]` away from the logit's poles. A model
+    density :math:`p_Y` in logit space is one in pixel space by the change of variables
+
+    .. math:: \ln p_S(s) = \ln p_Y(y) + \sum_i \ln\frac{1 - 2\alpha}{L\,w_i(1 - w_i)},
+
+    and :math:`-\mathbb E\,\ln p_S(k + u)` bounds the discrete negative log-likelihood of the
+    grey levels from above (the dequantization bound of Theis et al. 2016); in bits per
+    dimension, :math:`-\ln p_S / (d \ln 2)`, which is :math:`\log_2 L` for the uniform
+    distribution.
+    """
+
+    def __init__(self, levels: int, alpha: float):
+        if not levels >= 2:
+            raise ValueError(f"levels must be >= 2, got {levels!r}")
+        if not 0.0 < alpha < 0.5:
+            raise ValueError(f"alpha must lie in (0, 1/2), got {alpha!r}")
+        self.levels, self.alpha = int(levels), float(alpha)
+
+    def dequantize(self, pixels, rng) -> np.ndarray:
+        """:math:`s = k + u`, ``u`` uniform on [0, 1) from ``rng``; float64, same shape."""
+        pixels = np.asarray(pixels, dtype=np.float64)
+        return pixels + _generator(rng).uniform(0.0, 1.0, pixels.shape)
+
+    def _w(self, s):
+        return self.alpha + (1.0 - 2.0 * self.alpha) * np.asarray(s, dtype=np.float64) / self.levels
+
+    def to_logit(self, s) -> np.ndarray:
+        r""":math:`y = \ln(w / (1 - w))` of dequantized pixels ``s``."""
+        w = self._w(s)
+        return np.log(w) - np.log1p(-w)
+
+    def to_pixels(self, y) -> np.ndarray:
+        r"""The inverse of :meth:`to_logit`: :math:`s = L(\sigma(y) - \alpha)/(1 - 2\alpha)`."""
+        w = 0.5 * (1.0 + np.tanh(0.5 * np.asarray(y, dtype=np.float64)))  # sigmoid, no overflow
+        return self.levels * (w - self.alpha) / (1.0 - 2.0 * self.alpha)
+
+    def log_jacobian(self, s) -> np.ndarray:
+        r""":math:`\sum_i \ln |\partial y_i / \partial s_i|` per row of ``s`` (shape (n, d))."""
+        w = self._w(s)
+        scale = math.log((1.0 - 2.0 * self.alpha) / self.levels)
+        return (scale - np.log(w) - np.log1p(-w)).sum(axis=1)
+
+
+def fit_gaussian(samples, *, diagonal: bool) -> GaussianMixture:
+    """The maximum-likelihood Gaussian of ``samples`` (N, d): their mean and their (biased,
+    1/N) covariance, or only its diagonal; a one-component :class:`GaussianMixture`."""
+    samples = np.asarray(samples, dtype=np.float64)
+    if samples.ndim != 2 or samples.shape[0] < 2:
+        raise ValueError(f"samples must have shape (N, d) with N >= 2, got {samples.shape}")
+    mean = samples.mean(axis=0)
+    centred = samples - mean
+    cov = centred.T @ centred / samples.shape[0]
+    if diagonal:
+        cov = np.diag(np.diag(cov))
+    return GaussianMixture(mean[None], covs=cov[None])

@@ -45,7 +45,7 @@ _GRID_DRAWS = 16
 SCHEMA = make_schema({
     "model": model_section(composable=True),
     "time": time_section(),
-    "target": target_section(),
+    "target": target_section(images=True),
     "training": Section({
         "objective": Field("str", "forward_kl", choices=("forward_kl", "reverse_kl", "none"),
                            doc="forward_kl: density estimation from samples; reverse_kl: "
@@ -53,9 +53,10 @@ SCHEMA = make_schema({
         **training_fields(),
         "shards": SHARDS_FIELD,
         "n_train": Field("int", 20000, minimum=1, doc="training samples drawn from the target "
-                                                     "(at most this many from a file)"),
+                                                     "(at most this many from a file; digits: "
+                                                     "unused, a fixed split)"),
         "n_test": Field("int", 20000, minimum=2, doc="held-out samples for nll_test and the "
-                                                    "KL estimates"),
+                                                    "KL estimates (digits: unused)"),
     }, doc="the optimal-control problem"),
     "grid": Section({
         "check": Field("bool", True, doc="2D: finite-volume solution of the same flow, "
@@ -135,7 +136,9 @@ class MongeAmpereFlowProblem(EvaluatedOnce, Problem):
         trainer = None
         if self.objective != "none":
             if self.objective == "forward_kl":
-                objective = ForwardKL(self.target.train)
+                # images: each batch dequantized afresh (the data are grey levels)
+                pixels = self.target.pixels
+                objective = ForwardKL(self.target.train if pixels is None else pixels.sampler)
             else:
                 mix = self.target.mixture
                 objective = ReverseKL(mix.log_prob, mix.grad_log_prob)
@@ -168,20 +171,23 @@ class MongeAmpereFlowProblem(EvaluatedOnce, Problem):
         c = self.case
         return draw_actions(potential, rng, n, c.get("time.n_steps"), c.get("time.scheme"))
 
-    def _log_density(self, potential, x, rng=None, shared: bool = False) -> np.ndarray:
+    def _log_density(self, potential, x, rng=None, shared: bool = False,
+                     refine: int = 1) -> np.ndarray:
         """:math:`\\ln p_T` at the rows of ``x`` (host array), in chunks. For a composed flow,
         :math:`\\ln q_r` of a realization :math:`r` of the draws: one per row (its mean over
         rows bounds the mean log-likelihood of the model, the mixture over :math:`r`), or with
         ``shared`` one for all rows (the density of one realization). ``rng`` draws them
-        (unused for a plain potential)."""
-        xp = potential.xp
+        (unused for a plain potential). ``refine`` divides the time step (a plain potential's
+        draws-free flow only)."""
+        xp, flow = potential.xp, self._flow()
+        flow["n_steps"] *= refine
         one = self._draws(potential, rng, 1) if shared else None
         out = []
         for s in range(0, x.shape[0], _CHUNK):
             rows = x[s:s + _CHUNK]
             draws = (self._draws(potential, rng, len(rows)) if one is None
                      else np.repeat(one, len(rows), axis=0))
-            out.append(to_host(log_density(potential, xp.asarray(rows), **self._flow(),
+            out.append(to_host(log_density(potential, xp.asarray(rows), **flow,
                                            actions=draws)[0]))
         return np.concatenate(out) if out else np.empty(0)
 
@@ -217,6 +223,16 @@ class MongeAmpereFlowProblem(EvaluatedOnce, Problem):
         summary["nll_test_stderr"] = float(lp_test.std(ddof=1) / math.sqrt(lp_test.size))
         particles.append(ParticleData("test_log_density", lp_test, "1",
                                       "ln p_T at the held-out samples (backward integration)"))
+        if target.pixels is not None:  # pixel-space NLL and bits/dim, with the baselines'
+            summary.update(target.pixels.summary("test", lp_test))
+            summary.update(target.pixels.summary(
+                "validation", self._log_density(pot, target.pixels.validation, rng)))
+            if not self.composed:
+                # the time-step check of the trained model: the same potential, half the
+                # step (converged when the change is below nll_test_stderr)
+                half = self._log_density(pot, target.test, rng, refine=2)
+                summary["nll_test_half_step"] = float(-half.mean())
+                summary["nll_test_half_step_change"] = float(np.mean(lp_test - half))
         if target.entropy is not None:
             summary["entropy_exact"] = target.entropy
         if self.objective == "reverse_kl":
