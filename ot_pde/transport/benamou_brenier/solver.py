@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from types import ModuleType
 
 import numpy as np
@@ -144,8 +145,13 @@ class _Kernels:
     thomas_factors: Callable | None = None       # their factorization, per axis length
 
 
-def _select_kernels(backend: Backend) -> _Kernels:
-    """The one table binding the solver's kernels to a backend."""
+#: space-time cells from which the numba backend runs threaded (below, waking the threads
+#: costs more than the work: its kernels run serially and the DCTs on one thread)
+THREADS_FROM = 1 << 16
+
+
+def _select_kernels(backend: Backend, cells: int) -> _Kernels:
+    """The one table binding the solver's kernels to a backend (``cells``: the grid size)."""
     import scipy.fft
 
     if backend.name == "numba":
@@ -153,9 +159,12 @@ def _select_kernels(backend: Backend) -> _Kernels:
 
         # scipy's DCT threads over the lines of the transform: worth it on the numba
         # backend, which is the one that runs its other kernels in parallel too
-        return _Kernels(nb.kinetic_prox_numba, nb.residual_sq_norms_numba, scipy.fft,
-                        {"workers": nb.numba.config.NUMBA_NUM_THREADS},
-                        nb.interpolation_projection_numba, nb.thomas_factors)
+        parallel = cells >= THREADS_FROM
+        threads = nb.numba.config.NUMBA_NUM_THREADS if parallel else 1
+        return _Kernels(partial(nb.kinetic_prox_numba, parallel=parallel),
+                        nb.residual_sq_norms_numba, scipy.fft, {"workers": threads},
+                        partial(nb.interpolation_projection_numba, parallel=parallel),
+                        nb.thomas_factors)
     if backend.name == "cupy":
         import cupyx.scipy.fft
 
@@ -265,7 +274,7 @@ class BenamouBrenierSolver:
             self._avg_solve.append((xp.asarray(signs.reshape(shape)),
                                     xp.asarray(weights.reshape(shape))))
         self._laplacian_eigs = self._neumann_eigenvalues()
-        kernels = _select_kernels(backend)
+        kernels = _select_kernels(backend, nt * int(np.prod(grid.shape)))
         self._prox = kernels.prox
         self._residual_sq_norms = kernels.residual_sq_norms
         self._fft, self._dct_workers = kernels.fft, kernels.dct_workers
