@@ -12,9 +12,9 @@ Tolerances and why:
 * the start changes the speed, not the fixed point: both starts, 6000 iterations on 16^2 x 8,
   agree to 1e-4 relative (measured 3.9e-5, and 1.1e-5 after 20000 iterations: both still
   creep towards the same limit; the discretization error there is ~1e-2).
-* on a sharp Gaussian (the ``make demo`` pair at 32^2) the affine start reaches 1e-3 of the
-  grid's converged value in far fewer iterations than the linear one (measured 63 vs 743);
-  asserted: <= 150 and at least 4x fewer.
+* on a sharp Gaussian (the ``make demo`` pair at 32^2 x 16) the affine start reaches 1e-3 of
+  the grid's converged value in far fewer iterations than the linear one (measured 63 vs 743
+  at 32^2 x 32, the docs' table); asserted: <= 150 and at least 4x fewer.
 * hold-out: smooth random product densities generated here (not shipped cases, seeded):
   W2^2 at the stop with rtol = 1e-3 is within 1e-3 of the same grid's converged value from
   the default (linear) start; from the affine start within 2e-3 (measured 1.43e-3, 1.02e-3
