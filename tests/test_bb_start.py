@@ -144,3 +144,8 @@ def test_hold_out_products_meet_rtol(seed):
     # here so that it cannot grow unseen
     assert errors["linear"] <= 1e-3, errors
     assert errors["affine"] <= 2e-3, errors
+
+
+def test_unknown_start_is_exit_2(cli):
+    code, _, err = cli("check", CASES / "bb_gaussian_2d.toml", "--set", "solver.start=cubic")
+    assert code == 2 and "solver.start" in err and "affine" in err
