@@ -3,8 +3,9 @@
 On the shipped smooth non-Gaussian pair (``cases/bb_product_2d.toml``) at several grids:
 
 * ours: the whole ``ot-pde run`` process (start-up, numba cache load, set-up, solve, HDF5
-  output) with ``solver.rtol`` (default 1e-3), for the ``multilevel`` method and the plain
-  ``douglas_rachford`` one; iterations (all levels, and on the finest grid) and wall time;
+  output) with ``solver.rtol`` (default 1e-3), for the plain ``douglas_rachford`` method from
+  the linear and from the affine start, and the ``multilevel`` one; iterations (all levels,
+  and on the finest grid) and wall time;
 * the grid's converged value (``--reference-rtol``, default 1e-4, plain method, not timed) and
   the error of each timed run against it: the accuracy the time bought;
 * POT ``emd2`` (exact discrete OT between the same histograms at the cell centres, a
@@ -13,6 +14,10 @@ On the shipped smooth non-Gaussian pair (``cases/bb_product_2d.toml``) at severa
   (``--sinkhorn-reg``, in units of the squared box size; the bias against emd2 is printed).
 
 Ratios are ours / POT, measured in the same process on the same (loaded) machine.
+
+``--counts`` prints instead the iterations to the stop at ``rtol`` per grid (2D 32^2 to 256^2,
+3D 16^3 to 48^3, ``nt = n/2``) on the product pair, the sharp Gaussian of ``make demo`` and
+the 3D Gaussian case, with each start: is the count flat in the grid?
 """
 from __future__ import annotations
 
@@ -31,10 +36,10 @@ ROOT = Path(__file__).resolve().parent.parent
 CASE = ROOT / "cases" / "bb_product_2d.toml"
 
 
-def ot_pde_run(n: int, *overrides: str) -> tuple[dict, float]:
+def ot_pde_run(n: int, *overrides: str, case: Path = CASE) -> tuple[dict, float]:
     """``ot-pde run`` in a subprocess: (summary, wall seconds of the whole process)."""
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = [sys.executable, "-m", "ot_pde", "run", str(CASE), "-o", f"{tmp}/r.h5", "--json",
+        cmd = [sys.executable, "-m", "ot_pde", "run", str(case), "-o", f"{tmp}/r.h5", "--json",
                "-q", "--set", f"grid.n={n}"]
         for o in overrides:
             cmd += ["--set", o]
@@ -58,6 +63,34 @@ def histograms(n: int):
     return a / a.sum(), b / b.sum(), points
 
 
+#: (label, case, grids, overrides): the iteration-count study of ``--counts``
+COUNT_RUNS = (
+    ("product 2D, linear", "bb_product_2d.toml", (32, 64, 128, 256), ("solver.start=linear",)),
+    ("product 2D, affine", "bb_product_2d.toml", (32, 64, 128, 256), ("solver.start=affine",)),
+    ("Gaussian 2D, linear", "bb_gaussian_2d.toml", (32, 64),
+     ("solver.start=linear", "solver.max_iterations=20000")),
+    ("Gaussian 2D, affine", "bb_gaussian_2d.toml", (32, 64, 128, 256), ("solver.start=affine",)),
+    ("Gaussian 3D, affine", "bb_gaussian_3d.toml", (16, 24, 32, 48), ("solver.start=affine",)),
+)
+
+
+def iteration_counts(rtol: float, grid_max: int, max_3d: int) -> None:
+    print(f"Iterations to the stop at rtol = {rtol:g} (nt = n/2; whole `ot-pde run` process)")
+    head = (f"{'data, start':>22} {'n':>4} {'iters':>6} {'conv':>5} {'W2^2':>11} "
+            f"{'err vs exact':>12} {'time s':>7}")
+    print(head)
+    print("-" * len(head))
+    for label, case, grids, overrides in COUNT_RUNS:
+        cap = max_3d if "3D" in label else grid_max
+        for n in (g for g in grids if g <= cap):
+            s, wall = ot_pde_run(n, f"time.nt={n // 2}", f"solver.rtol={rtol}", *overrides,
+                                 case=ROOT / "cases" / case)
+            err = s.get("relative_error")
+            err = f"{err:12.2e}" if err is not None else f"{'-':>12}"
+            print(f"{label:>22} {n:4d} {s['iterations']:6d} {str(s['converged']):>5} "
+                  f"{s['W2_squared']:11.8f} {err} {wall:7.2f}", flush=True)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--grids", default="32,64,128")
@@ -70,7 +103,14 @@ def main(argv=None) -> int:
     p.add_argument("--sinkhorn-max", type=int, default=32,
                    help="largest n given to POT sinkhorn2 (126 s at 32 on the loaded machine; "
                         "its cost grows like n^4)")
+    p.add_argument("--counts", action="store_true",
+                   help="print the iteration counts per grid instead (see the module doc)")
+    p.add_argument("--counts-max", type=int, default=256, help="largest 2D n of --counts")
+    p.add_argument("--counts-max-3d", type=int, default=48, help="largest 3D n of --counts")
     args = p.parse_args(argv)
+    if args.counts:
+        iteration_counts(args.rtol, args.counts_max, args.counts_max_3d)
+        return 0
     try:
         import ot
     except ImportError:
@@ -104,8 +144,11 @@ def main(argv=None) -> int:
             w_sk = float(ot.sinkhorn2(a, b, cost, args.sinkhorn_reg, method="sinkhorn_log",
                                       numItermax=20000, stopThr=1e-9))
             t_sk = time.perf_counter() - start
-        for method in ("multilevel", "douglas_rachford"):
-            s, wall = ot_pde_run(n, f"solver.method={method}", f"solver.rtol={args.rtol}")
+        for method, start in (("douglas_rachford", "linear"), ("douglas_rachford", "affine"),
+                              ("multilevel", "linear")):
+            s, wall = ot_pde_run(n, f"solver.method={method}", f"solver.start={start}",
+                                 f"solver.rtol={args.rtol}")
+            method = f"{'DR' if method == 'douglas_rachford' else method}/{start}"
             err = (f"{abs(s['W2_squared'] - converged) / converged:11.2e}" if converged
                    else f"{'-':>11}")
             emd = (f"{t_emd:7.2f} {wall / t_emd:9.2f}" if t_emd is not None

@@ -5,8 +5,9 @@ same process (never as assertions in tests).
    cells (32^2 space x 32 time steps), 64^2 x 32, and 32^3 space x 16 time steps (3D).
    Target (issue 2): 1000 iterations at 32^3 in <= 2 s with numba on 2 cores.
 2. Time to a relative accuracy of W2^2 (``bench_bb.py``) at 32^2, 64^2, 128^2 on smooth
-   non-Gaussian data, multilevel and plain Douglas-Rachford, beside POT's ``emd2`` and
-   ``sinkhorn2`` on the same histograms, as ratios.
+   non-Gaussian data, multilevel and plain Douglas-Rachford (from the linear and the affine
+   start), beside POT's ``emd2`` and ``sinkhorn2`` on the same histograms, as ratios
+   (``bench_bb.py --counts``: the iterations to the stop per grid, 2D and 3D).
 3. Monge-Ampere flow potential (``bench_flows.py``): value + gradient + Laplacian and one RK4
    trajectory at batch 64, d = 256, width 512, numpy vs numba vs PyTorch autograd (optional);
    one reverse-KL training iteration at L = 16 (50 RK4 steps), ours in float64 and float32

@@ -14,7 +14,8 @@ Tolerances and why:
   cell): relative error of W2^2 <= 1e-2 against the Bures closed form (measured 3e-3).
 * McCann interpolation at t = 1/2: the scheme is diffusive (density blur of a few cells near
   zero-density regions); stated tolerance on 32^2 x 16: L1 <= 0.05 (of a total mass of 2 for
-  the L1 distance of two probability densities), and the error must decrease with refinement.
+  the L1 distance of two probability densities; measured 0.036 with the field solved to
+  residuals 2e-6), and the error must decrease with refinement.
 """
 from __future__ import annotations
 
@@ -70,8 +71,11 @@ def test_agrees_with_pot_emd2_on_32x32(case_file):
 
 
 def _mccann_l1(n):
+    # the field converges far more slowly than W2^2: residuals 2e-6 (2e-5 left 0.051 with the
+    # demo's gamma = 0.1, 0.036 with 0.3; the fixed point is at 0.035-0.036)
     problem, solver = solve("bb_gaussian_2d.toml", [f"grid.n={n}", f"time.nt={n // 2}",
-                                                     "solver.tol=2e-5", *MCCANN])
+                                                     "solver.tol=2e-6",
+                                                     "solver.max_iterations=20000", *MCCANN])
     exact, _ = problem.reference().fields["rho"]
     mid = problem.grid_.nt // 2
     assert problem.grid_.time_faces()[mid] == 0.5

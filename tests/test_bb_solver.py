@@ -43,6 +43,19 @@ def test_averaging_solve_equals_dense_inverse(n_faces, backend_name):
     np.testing.assert_allclose(backend.to_numpy(u[1]), expected_m, atol=1e-13)
 
 
+def test_numba_threaded_and_serial_line_solves_agree():
+    """Grids below THREADS_FROM cells run the serial numba kernels (the tests above); the
+    threaded ones, used above it, give the same bits."""
+    nb = pytest.importorskip("ot_pde.transport.benamou_brenier._kernels_numba")
+    rng = np.random.default_rng(2)
+    zu, zv = rng.normal(size=(10, 40, 41)), rng.normal(size=(9, 40, 41))
+    factors = nb.thomas_factors(10)
+    threaded = nb.interpolation_projection_numba(zu, zv, 0, factors, parallel=True)
+    serial = nb.interpolation_projection_numba(zu, zv, 0, factors, parallel=False)
+    for a, b in zip(threaded, serial):
+        np.testing.assert_array_equal(a, b)
+
+
 @pytest.mark.parametrize("shape,nt", [((16,), 8), ((8, 6), 5), ((5, 4, 6), 4)])
 def test_continuity_projection(shape, nt):
     """After the projection: zero divergence, boundary values imposed, idempotent, minimal."""
@@ -93,10 +106,11 @@ def test_prox_numba_matches_numpy():
     ft = rng.normal(size=(7, 9, 5)) * 3
     mt = [rng.normal(size=(7, 9, 5)) for _ in range(3)]
     f_np, m_np = kinetic_prox_numpy(ft, mt, 0.3)
-    f_nb, m_nb = kinetic_prox_numba(ft, mt, 0.3)
-    np.testing.assert_allclose(f_nb, f_np, rtol=0, atol=1e-14)
-    for a, b in zip(m_nb, m_np):
-        np.testing.assert_allclose(a, b, rtol=0, atol=1e-14)
+    for parallel in (True, False):  # the threaded and the serial kernel (small grids)
+        f_nb, m_nb = kinetic_prox_numba(ft, mt, 0.3, parallel=parallel)
+        np.testing.assert_allclose(f_nb, f_np, rtol=0, atol=1e-14)
+        for a, b in zip(m_nb, m_np):
+            np.testing.assert_allclose(a, b, rtol=0, atol=1e-14)
 
 
 def _iterate(backend, iterations=300):

@@ -32,28 +32,47 @@ def _cubic_root(ft, msq, gamma):
     return x
 
 
-@numba.njit(cache=True, parallel=True)
-def _prox_cells(ft, mt, gamma, f_out, m_out):
-    n = ft.shape[0]
-    d = mt.shape[0]
-    for i in numba.prange(n):
-        msq = 0.0
-        for k in range(d):
-            msq += mt[k, i] * mt[k, i]
-        f = _cubic_root(ft[i], msq, gamma)
-        f_out[i] = f
-        scale = f / (f + gamma)
-        for k in range(d):
-            m_out[k, i] = scale * mt[k, i]
+def _threaded_and_serial(make):
+    """``(threaded, serial)`` compilations of ``make(loop)``, a kernel whose outer loop is
+    ``loop`` (``numba.prange`` or ``range``).
+
+    Small grids run the serial one: there, waking the threads costs more than the loop (and
+    far more on a loaded machine: 30-55 ms instead of 3 ms per iteration measured on a
+    32-cell 1D grid with two threads at load average ~10). ``loop`` is a closure cell on
+    purpose: numba's on-disk cache keys a kernel by its bytecode and closure values, not by
+    its compile flags, so the two variants get distinct cache entries.
+    """
+    return (numba.njit(cache=True, parallel=True)(make(numba.prange)),
+            numba.njit(cache=True)(make(range)))
 
 
-def kinetic_prox_numba(ft, mt, gamma):
-    """Same contract as :func:`._prox.kinetic_prox_numpy`."""
+def _make_prox_cells(loop):
+    def kernel(ft, mt, gamma, f_out, m_out):
+        n = ft.shape[0]
+        d = mt.shape[0]
+        for i in loop(n):
+            msq = 0.0
+            for k in range(d):
+                msq += mt[k, i] * mt[k, i]
+            f = _cubic_root(ft[i], msq, gamma)
+            f_out[i] = f
+            scale = f / (f + gamma)
+            for k in range(d):
+                m_out[k, i] = scale * mt[k, i]
+    return kernel
+
+
+_prox_cells = _threaded_and_serial(_make_prox_cells)
+
+
+def kinetic_prox_numba(ft, mt, gamma, parallel: bool = True):
+    """Same contract as :func:`._prox.kinetic_prox_numpy`; ``parallel``: threaded kernel."""
     shape = ft.shape
     m_stack = np.stack([m.reshape(-1) for m in mt])
     f_out = np.empty(ft.size)
     m_out = np.empty_like(m_stack)
-    _prox_cells(np.ascontiguousarray(ft).reshape(-1), m_stack, float(gamma), f_out, m_out)
+    _prox_cells[0 if parallel else 1](np.ascontiguousarray(ft).reshape(-1), m_stack,
+                                      float(gamma), f_out, m_out)
     return f_out.reshape(shape), [m_out[k].reshape(shape) for k in range(len(mt))]
 
 
@@ -103,43 +122,48 @@ def thomas_factors(n_faces: int) -> tuple[np.ndarray, np.ndarray]:
     return c_prime, inv
 
 
-@numba.njit(cache=True, parallel=True)
-def _interp_project_lines(zu, zv, c_prime, inv, u, v):
-    # Arrays viewed as (before, axis, after): zu, u have n + 1 faces on the middle axis, zv, v
-    # n centres. Solves (Id + A^T A) u = zu + A^T zv along the middle axis, then v = A u. The
-    # innermost loop runs over the contiguous `after` index, so no transposition is needed.
-    before, nf, after = zu.shape
-    for b in numba.prange(before):
-        for i in range(nf):
-            for a in range(after):
-                rhs = zu[b, i, a]
-                if i > 0:
-                    rhs += 0.5 * zv[b, i - 1, a]
-                if i < nf - 1:
-                    rhs += 0.5 * zv[b, i, a]
-                if i > 0:
-                    rhs -= 0.25 * u[b, i - 1, a]
-                u[b, i, a] = rhs * inv[i]
-        for i in range(nf - 2, -1, -1):
-            for a in range(after):
-                u[b, i, a] -= c_prime[i] * u[b, i + 1, a]
-        for i in range(nf - 1):
-            for a in range(after):
-                v[b, i, a] = 0.5 * (u[b, i, a] + u[b, i + 1, a])
+def _make_interp_project_lines(loop):
+    def kernel(zu, zv, c_prime, inv, u, v):
+        # Arrays viewed as (before, axis, after): zu, u have n + 1 faces on the middle axis, zv, v
+        # n centres. Solves (Id + A^T A) u = zu + A^T zv along the middle axis, then v = A u. The
+        # innermost loop runs over the contiguous `after` index, so no transposition is needed.
+        before, nf, after = zu.shape
+        for b in loop(before):
+            for i in range(nf):
+                for a in range(after):
+                    rhs = zu[b, i, a]
+                    if i > 0:
+                        rhs += 0.5 * zv[b, i - 1, a]
+                    if i < nf - 1:
+                        rhs += 0.5 * zv[b, i, a]
+                    if i > 0:
+                        rhs -= 0.25 * u[b, i - 1, a]
+                    u[b, i, a] = rhs * inv[i]
+            for i in range(nf - 2, -1, -1):
+                for a in range(after):
+                    u[b, i, a] -= c_prime[i] * u[b, i + 1, a]
+            for i in range(nf - 1):
+                for a in range(after):
+                    v[b, i, a] = 0.5 * (u[b, i, a] + u[b, i + 1, a])
+    return kernel
+
+
+_interp_project_lines = _threaded_and_serial(_make_interp_project_lines)
 
 
 def _three_axes(shape, axis):
     return (int(np.prod(shape[:axis])), shape[axis], int(np.prod(shape[axis + 1:])))
 
 
-def interpolation_projection_numba(zu, zv, axis, factors):
-    """Same result as the sign-flipped DCT solve of the solver, along ``axis``, in O(n)."""
+def interpolation_projection_numba(zu, zv, axis, factors, parallel: bool = True):
+    """Same result as the sign-flipped DCT solve of the solver, along ``axis``, in O(n);
+    ``parallel``: threaded kernel."""
     zu = np.ascontiguousarray(zu)
     zv = np.ascontiguousarray(zv)
     u = np.empty_like(zu)
     v = np.empty_like(zv)
-    _interp_project_lines(zu.reshape(_three_axes(zu.shape, axis)),
-                          zv.reshape(_three_axes(zv.shape, axis)), factors[0], factors[1],
-                          u.reshape(_three_axes(u.shape, axis)),
-                          v.reshape(_three_axes(v.shape, axis)))
+    _interp_project_lines[0 if parallel else 1](
+        zu.reshape(_three_axes(zu.shape, axis)), zv.reshape(_three_axes(zv.shape, axis)),
+        factors[0], factors[1], u.reshape(_three_axes(u.shape, axis)),
+        v.reshape(_three_axes(v.shape, axis)))
     return u, v

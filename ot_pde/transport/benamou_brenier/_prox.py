@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...backends import Backend
-
 MAX_NEWTON = 60
 
 
@@ -55,16 +53,3 @@ def kinetic_prox_numpy(ft, mt, gamma):
     f = cubic_root_numpy(ft, msq, gamma)
     scale = f / (f + gamma)
     return f, [scale * m for m in mt]
-
-
-def kinetic_prox_for(backend: Backend):
-    """The kinetic proximal map implemented for ``backend``."""
-    if backend.name == "numba":
-        from ._kernels_numba import kinetic_prox_numba
-
-        return kinetic_prox_numba
-    if backend.name == "cupy":
-        from ._kernels_cupy import kinetic_prox_cupy
-
-        return kinetic_prox_cupy
-    return kinetic_prox_numpy

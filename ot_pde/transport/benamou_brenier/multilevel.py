@@ -113,6 +113,9 @@ class MultilevelSolver:
     def _make(self, level: int, start) -> BenamouBrenierSolver:
         r0, r1 = self._densities[level]
         options = dict(self._options)
+        if level == 0:  # the coarsest level may have its own start (e.g. the affine one)
+            start = options.get("start", start)
+        options.pop("start", None)
         if level < len(self.grids) - 1 and options.get("rtol") is not None:
             options["rtol"] = options["rtol"] * self.COARSE_RTOL_FACTOR
             options["tol"] = None

@@ -13,6 +13,7 @@ from ...errors import InputError
 from .multilevel import MultilevelSolver
 from .reference import ProductReference
 from .solver import BenamouBrenierSolver, SpaceTimeGrid
+from .start import affine_start
 
 log = logging.getLogger("ot_pde")
 
@@ -37,6 +38,12 @@ SCHEMA = make_schema({
                             "case's grid; multilevel: the same on coarse-to-fine grids, each "
                             "level warm-started from the previous one (fewer finest-grid "
                             "iterations; its W2^2 estimate can be too small, see the docs)"),
+        "start": Field("str", "linear", choices=("linear", "affine"),
+                       doc="linear: the densities interpolated linearly in time, zero momentum "
+                           "and multipliers; affine: the affine transport between the Gaussians "
+                           "of matched moments, with its multipliers (the continuous solution "
+                           "for two Gaussians; slower than linear on multimodal data, see the "
+                           "docs)"),
         "coarsest": Field("int", 16, minimum=2,
                           doc="multilevel: cells per axis of the coarsest grid (grids are "
                               "halved while every axis stays even and >= coarsest)"),
@@ -170,7 +177,8 @@ class BenamouBrenierProblem(Problem):
     def make_solver(self, backend) -> BenamouBrenierSolver | MultilevelSolver:
         s = self.case.section("solver")
         options = dict(gamma=s["gamma"], relaxation=s["relaxation"], tol=s["tol"],
-                       rtol=s["rtol"], max_iterations=s["max_iterations"])
+                       rtol=s["rtol"], max_iterations=s["max_iterations"],
+                       start=affine_start if s["start"] == "affine" else None)
         if s["method"] == "multilevel":
             return MultilevelSolver(self.source.values, self.target.values, self.grid_, backend,
                                     coarsest=s["coarsest"], **options)

@@ -24,7 +24,10 @@ map has numba and CUDA kernels. Nothing here reads files or prints.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
+from types import ModuleType
 
 import numpy as np
 
@@ -130,6 +133,47 @@ def _residual_sq_norms_xp(xs, ys, x_prevs):
             sq([x - p for x, p in zip(xs, x_prevs)]))
 
 
+@dataclass(frozen=True)
+class _Kernels:
+    """The per-backend pieces of one iteration (see :func:`_select_kernels`)."""
+
+    prox: Callable                     # kinetic proximal map, contract of _prox.kinetic_prox_numpy
+    residual_sq_norms: Callable        # (|x|^2, |y - x|^2, |x - x_prev|^2) over lists of arrays
+    fft: ModuleType                    # scipy.fft or cupyx.scipy.fft (the Poisson solve)
+    dct_workers: dict                  # extra keywords of its dctn/idctn (threads on the CPU)
+    interpolation_lines: Callable | None = None  # O(n) line solves replacing the DCT ones
+    thomas_factors: Callable | None = None       # their factorization, per axis length
+
+
+#: space-time cells from which the numba backend runs threaded (below, waking the threads
+#: costs more than the work: its kernels run serially and the DCTs on one thread)
+THREADS_FROM = 1 << 16
+
+
+def _select_kernels(backend: Backend, cells: int) -> _Kernels:
+    """The one table binding the solver's kernels to a backend (``cells``: the grid size)."""
+    import scipy.fft
+
+    if backend.name == "numba":
+        from . import _kernels_numba as nb
+
+        # scipy's DCT threads over the lines of the transform: worth it on the numba
+        # backend, which is the one that runs its other kernels in parallel too
+        parallel = cells >= THREADS_FROM
+        threads = nb.numba.config.NUMBA_NUM_THREADS if parallel else 1
+        return _Kernels(partial(nb.kinetic_prox_numba, parallel=parallel),
+                        nb.residual_sq_norms_numba, scipy.fft, {"workers": threads},
+                        partial(nb.interpolation_projection_numba, parallel=parallel),
+                        nb.thomas_factors)
+    if backend.name == "cupy":
+        import cupyx.scipy.fft
+
+        from ._kernels_cupy import kinetic_prox_cupy
+
+        return _Kernels(kinetic_prox_cupy, _residual_sq_norms_xp, cupyx.scipy.fft, {})
+    return _Kernels(_prox.kinetic_prox_numpy, _residual_sq_norms_xp, scipy.fft, {})
+
+
 class BenamouBrenierSolver:
     r"""Douglas-Rachford iterations for the staggered Benamou-Brenier problem.
 
@@ -153,9 +197,11 @@ class BenamouBrenierSolver:
         converged when every criterion given holds; at least one must be given.
     max_iterations : int
         Iteration cap.
-    start : tuple or None
+    start : tuple, callable or None
         ``(z_u, z_v)`` host arrays to start from instead of the linear interpolation in time
-        (a warm start, e.g. prolonged from a coarser grid).
+        (a warm start, e.g. prolonged from a coarser grid), or a callable
+        ``start(rho0, rho1, grid, gamma)`` returning them for the absolute proximal step
+        ``gamma`` (e.g. :func:`.start.affine_start`).
 
     Notes
     -----
@@ -228,19 +274,14 @@ class BenamouBrenierSolver:
             self._avg_solve.append((xp.asarray(signs.reshape(shape)),
                                     xp.asarray(weights.reshape(shape))))
         self._laplacian_eigs = self._neumann_eigenvalues()
-        self._prox = _prox.kinetic_prox_for(backend)
-        self._residual_sq_norms = _residual_sq_norms_xp
+        kernels = _select_kernels(backend, nt * int(np.prod(grid.shape)))
+        self._prox = kernels.prox
+        self._residual_sq_norms = kernels.residual_sq_norms
+        self._fft, self._dct_workers = kernels.fft, kernels.dct_workers
+        self._interp_lines = kernels.interpolation_lines
         self._thomas = None
-        if backend.name == "numba":
-            from . import _kernels_numba as kernels
-
-            self._residual_sq_norms = kernels.residual_sq_norms_numba
+        if self._interp_lines is not None:
             self._thomas = [kernels.thomas_factors(n + 1) for n in (nt,) + grid.shape]
-        if backend.on_gpu:
-            import cupyx.scipy.fft as fft
-        else:
-            import scipy.fft as fft
-        self._fft = fft
 
         # Initial point: linear interpolation of the densities in time, zero momentum.
         t = xp.asarray(grid.time_faces()).reshape((nt + 1,) + (1,) * d)
@@ -248,6 +289,8 @@ class BenamouBrenierSolver:
         ms = [xp.zeros(self._momentum_shape(k)) for k in range(d)]
         self._zu = [f] + ms
         self._zv = [_average(u, axis) for axis, u in enumerate(self._zu)]
+        if callable(start):
+            start = start(rho0, rho1, grid, self.gamma)
         if start is not None:
             zu, zv = start
             for a, b in zip(list(zu) + list(zv), self._zu + self._zv):
@@ -282,9 +325,7 @@ class BenamouBrenierSolver:
     def _project_interpolation(self, zu, zv):
         r"""Projection onto :math:`\{V = I U\}`: :math:`U = (\mathrm{Id}+I^*I)^{-1}(U_0 + I^* V_0)`."""
         if self._thomas is not None:
-            from ._kernels_numba import interpolation_projection_numba
-
-            pairs = [interpolation_projection_numba(zu[axis], zv[axis], axis, factors)
+            pairs = [self._interp_lines(zu[axis], zv[axis], axis, factors)
                      for axis, factors in enumerate(self._thomas)]
             return [p[0] for p in pairs], [p[1] for p in pairs]
         xp, fft = self.xp, self._fft
@@ -314,10 +355,10 @@ class BenamouBrenierSolver:
             u[axis][tuple(idx)] = 0.0
             idx[axis] = -1
             u[axis][tuple(idx)] = 0.0
-        rhs = fft.dctn(self._divergence(u), type=2, norm="ortho")
+        rhs = fft.dctn(self._divergence(u), type=2, norm="ortho", **self._dct_workers)
         rhs /= self._laplacian_eigs
         rhs[(0,) * rhs.ndim] = 0.0  # the constant mode (compatible masses)
-        lam = fft.idctn(rhs, type=2, norm="ortho")
+        lam = fft.idctn(rhs, type=2, norm="ortho", overwrite_x=True, **self._dct_workers)
         # Interior faces only: U_int -= D_int^T lam, D^T lam on face i = (lam[i-1] - lam[i]) / h.
         for axis, inv_h in enumerate(self._inv_h):
             idx = [slice(None)] * u[axis].ndim
