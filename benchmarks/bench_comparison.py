@@ -26,11 +26,10 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from bench_flows import median_time  # benchmarks/ is sys.path[0]
 
 from ot_pde.backends import available_backends, get_backend
 from ot_pde.flows.exported import build_flow, load_checkpoint
-
-from bench_flows import median_time  # benchmarks/ is sys.path[0]
 
 ROOT = Path(__file__).resolve().parent.parent
 CK = ROOT / "checkpoints"

@@ -25,7 +25,7 @@ import time
 import numpy as np
 
 from ot_pde.backends import available_backends, get_backend
-from ot_pde.transport.benamou_brenier.solver import SpaceTimeGrid
+from ot_pde.spacetime.solver import SpaceTimeGrid
 from ot_pde.transport.entropic import EntropicSolver
 
 
@@ -120,8 +120,12 @@ def bench_pot(quick: bool):
 
 def bench_neural(quick: bool):
     from ot_pde.transport.entropic.dual_training import DualTraining
-    from ot_pde.transport.entropic.neural import (DualObjective, GaussianTarget,
-                                                  QuadraticNetwork, initialize_pair)
+    from ot_pde.transport.entropic.neural import (
+        DualObjective,
+        GaussianTarget,
+        QuadraticNetwork,
+        initialize_pair,
+    )
     from ot_pde.transport.entropic.recovery import EntropicFlow
 
     target = GaussianTarget(np.zeros(2), np.eye(2))

@@ -66,7 +66,7 @@ def main(quick: bool = False) -> None:
     print(f"\nW2^2 on the same {n}^2 grid densities (cases/ma_box_gaussian_2d.toml; exact, "
           f"truncation included: {problem.summary(solver)['W2_squared_exact']:.6f})")
     print(f"  Monge-Ampere Newton  W2^2 = {solver.w2_squared():.6f}  {t_ma:8.3f} s   1")
-    from ot_pde.transport.benamou_brenier import BenamouBrenierSolver, SpaceTimeGrid
+    from ot_pde.spacetime import BenamouBrenierSolver, SpaceTimeGrid
 
     bb_backend = "numba" if "numba" in available_backends() else "numpy"
     grid = SpaceTimeGrid(g.lower, g.upper, g.shape, n // 2)

@@ -49,20 +49,20 @@ import sys
 import time
 
 import numpy as np
-
-from ot_pde.backends import available_backends, get_backend
-from ot_pde.transport.benamou_brenier import BenamouBrenierSolver, SpaceTimeGrid
-
 from bench_bb import main as bench_bb_accuracy
 from bench_comparison import main as bench_comparison
 from bench_entropic import main as bench_entropic
 from bench_euler import main as bench_euler
-from bench_flows import main as bench_flows  # benchmarks/ is sys.path[0] when run as a script
+from bench_flows import (
+    main as bench_flows,  # benchmarks/ is sys.path[0] when run as a script
+)
 from bench_gpu import main as bench_gpu
 from bench_ising_ais import main as bench_ising_ais
 from bench_monge_ampere import main as bench_monge_ampere
 from bench_mpi_euler import main as bench_mpi_euler
 
+from ot_pde.backends import available_backends, get_backend
+from ot_pde.spacetime import BenamouBrenierSolver, SpaceTimeGrid
 
 
 def _densities(grid):

@@ -24,6 +24,7 @@ and, when ``normalize = true`` (the default, stated in every shipped case), scal
 from __future__ import annotations
 
 from dataclasses import dataclass
+
 import numpy as np
 from scipy.special import erf
 

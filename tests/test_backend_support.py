@@ -8,10 +8,11 @@ import re
 
 import pytest
 
-from .conftest import CASES, ROOT
 from ot_pde.backends import BACKEND_CHOICES, BACKENDS, CPU_BACKENDS
 from ot_pde.config import load_case
 from ot_pde.core.registry import ProblemKind, get_kind, kind_names
+
+from .conftest import CASES, ROOT
 
 #: a shipped case of every kind that runs on the CPU only
 CPU_ONLY = {

@@ -20,8 +20,8 @@ import pytest
 from ot_pde.backends import get_backend
 from ot_pde.config import load_case
 from ot_pde.core.registry import get_kind
-from ot_pde.transport.benamou_brenier import multilevel as ml
-from ot_pde.transport.benamou_brenier.solver import SpaceTimeGrid
+from ot_pde.spacetime import multilevel as ml
+from ot_pde.spacetime.solver import SpaceTimeGrid
 
 from .conftest import CASES, json_line
 

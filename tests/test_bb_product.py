@@ -19,10 +19,13 @@ from ot_pde.backends import get_backend
 from ot_pde.config import load_case
 from ot_pde.core.registry import get_kind
 from ot_pde.densities import build_density, product_factors
+from ot_pde.spacetime.solver import SpaceTimeGrid
 from ot_pde.transport.benamou_brenier.problem import QuantileReference
-from ot_pde.transport.benamou_brenier.reference import (ProductReference, TruncatedMixture1D,
-                                                        w2_squared_1d)
-from ot_pde.transport.benamou_brenier.solver import SpaceTimeGrid
+from ot_pde.transport.benamou_brenier.reference import (
+    ProductReference,
+    TruncatedMixture1D,
+    w2_squared_1d,
+)
 
 from .conftest import CASES, json_line
 

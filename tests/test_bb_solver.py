@@ -6,8 +6,8 @@ import pytest
 from scipy.optimize import minimize
 
 from ot_pde.backends import available_backends, get_backend
-from ot_pde.transport.benamou_brenier import solver as bb
-from ot_pde.transport.benamou_brenier._prox import kinetic_prox_numpy
+from ot_pde.spacetime import solver as bb
+from ot_pde.spacetime._prox import kinetic_prox_numpy
 
 
 def _gaussian_pair(grid, m0, m1, s):
@@ -46,7 +46,7 @@ def test_averaging_solve_equals_dense_inverse(n_faces, backend_name):
 def test_numba_threaded_and_serial_line_solves_agree():
     """Grids below THREADS_FROM cells run the serial numba kernels (the tests above); the
     threaded ones, used above it, give the same bits."""
-    nb = pytest.importorskip("ot_pde.transport.benamou_brenier._kernels_numba")
+    nb = pytest.importorskip("ot_pde.spacetime._kernels_numba")
     rng = np.random.default_rng(2)
     zu, zv = rng.normal(size=(10, 40, 41)), rng.normal(size=(9, 40, 41))
     factors = nb.thomas_factors(10)
@@ -100,7 +100,7 @@ def test_prox_is_the_minimiser():
 
 @pytest.mark.skipif("numba" not in available_backends(), reason="numba not installed")
 def test_prox_numba_matches_numpy():
-    from ot_pde.transport.benamou_brenier._kernels_numba import kinetic_prox_numba
+    from ot_pde.spacetime._kernels_numba import kinetic_prox_numba
 
     rng = np.random.default_rng(4)
     ft = rng.normal(size=(7, 9, 5)) * 3

@@ -29,10 +29,9 @@ import pytest
 from ot_pde.backends import get_backend
 from ot_pde.config import load_case
 from ot_pde.core.registry import get_kind
+from ot_pde.spacetime.solver import BenamouBrenierSolver, SpaceTimeGrid
+from ot_pde.spacetime.start import AffineGeodesic, affine_map, affine_start, moments
 from ot_pde.transport.benamou_brenier.problem import gaussian_geodesic
-from ot_pde.transport.benamou_brenier.solver import BenamouBrenierSolver, SpaceTimeGrid
-from ot_pde.transport.benamou_brenier.start import (AffineGeodesic, affine_map, affine_start,
-                                                     moments)
 
 from .conftest import CASES
 
@@ -173,7 +172,7 @@ def test_restart_bit_for_bit_and_multilevel_coarsest_only():
     np.testing.assert_array_equal(c.density(), a.density())
     assert c.w2_squared() == a.w2_squared()
 
-    from ot_pde.transport.benamou_brenier.multilevel import MultilevelSolver, restrict_density
+    from ot_pde.spacetime.multilevel import MultilevelSolver, restrict_density
 
     ml = MultilevelSolver(r0, r1, grid, get_backend("numpy"), coarsest=8, gamma=0.1,
                           start=affine_start, rtol=1e-3, tol=None)

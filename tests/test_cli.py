@@ -179,7 +179,7 @@ def test_unusable_backend_is_an_error(cli, tmp_path, monkeypatch):
 def test_numerical_failure_marks_file_failed(cli, tmp_path, monkeypatch):
     """A NaN mid-run: exit 1, status failed, every history row before it kept."""
     from ot_pde.errors import NumericalError
-    from ot_pde.transport.benamou_brenier.solver import BenamouBrenierSolver
+    from ot_pde.spacetime.solver import BenamouBrenierSolver
 
     original = BenamouBrenierSolver.step
 

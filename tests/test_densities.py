@@ -8,7 +8,7 @@ from scipy.special import erf
 
 from ot_pde.densities import build_density
 from ot_pde.errors import InputError
-from ot_pde.transport.benamou_brenier import SpaceTimeGrid
+from ot_pde.spacetime import SpaceTimeGrid
 
 GRID = SpaceTimeGrid((0.0, 0.0), (1.0, 2.0), (40, 80), 4)
 

@@ -14,9 +14,13 @@ from ot_pde.core.converge import run_study
 from ot_pde.core.registry import get_kind
 from ot_pde.errors import NumericalError
 from ot_pde.io import ResultFile
-from ot_pde.transport.benamou_brenier.solver import SpaceTimeGrid
-from ot_pde.transport.entropic import (EntropicSolver, entropic_gaussian,
-                                       entropic_gaussian_interpolation, sinkhorn_samples)
+from ot_pde.spacetime.solver import SpaceTimeGrid
+from ot_pde.transport.entropic import (
+    EntropicSolver,
+    entropic_gaussian,
+    entropic_gaussian_interpolation,
+    sinkhorn_samples,
+)
 
 from .conftest import CASES
 
@@ -141,7 +145,7 @@ def test_entropic_interpolation_tends_to_the_geodesic_at_rate_one_in_eps():
 def test_entropic_interpolation_tends_to_benamou_brenier_solution(gauss):
     """Acceptance 2 against the Benamou-Brenier solver itself (non-degenerate pair, 48^2; eps
     stays above h^2 = 0.085 so that the grid resolves the entropic kernel)."""
-    from ot_pde.transport.benamou_brenier import BenamouBrenierSolver
+    from ot_pde.spacetime import BenamouBrenierSolver
 
     errs = []
     bb = None

@@ -12,10 +12,15 @@ from ot_pde.densities import gaussian_pdf
 from ot_pde.io import ResultFile
 from ot_pde.transport.entropic import entropic_gaussian, entropic_gaussian_interpolation
 from ot_pde.transport.entropic.dual_training import DualTraining
-from ot_pde.transport.entropic.neural import (DualObjective, GaussianTarget,
-                                              QuadraticNetwork, conditional_proposal,
-                                              exact_gaussian_pair, initialize_pair,
-                                              quadratic_transform)
+from ot_pde.transport.entropic.neural import (
+    DualObjective,
+    GaussianTarget,
+    QuadraticNetwork,
+    conditional_proposal,
+    exact_gaussian_pair,
+    initialize_pair,
+    quadratic_transform,
+)
 from ot_pde.transport.entropic.recovery import EntropicFlow
 
 from .conftest import CASES

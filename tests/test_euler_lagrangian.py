@@ -10,8 +10,11 @@ from ot_pde.backends import available_backends, get_backend
 from ot_pde.config import load_case
 from ot_pde.core.converge import run_study
 from ot_pde.euler.lagrangian import exact
-from ot_pde.euler.lagrangian.projection import (AssignmentProjection, SemiDiscreteProjection,
-                                                grid_centres)
+from ot_pde.euler.lagrangian.projection import (
+    AssignmentProjection,
+    SemiDiscreteProjection,
+    grid_centres,
+)
 from ot_pde.io import ResultFile
 
 from .conftest import CASES, json_line

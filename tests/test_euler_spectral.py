@@ -135,7 +135,11 @@ def test_numba_kernels_serial_and_parallel_match_numpy():
     """Both numba twins (serial, parallel) of each kernel against the numpy forms, at 256^2."""
     from ot_pde.euler.spectral import SpectralEulerSolver
     from ot_pde.euler.spectral import _kernels_numba as nb
-    from ot_pde.euler.spectral.solver import advection_xp, derivatives_xp, marker_sums_xp
+    from ot_pde.euler.spectral.solver import (
+        advection_xp,
+        derivatives_xp,
+        marker_sums_xp,
+    )
 
     n = 256
     x = 2 * np.pi * np.arange(n) / n

@@ -9,8 +9,14 @@ from scipy.linalg import expm
 from scipy.stats import multivariate_normal
 
 from ot_pde.errors import NumericalError
-from ot_pde.flows.data import (DATASETS, GaussianMixture, checkerboard, eight_gaussians,
-                               eight_gaussians_mixture, sample)
+from ot_pde.flows.data import (
+    DATASETS,
+    GaussianMixture,
+    checkerboard,
+    eight_gaussians,
+    eight_gaussians_mixture,
+    sample,
+)
 from ot_pde.flows.fv import FVResult, cell_centers, solve_continuity_2d
 
 BOX = dict(lower=(-8.0, -8.0), upper=(8.0, 8.0))

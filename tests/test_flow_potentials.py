@@ -30,9 +30,16 @@ import numpy as np
 import pytest
 
 from ot_pde.backends import available_backends, get_backend
-from ot_pde.flows.potentials import (ACTIVATIONS, GroupAveraged, OneHiddenLayer, OTFlowResNet,
-                                     signed_permutation_group, spin_flip, translations_2d,
-                                     reflections_2d)
+from ot_pde.flows.potentials import (
+    ACTIVATIONS,
+    GroupAveraged,
+    OneHiddenLayer,
+    OTFlowResNet,
+    reflections_2d,
+    signed_permutation_group,
+    spin_flip,
+    translations_2d,
+)
 
 from .conftest import fd_param_grad
 

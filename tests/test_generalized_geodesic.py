@@ -6,8 +6,11 @@ import numpy as np
 import pytest
 
 from ot_pde.backends import Backend, available_backends
-from ot_pde.euler.generalized import (GeneralizedGeodesicSolver, discrete_factor,
-                                      exact_conditional_cdf)
+from ot_pde.euler.generalized import (
+    GeneralizedGeodesicSolver,
+    discrete_factor,
+    exact_conditional_cdf,
+)
 from ot_pde.io import ResultFile
 
 from .conftest import CASES, json_line

@@ -7,12 +7,12 @@ import pytest
 from scipy import stats
 
 from ot_pde.backends import get_backend
+from ot_pde.io import ResultFile
 from ot_pde.ising.cluster import cluster_move, swendsen_wang
 from ot_pde.ising.estimators import log_partition_estimates, weighted_mean
 from ot_pde.ising.exact import BETA_C, IsingRelaxation, brute_force
 from ot_pde.ising.variational.ais import FlowModel, annealed_importance
 from ot_pde.ising.variational.estimate import energy_per_site
-from ot_pde.io import ResultFile
 
 from .conftest import json_line
 from .test_ising_variational import SCAN, SMALL

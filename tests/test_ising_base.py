@@ -9,8 +9,11 @@ from ot_pde.flows.potentials import reflections_2d, translations_2d
 from ot_pde.flows.training import ReverseKL, loss_and_grad
 from ot_pde.ising.estimators import log_partition_estimates
 from ot_pde.ising.exact import IsingRelaxation, brute_force
-from ot_pde.ising.variational.base import (CheckerboardMixtureBase, _mixture_inverse_cdf,
-                                           spectrum_classes)
+from ot_pde.ising.variational.base import (
+    CheckerboardMixtureBase,
+    _mixture_inverse_cdf,
+    spectrum_classes,
+)
 
 from .conftest import json_line, run_full_and_restarted
 from .test_ising_variational import SMALL

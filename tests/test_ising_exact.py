@@ -39,9 +39,16 @@ import numpy as np
 import pytest
 from scipy import linalg, special
 
-from ot_pde.ising.exact import (BETA_C, IsingRelaxation, adjacency, brute_force,
-                                kaufman_energy_per_site, kaufman_lnZ, onsager_energy_per_site,
-                                onsager_lnZ_per_site)
+from ot_pde.ising.exact import (
+    BETA_C,
+    IsingRelaxation,
+    adjacency,
+    brute_force,
+    kaufman_energy_per_site,
+    kaufman_lnZ,
+    onsager_energy_per_site,
+    onsager_lnZ_per_site,
+)
 
 ACCEPT_TOL = 1e-12          # acceptance point 1, relative on lnZ
 BETAS = (0.3, BETA_C, 0.6)

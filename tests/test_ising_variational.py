@@ -9,10 +9,10 @@ from scipy.special import logsumexp
 
 from ot_pde.config import load_case_text
 from ot_pde.core.registry import get_kind
+from ot_pde.io import ResultFile
 from ot_pde.ising.estimators import log_partition_estimates, weighted_mean
 from ot_pde.ising.exact import IsingRelaxation, brute_force
 from ot_pde.ising.variational.estimate import energy_per_site
-from ot_pde.io import ResultFile
 
 from .conftest import json_line, run_full_and_restarted
 
@@ -302,8 +302,13 @@ def test_fft_translations_in_the_model_equal_the_full_group_average(monkeypatch)
 
     monkeypatch.setattr(model, "FFT_TRANSLATIONS_MIN_L", 4)
     from ot_pde.flows.lattice import TranslationAveraged
-    from ot_pde.flows.potentials import (GroupAveraged, OneHiddenLayer, reflections_2d,
-                                         spin_flip, translations_2d)
+    from ot_pde.flows.potentials import (
+        GroupAveraged,
+        OneHiddenLayer,
+        reflections_2d,
+        spin_flip,
+        translations_2d,
+    )
 
     text = SMALL.replace("L = 3", "L = 4").replace(
         'symmetry = ["spin_flip"]',

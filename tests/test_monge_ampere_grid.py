@@ -216,7 +216,7 @@ def test_box_map_against_the_exact_product_map():
 @pytest.mark.slow
 @pytest.mark.parametrize("case_file", [BOX_PRODUCT, BOX_GAUSS])
 def test_box_agrees_with_benamou_brenier_at_64(case_file):
-    from ot_pde.transport.benamou_brenier import BenamouBrenierSolver, SpaceTimeGrid
+    from ot_pde.spacetime import BenamouBrenierSolver, SpaceTimeGrid
 
     problem, solver = solve(case_file, ["grid.n=64"])
     grid = SpaceTimeGrid((0.0, 0.0), (1.0, 1.0), (64, 64), 32)

@@ -206,7 +206,7 @@ def test_error_while_writing_the_summary_never_leaves_running(cli, tmp_path, mon
 
 
 def test_a_bug_in_a_step_is_one_line_and_marks_the_file(cli, tmp_path, monkeypatch):
-    from ot_pde.transport.benamou_brenier.solver import BenamouBrenierSolver
+    from ot_pde.spacetime.solver import BenamouBrenierSolver
 
     original = BenamouBrenierSolver.step
 

@@ -25,8 +25,8 @@ from ..config import Case, load_case_text
 from ..errors import InputError, NumericalError, OtPdeError
 from ..io import ResultFile, ResultWriter, write_xdmf
 from ..io.lock import OutputLock, check_output_path
-from .building import build_problem, build_solver
 from ..limits import guarded
+from .building import build_problem, build_solver
 from .progress import Progress
 from .registry import get_kind
 

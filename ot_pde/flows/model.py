@@ -15,8 +15,14 @@ from ..errors import InputError
 from .composition import PER, Composition
 from .integrators import SCHEMES
 from .lattice import TranslationAveraged
-from .potentials import (ACTIVATIONS, GroupAveraged, OneHiddenLayer, OTFlowResNet,
-                         reflections_2d, translations_2d)
+from .potentials import (
+    ACTIVATIONS,
+    GroupAveraged,
+    OneHiddenLayer,
+    OTFlowResNet,
+    reflections_2d,
+    translations_2d,
+)
 
 #: symmetries a case may ask for; each names generators of a group of signed permutations
 SYMMETRIES = ("spin_flip", "axis_mirrors", "lattice_translations", "lattice_reflections")

@@ -46,8 +46,13 @@ import numpy as np
 from ..backends import get_array_module
 from ..errors import InputError, NumericalError
 from ..parallel import block_range
-from .integrators import (SCHEMES, integrate, integrate_adjoint, standard_normal_log_prob,
-                          to_host)
+from .integrators import (
+    SCHEMES,
+    integrate,
+    integrate_adjoint,
+    standard_normal_log_prob,
+    to_host,
+)
 
 
 class DataBatches:

@@ -2,34 +2,8 @@
 from __future__ import annotations
 
 import numba
-import numpy as np
 
+from ._union_find import swendsen_wang_loops
 
-@numba.njit(cache=True)
-def _root(parent, i):
-    while parent[i] != i:
-        parent[i] = parent[parent[i]]  # path halving keeps the trees shallow
-        i = parent[i]
-    return i
-
-
-@numba.njit(cache=True)
-def swendsen_wang_kernel(spins, keep, u_bond, u_flip, out):
-    B, L = spins.shape[0], spins.shape[1]
-    parent = np.empty(L * L, np.int64)
-    for b in range(B):
-        for i in range(L * L):
-            parent[i] = i
-        for r in range(L):
-            for c in range(L):
-                for d in range(2):  # the right (d = 0) and the lower (d = 1) bond
-                    r2 = r if d == 0 else (r + 1) % L
-                    c2 = (c + 1) % L if d == 0 else c
-                    if spins[b, r, c] == spins[b, r2, c2] and u_bond[b, r, c, d] < keep:
-                        i, j = _root(parent, r * L + c), _root(parent, r2 * L + c2)
-                        if i != j:
-                            parent[i] = j
-        for r in range(L):
-            for c in range(L):
-                flip = u_flip[b, _root(parent, r * L + c)] < 0.5
-                out[b, r, c] = -spins[b, r, c] if flip else spins[b, r, c]
+#: the Swendsen-Wang union-find of :mod:`ot_pde.ising._union_find`, compiled
+swendsen_wang_kernel = numba.njit(cache=True)(swendsen_wang_loops)

@@ -38,37 +38,8 @@ import math
 import numpy as np
 
 from ..backends import NUMBA, Backend, as_backend
-
+from ._union_find import swendsen_wang_loops
 from .exact import IsingRelaxation
-
-
-def _root(parent, i):
-    while parent[i] != i:
-        parent[i] = parent[parent[i]]  # path halving keeps the trees shallow
-        i = parent[i]
-    return i
-
-
-def _swendsen_wang_python(spins, keep, u_bond, u_flip, out):
-    """The reference (numpy backend): the numba kernel's loops in Python, the same union-find
-    in the same order, so both backends give the same spins for the same random numbers."""
-    B, L = spins.shape[0], spins.shape[1]
-    for b in range(B):
-        parent = list(range(L * L))
-        for r in range(L):
-            for c in range(L):
-                for d in range(2):  # the right (d = 0) and the lower (d = 1) bond
-                    r2 = r if d == 0 else (r + 1) % L
-                    c2 = (c + 1) % L if d == 0 else c
-                    if spins[b, r, c] == spins[b, r2, c2] and u_bond[b, r, c, d] < keep:
-                        i, j = _root(parent, r * L + c), _root(parent, r2 * L + c2)
-                        if i != j:
-                            parent[i] = j
-        flip = u_flip[b] < 0.5
-        for r in range(L):
-            for c in range(L):
-                s = spins[b, r, c]
-                out[b, r, c] = -s if flip[_root(parent, r * L + c)] else s
 
 
 def _numba_swendsen_wang():
@@ -92,7 +63,7 @@ def swendsen_wang(spins: np.ndarray, beta_J: float, rng: np.random.Generator,
     lattice = spins.reshape(B, L, L)
     out = np.empty_like(lattice)
     kernel = as_backend(backend).bind({NUMBA: _numba_swendsen_wang},
-                                      default=lambda: _swendsen_wang_python)
+                                      default=lambda: swendsen_wang_loops)
     kernel(lattice, -math.expm1(-2.0 * beta_J), rng.random((B, L, L, 2)), rng.random((B, N)), out)
     return out.reshape(B, N)
 

@@ -2,8 +2,13 @@
 from ...backends import CPU_BACKENDS
 from ...core.registry import ProblemKind, register
 from .plot import plot
-from .problem import (SCHEMA, GeneralizedGeodesicProblem, build, discrete_factor,
-                      exact_conditional_cdf)
+from .problem import (
+                      SCHEMA,
+                      GeneralizedGeodesicProblem,
+                      build,
+                      discrete_factor,
+                      exact_conditional_cdf,
+)
 from .solver import GeneralizedGeodesicSolver, epsilon_schedule
 
 KIND = register(ProblemKind(

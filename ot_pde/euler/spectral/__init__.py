@@ -1,9 +1,9 @@
 """2D incompressible Euler on the torus, pseudo-spectral, with the Lagrangian flow map."""
 from ...backends import BACKENDS
 from ...core.registry import ProblemKind, register
+from .distributed import SlabSpectralEulerSolver
 from .plot import plot
 from .problem import SCHEMA, SpectralEulerProblem, build, taylor_green_flow_map
-from .distributed import SlabSpectralEulerSolver
 from .solver import SpectralEulerSolver, dealias_cutoff
 
 KIND = register(ProblemKind(

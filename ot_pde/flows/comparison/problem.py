@@ -31,7 +31,7 @@ stored by the framework that trained it, and measures how far it is from optimal
     The mean of :math:`\ln p(x)` over held-out data (``[data]``), or over the flow's own samples
     with ``data.type = "model"`` (then minus the model's entropy).
 In 2D (``grid.check``)
-    The Benamou-Brenier solver of :mod:`ot_pde.transport.benamou_brenier` computes
+    The Benamou-Brenier solver of :mod:`ot_pde.spacetime` computes
     ``bb_W2_squared`` between :math:`\mathcal N(0, I)` and the flow's density :math:`e^{\ln p}`
     on a grid; its Douglas-Rachford iterations are the run's iterations (restartable).
 
@@ -53,10 +53,10 @@ from ...core.problem import EvaluatedOnce, FieldData, GridAxis, ParticleData, Pr
 from ...errors import InputError, NumericalError
 from ...io.arrays import load_samples
 from .. import data as toy_data
-from ..integrators import standard_normal_log_prob, to_host
 from ..discrete_ot import ESTIMATORS, assignment_cost, estimate_w2, gelbrich_bound
 from ..exported.checkpoint import load_checkpoint
 from ..exported.models import CHUNK, apply_in_chunks, build_flow
+from ..integrators import standard_normal_log_prob, to_host
 
 log = logging.getLogger("ot_pde")
 
@@ -201,7 +201,7 @@ class FlowComparisonProblem(EvaluatedOnce, Problem):
         self._check_reference(flow)
         bb = None
         if self.on_grid:
-            from ...transport.benamou_brenier import BenamouBrenierSolver, SpaceTimeGrid
+            from ...spacetime import BenamouBrenierSolver, SpaceTimeGrid
 
             c = self.case
             n = c.get("grid.n")

@@ -35,8 +35,8 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import InputError
-from ...limits import check_allocation
 from ...io.arrays import check_regular_file, load_npz
+from ...limits import check_allocation
 
 FORMAT = "ot_pde.flow_checkpoint"
 FORMAT_VERSION = 1

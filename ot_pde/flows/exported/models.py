@@ -36,7 +36,13 @@ import numpy as np
 
 from ...backends import NUMBA, Backend, as_backend
 from ...errors import InputError
-from ..integrators import SCHEMES, integrate, stage_input, standard_normal_log_prob, to_host
+from ..integrators import (
+    SCHEMES,
+    integrate,
+    stage_input,
+    standard_normal_log_prob,
+    to_host,
+)
 from ..potentials import ACTIVATIONS, OneHiddenLayer, OTFlowResNet
 from .checkpoint import Checkpoint
 

@@ -10,7 +10,14 @@ from ...core.registry import ProblemKind, register
 from .antisymmetric import AntisymmetricGP
 from .hermite import HermiteEuler, hermite_table, modes, radial_theta
 from .plot import plot
-from .problem import SCHEMA, GPFlowProblem, PenalizedShooting, Shooting, ShootingRun, build
+from .problem import (
+    SCHEMA,
+    GPFlowProblem,
+    PenalizedShooting,
+    Shooting,
+    ShootingRun,
+    build,
+)
 
 KIND = register(ProblemKind(
     name="gp_flow",

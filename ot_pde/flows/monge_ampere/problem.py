@@ -24,12 +24,27 @@ import numpy as np
 
 from ...backends import Backend, get_backend
 from ...config import Field, Section, make_schema
-from ...core.problem import EvaluatedOnce, FieldData, GridAxis, ParticleData, Problem, Reference
+from ...core.problem import (
+    EvaluatedOnce,
+    FieldData,
+    GridAxis,
+    ParticleData,
+    Problem,
+    Reference,
+)
 from ...errors import InputError
 from ..fv import cell_centers, solve_continuity_2d
 from ..integrators import log_density, sample, standard_normal_log_prob, to_host
-from ..model import (SHARDS_FIELD, build_potential, check_model, checked_shards, flow_options,
-                     model_section, time_section, training_fields)
+from ..model import (
+    SHARDS_FIELD,
+    build_potential,
+    check_model,
+    checked_shards,
+    flow_options,
+    model_section,
+    time_section,
+    training_fields,
+)
 from ..targets import build_target, target_section
 from ..training import Adam, ForwardKL, ReverseKL, Trainer, TrainingRun, draw_actions
 

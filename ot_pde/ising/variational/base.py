@@ -62,7 +62,6 @@ samples, so the fit's own sample does not bias it.
 """
 from __future__ import annotations
 
-
 import numpy as np
 from scipy import optimize, special
 

@@ -20,11 +20,26 @@ from ...backends import Backend
 from ...config import Field, Section, make_schema
 from ...core.problem import FieldData, GridAxis, ParticleData, Problem
 from ...errors import InputError
-from ...flows.model import (DTYPE_FIELD, SHARDS_FIELD, build_potential, check_model,
-                            checked_dtype, checked_shards, flow_options, model_section,
-                            time_section, training_fields)
+from ...flows.model import (
+    DTYPE_FIELD,
+    SHARDS_FIELD,
+    build_potential,
+    check_model,
+    checked_dtype,
+    checked_shards,
+    flow_options,
+    model_section,
+    time_section,
+    training_fields,
+)
 from ...flows.training import Adam, ReverseKL, Trainer, TrainingRun, geometric_lr
-from ..exact import BETA_C, IsingRelaxation, brute_force, kaufman_energy_per_site, kaufman_lnZ
+from ..exact import (
+    BETA_C,
+    IsingRelaxation,
+    brute_force,
+    kaufman_energy_per_site,
+    kaufman_lnZ,
+)
 from .base import CheckerboardMixtureBase, StandardNormalBase
 from .estimate import estimate
 

@@ -1,9 +1,15 @@
 """Benamou-Brenier dynamic optimal transport on staggered space-time grids (1D/2D/3D)."""
 from ...backends import BACKENDS
 from ...core.registry import ProblemKind, register
+from ...spacetime import BenamouBrenierSolver, SpaceTimeGrid
 from .plot import plot
-from .problem import SCHEMA, BenamouBrenierProblem, build, bures_w2_squared, gaussian_geodesic
-from .solver import BenamouBrenierSolver, SpaceTimeGrid
+from .problem import (
+    SCHEMA,
+    BenamouBrenierProblem,
+    build,
+    bures_w2_squared,
+    gaussian_geodesic,
+)
 
 KIND = register(ProblemKind(
     name="benamou_brenier",

@@ -7,11 +7,21 @@ Schrödinger-bridge interpolation and a continuous normalizing flow.
 from ...backends import BACKENDS
 from ...core.registry import ProblemKind, register
 from .plot import plot
-from .problem import (SCHEMA, EntropicProblem, entropic_gaussian,
-                      entropic_gaussian_interpolation)
+from .problem import (
+    SCHEMA,
+    EntropicProblem,
+    entropic_gaussian,
+    entropic_gaussian_interpolation,
+)
 from .sample_problem import SampleProblem
-from .solver import (EntropicSolver, GaussianConvolution, integrate_flow, sample_velocity,
-                     sinkhorn_samples)
+from .solver import (
+    EntropicSolver,
+    GaussianConvolution,
+    integrate_flow,
+    sample_velocity,
+    sinkhorn_samples,
+)
+
 
 def build(case):
     """The grid problem, or with ``[potentials] representation = "neural"`` the sample one."""

@@ -10,8 +10,7 @@ from ...core.problem import FieldData, GridAxis, ParticleData, Problem, Referenc
 from ...densities import GridDensity, build_density, density_section, gaussian_pdf
 from ...errors import InputError
 from ...flows.data import DATASETS
-from ..benamou_brenier.problem import check_marginals, checked_box
-from ..benamou_brenier.solver import SpaceTimeGrid
+from ...spacetime import SpaceTimeGrid, check_marginals, checked_box
 from .solver import EntropicSolver, integrate_flow, interpolate
 
 log = logging.getLogger("ot_pde")

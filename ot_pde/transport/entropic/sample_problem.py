@@ -20,8 +20,14 @@ from ...errors import InputError
 from ...flows import data as toy_data
 from .dual_training import DualTraining
 from .grid_compare import COMPARE_TIMES, grid_fields
-from .neural import (DualObjective, GaussianTarget, QuadraticNetwork,
-                     conditional_proposal, gaussian_entropy, initialize_pair)
+from .neural import (
+    DualObjective,
+    GaussianTarget,
+    QuadraticNetwork,
+    conditional_proposal,
+    gaussian_entropy,
+    initialize_pair,
+)
 from .problem import checkerboard_log_pdf, entropic_gaussian
 from .recovery import EntropicFlow
 

@@ -45,7 +45,7 @@ import numpy as np
 
 from ...backends import NUMBA, Backend
 from ...errors import NumericalError
-from ..benamou_brenier.solver import SpaceTimeGrid
+from ...spacetime import SpaceTimeGrid
 
 #: entries of the numpy log-sum-exp temporaries per chunk (memory bound ~ 32 MiB)
 _CHUNK_ENTRIES = 1 << 22
@@ -163,11 +163,7 @@ class EntropicSolver:
 
     def __init__(self, mu, nu, grid: SpaceTimeGrid, backend: Backend, *, epsilon: float,
                  tol: float = 1e-9, max_iterations: int = 5000):
-        mu = np.asarray(mu, dtype=np.float64)
-        nu = np.asarray(nu, dtype=np.float64)
-        if mu.shape != grid.shape or nu.shape != grid.shape:
-            raise ValueError(f"densities of shape {mu.shape}, {nu.shape} do not match grid "
-                             f"{grid.shape}")
+        mu, nu = grid.marginals(mu, nu)
         self.grid = grid
         self.backend = backend
         self.xp = xp = backend.xp

@@ -31,8 +31,8 @@ from types import ModuleType
 
 import numpy as np
 
-from ...backends import Backend
-from ...errors import NumericalError
+from ..backends import Backend
+from ..errors import NumericalError
 from . import _prox
 
 
@@ -75,6 +75,16 @@ class SpaceTimeGrid:
     def mesh(self) -> list[np.ndarray]:
         """Cell-centre coordinates, one array of ``shape`` per axis."""
         return np.meshgrid(*[self.centers(k) for k in range(self.ndim)], indexing="ij")
+
+    def marginals(self, rho0, rho1) -> tuple[np.ndarray, np.ndarray]:
+        """The two end densities as float64 arrays of this grid's spatial shape (``ValueError``
+        otherwise): the first check of every solver on the grid."""
+        rho0 = np.asarray(rho0, dtype=np.float64)
+        rho1 = np.asarray(rho1, dtype=np.float64)
+        if rho0.shape != self.shape or rho1.shape != self.shape:
+            raise ValueError(f"densities of shape {rho0.shape}, {rho1.shape} do not match grid "
+                             f"{self.shape}")
+        return rho0, rho1
 
 
 def _averaging_solver_weights(n_faces: int) -> tuple[np.ndarray, np.ndarray]:
@@ -240,11 +250,7 @@ class BenamouBrenierSolver:
     def __init__(self, rho0, rho1, grid: SpaceTimeGrid, backend: Backend, *, gamma: float = 1.0,
                  relaxation: float = 1.0, tol: float | None = 1e-8, rtol: float | None = None,
                  max_iterations: int = 10000, start=None):
-        rho0 = np.asarray(rho0, dtype=np.float64)
-        rho1 = np.asarray(rho1, dtype=np.float64)
-        if rho0.shape != grid.shape or rho1.shape != grid.shape:
-            raise ValueError(f"densities of shape {rho0.shape}, {rho1.shape} do not match grid "
-                             f"{grid.shape}")
+        rho0, rho1 = grid.marginals(rho0, rho1)
         self.grid = grid
         self.backend = backend
         self.xp = xp = backend.xp

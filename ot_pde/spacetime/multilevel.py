@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...backends import Backend
+from ..backends import Backend
 from .solver import BenamouBrenierSolver, SpaceTimeGrid
 
 
