@@ -1,4 +1,4 @@
-"""The ``ot-pde`` command line (also ``python -m ot_pde``); see DESIGN.md, "CLI contract".
+"""The ``ot-pde`` command line (also ``python -m ot_pde``); see :doc:`/cli`.
 
 Exit codes: 0 ok, 2 bad input, 1 numerical failure, 130 interrupted. With ``--json`` exactly
 one JSON object goes to stdout; logs always go to stderr.
@@ -19,7 +19,9 @@ from .errors import InputError, NumericalError, OtPdeError
 
 log = logging.getLogger("ot_pde")
 
-CASES_DIR = Path(__file__).resolve().parent.parent / "cases"
+#: The shipped cases: package data, so that an installed wheel has them (in a source
+#: checkout ``ot_pde/cases`` is a link to the top-level ``cases/``).
+CASES_DIR = Path(__file__).resolve().parent / "cases"
 
 
 class _ArgumentParser(argparse.ArgumentParser):
@@ -73,9 +75,21 @@ def _error_json(args, exc: BaseException, status: str, code: int) -> dict:
     return obj
 
 
+def resolve_case_path(name: str) -> str:
+    """``name`` itself when it is a file (or looks like a path), else the shipped case of
+    that name (``bb_translation_1d`` or ``bb_translation_1d.toml``), so that ``ot-pde run
+    bb_translation_1d`` works from any folder; an unknown name is left for the loader to
+    report as missing."""
+    if os.path.exists(name) or os.sep in name or (os.altsep and os.altsep in name):
+        return name
+    shipped = CASES_DIR / (name if name.endswith(".toml") else f"{name}.toml")
+    return str(shipped) if shipped.is_file() else name
+
+
 def _load(args):
     from .config import load_case
 
+    args.case = resolve_case_path(args.case)
     return load_case(args.case, overrides=args.set or ())
 
 
@@ -277,8 +291,18 @@ def shipped_cases() -> list[tuple[Path, str]]:
 
 
 def cmd_cases(args) -> int:
-    for path, desc in shipped_cases():
-        print(f"{path.relative_to(CASES_DIR.parent)}  {desc}")
+    cases = shipped_cases()
+    if not cases:  # a broken install: say so rather than print nothing and succeed
+        raise InputError("no shipped case files found (the package data is missing; "
+                         "reinstall ot_pde)", source=str(CASES_DIR))
+    if args.json:
+        _print_json({"cases": [{"name": path.stem, "path": str(path), "description": desc}
+                               for path, desc in cases]})
+        return 0
+    width = max(len(path.stem) for path, _ in cases)
+    for path, desc in cases:
+        print(f"{path.stem:{width}s}  {desc}")
+    print(f"({len(cases)} cases in {CASES_DIR}; run one by name: ot-pde run NAME)")
     return 0
 
 
@@ -329,7 +353,8 @@ def build_parser() -> argparse.ArgumentParser:
         return sub.add_parser(name, help=help, parents=[common])
 
     def case_args(sp):
-        sp.add_argument("case", help="case file (TOML)")
+        sp.add_argument("case", help="case file (TOML), or the name of a shipped case "
+                        "(see 'ot-pde cases')")
         sp.add_argument("--set", action="append", metavar="SEC.KEY=VALUE",
                         help="override a case value (validated like the file)")
 
@@ -371,7 +396,10 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("-o", "--output", help="PNG path (default: RESULT.png)")
     pl.set_defaults(func=cmd_plot)
 
-    add("cases", "list shipped cases").set_defaults(func=cmd_cases)
+    cs = add("cases", "list shipped cases (run one by name: ot-pde run NAME)")
+    cs.add_argument("--json", action="store_true",
+                    help='one JSON object: {"cases": [{"name", "path", "description"}]}')
+    cs.set_defaults(func=cmd_cases)
     i = add("info", "versions, backends, GPU, MPI")
     i.add_argument("--json", action="store_true")
     i.set_defaults(func=cmd_info)
