@@ -1,4 +1,15 @@
 """ot_pde: grid and particle PDE solvers for optimal transport and the flows built on it."""
 from ._version import __version__
 
-__all__ = ["__version__"]
+__all__ = ["__version__", "open_result"]
+
+
+def open_result(path):
+    """Open a result file read-only (:class:`ot_pde.io.ResultFile`): ``with
+    ot_pde.open_result("r.h5") as r: ds = r.to_xarray()``.
+
+    Imported on use, so that ``import ot_pde`` stays light.
+    """
+    from .io import open_result as _open
+
+    return _open(path)

@@ -101,7 +101,8 @@ def cmd_run(args) -> int:
 
     def work():
         return run_case(_load(args), args.output, backend=args.backend,
-                        restart=args.restart, comm=comm, overwrite=args.overwrite)
+                        restart=args.restart, comm=comm, overwrite=args.overwrite,
+                        keep_checkpoint=args.keep_checkpoint)
 
     # under MPI every rank fails at the same step: rank 0 reports it
     result, code = _on_every_rank(comm, work, quiet=(InputError, NumericalError))
@@ -366,6 +367,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--restart", action="store_true", help="continue from the file's checkpoint")
     r.add_argument("--overwrite", action="store_true",
                    help="replace an existing file holding an unfinished run (or not ot_pde's)")
+    r.add_argument("--keep-checkpoint", action="store_true",
+                   help="keep the restart state in the completed file (by default it is "
+                        "dropped: a completed run cannot be restarted)")
     r.set_defaults(func=cmd_run)
 
     c = add("check", "validate a case file only")

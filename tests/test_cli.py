@@ -58,7 +58,7 @@ def test_output_file_layout(cli, tmp_path):
     out = tmp_path / "r.h5"
     assert cli("run", CASES / "bb_gaussian_2d.toml", "-o", out, "--set", "grid.n=12",
                "--set", "time.nt=6", "--set", "solver.max_iterations=40", "--set",
-               "output.every=10")[0] == 0
+               "output.every=10", "--keep-checkpoint")[0] == 0
     with ResultFile(out) as rf:
         assert rf.status == "completed"
         for attr in ("ot_pde_version", "problem", "case_toml", "backend", "created_utc", "seed"):

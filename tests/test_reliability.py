@@ -230,7 +230,7 @@ def interrupted(tmp_path_factory):
 
     out = tmp_path_factory.mktemp("restart") / "base.h5"
     assert main(["run", str(BB1), *SMALL, "--set", "solver.max_iterations=40",
-                 "-o", str(out), "-q"]) == 0
+                 "-o", str(out), "-q", "--keep-checkpoint"]) == 0
     with h5py.File(out, "r+") as f:
         f.attrs["status"] = "interrupted"
     return out

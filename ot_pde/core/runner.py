@@ -19,11 +19,12 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from .._version import __version__
 from ..backends import get_backend
 from ..config import Case, load_case_text
 from ..errors import InputError, NumericalError, OtPdeError
 from ..io import ResultFile, ResultWriter, write_xdmf
+from ..io.blocks import write_rank_blocks, write_virtual_field
+from ..io.finalize import compact
 from ..io.lock import OutputLock, check_output_path
 from .building import build_problem, build_solver
 from .limits import guarded
@@ -138,11 +139,6 @@ def _on_root(comm, make):
     return value
 
 
-def rank_file(output: Path, rank: int) -> Path:
-    """The file of one MPI rank's blocks of the distributed fields, beside ``output``."""
-    return output.with_name(f"{output.stem}.rank{rank}{output.suffix}")
-
-
 def _check_fresh_output(output: Path, overwrite: bool) -> None:
     """A run without --restart refuses to discard an unfinished run or a foreign file."""
     if overwrite or not output.exists() or output.stat().st_size == 0:
@@ -169,14 +165,20 @@ def _check_fresh_output(output: Path, overwrite: bool) -> None:
 
 
 def run_case(case: Case, output: Path | None = None, *, backend: str | None = None,
-             restart: bool = False, comm=None, overwrite: bool = False) -> RunResult:
+             restart: bool = False, comm=None, overwrite: bool = False,
+             keep_checkpoint: bool = False) -> RunResult:
     """Run ``case`` to completion (or to a stop condition), writing ``output``.
 
     With an MPI communicator ``comm`` of more than one rank every rank calls this: the kind
     must have an ``mpi_mode`` (see :class:`~ot_pde.core.problem.Problem`); the ranks step
     in lockstep and stop together (signals and the wall-time limit are shared at each
     iteration); rank 0 writes ``output``, and the blocks of distributed fields go to one
-    file per rank (:func:`rank_file`) joined in ``output`` by HDF5 virtual datasets.
+    file per rank (:func:`~ot_pde.io.blocks.rank_file`) joined in ``output`` by HDF5
+    virtual datasets.
+
+    A completed run's file is rewritten without its restart state (it cannot be restarted;
+    :func:`~ot_pde.io.finalize.compact`) unless ``keep_checkpoint``; the XDMF sidecar is
+    written after that.
 
     Rank 0 holds a lock on ``output`` for the whole run (:class:`~ot_pde.io.lock.OutputLock`):
     a second writer is refused. Without ``restart`` an existing file holding an unfinished
@@ -206,7 +208,14 @@ def run_case(case: Case, output: Path | None = None, *, backend: str | None = No
         problem.comm = comm
     lock = _on_root(comm, lambda: OutputLock(output).acquire())  # None on other ranks
     try:
-        return _run_locked(case, output, problem, backend_obj, restart, comm, overwrite)
+        result = _run_locked(case, output, problem, backend_obj, restart, comm, overwrite)
+        if lock is not None:  # rank 0, or a serial run
+            if result.status == "completed" and not keep_checkpoint:
+                lock.replace_with(compact(output))
+            # the sidecar reads the file: on rank 0 only, which wrote it
+            if case.get("output.xdmf"):
+                write_xdmf(output)
+        return result
     finally:
         if lock is not None:
             lock.release()
@@ -421,18 +430,14 @@ def _write_results(problem, solver, writer, case: Case, output: Path, wall: floa
                 writer.write_field(fld.name, fld.data, dims=fld.dims, units=fld.units,
                                    description=fld.description)
             elif layouts:  # rank 0 joins the blocks (the other ranks have no writer)
-                writer.write_virtual_field(fld.name, layouts[fld.name],
-                                           shape=fld.global_shape, dims=fld.dims,
-                                           units=fld.units, description=fld.description)
+                write_virtual_field(writer, fld.name, layouts[fld.name],
+                                    shape=fld.global_shape, dims=fld.dims,
+                                    units=fld.units, description=fld.description)
         for part in problem.particles(solver):
             writer.write_particles(part.name, part.data, units=part.units,
                                    description=part.description)
         writer.write_summary(summary)
     check_summary_finite(summary)
-    # the sidecar reads the file: on rank 0 only, which wrote it (another rank would read it
-    # while rank 0 writes)
-    if case.get("output.xdmf") and (comm is None or comm.Get_rank() == 0):
-        write_xdmf(output)
     return summary
 
 
@@ -440,18 +445,7 @@ def _write_blocks(blocks, output: Path, comm, problem: str) -> dict:
     """Each rank writes its blocks to its own file; returns, for rank 0, each field's
     sources ``[(file name, dataset, offset, shape), ...]`` over all ranks."""
     rank = 0 if comm is None else comm.Get_rank()
-    path = rank_file(output, rank)
-    mine = {}
-    with h5py.File(path, "w", locking=False) as f:
-        f.attrs["ot_pde_version"] = __version__
-        f.attrs["problem"] = problem
-        f.attrs["rank"] = rank
-        f.attrs["main_file"] = output.name
-        for fld in blocks:
-            ds = f.create_dataset(f"fields/{fld.name}", data=np.ascontiguousarray(fld.data))
-            ds.attrs["offset"] = np.asarray(fld.offset, dtype=np.int64)
-            mine[fld.name] = (path.name, f"fields/{fld.name}", tuple(fld.offset),
-                              tuple(fld.data.shape))
+    mine = write_rank_blocks(output, rank, problem, blocks)
     parts = [mine] if comm is None else comm.gather(mine, root=0)
     if parts is None:
         return {}

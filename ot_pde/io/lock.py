@@ -2,7 +2,7 @@
 
 :class:`OutputLock` takes ``fcntl.flock(LOCK_EX | LOCK_NB)`` on the output file itself (a
 descriptor opened beside HDF5's own; the HDF5 library's locking stays off, see
-:mod:`ot_pde.io.hdf5`). The kernel releases a ``flock`` when the process ends however it
+:mod:`ot_pde.io.writer`). The kernel releases a ``flock`` when the process ends however it
 ends, SIGKILL included, so a killed run never leaves a stale lock: ``--restart`` of its
 file just works. A second ``ot-pde run`` (or ``--restart``) on a file whose run is alive
 is refused with exit 2, naming that run's process id (the ``writer_pid`` root attribute
@@ -80,6 +80,26 @@ class OutputLock:
             return self
         self._fd = fd
         return self
+
+    def replace_with(self, new: str | os.PathLike[str]) -> None:
+        """Move the file ``new`` over the locked path, keeping the lock: the new file is
+        locked before the rename, so no second writer can slip in between (the lock
+        belongs to the inode, and the rename swaps inodes)."""
+        if self._fd is None:  # no locking here (or never acquired): a plain rename
+            os.replace(new, self.path)
+            return
+        import fcntl
+
+        fd = os.open(new, os.O_RDWR | getattr(os, "O_CLOEXEC", 0))
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            os.replace(new, self.path)
+        except BaseException:
+            os.close(fd)
+            raise
+        old, self._fd = self._fd, fd
+        self.created = False
+        os.close(old)  # closing drops the lock on the replaced (now unlinked) inode
 
     def release(self) -> None:
         if self._fd is not None:
