@@ -66,7 +66,7 @@ def available_backends() -> list[str]:
 
 
 def default_backend() -> str:
-    """``numba`` when importable, else ``numpy`` (DESIGN.md)."""
+    """``numba`` when importable, else ``numpy`` (docs/architecture.rst)."""
     return "numba" if numba_installed() else "numpy"
 
 

@@ -137,7 +137,7 @@ def cmd_check(args) -> int:
 
 def cmd_converge(args) -> int:
     from .backends import get_backend
-    from .core.converge import plot_study, run_study, write_study
+    from .core.converge import pick_keys, plot_study, run_study, write_study
 
     _check_outputs(args, ("output", "HDF5 file"), ("plot", "PNG file"))
     comm = _mpi_comm()
@@ -145,22 +145,24 @@ def cmd_converge(args) -> int:
         case, args.vary, backend=args.backend, comm=comm))
     if code is not None:
         return code
+    keys = pick_keys(list(study.errors), args.keys)
     if args.output:
         backend = get_backend(args.backend or case.get("run.backend")).name
         write_study(study, case, Path(args.output), backend)
     if args.plot:
-        plot_study(study, Path(args.plot))
+        plot_study(study, Path(args.plot), keys)
         log.info("convergence plot written to %s", args.plot)
     if args.json:
         _print_json({"problem": case.kind, "case": args.case, "status": "completed",
                      **study.as_json()})
     else:
-        print(study.table())
+        print(study.table(keys))
     return 0
 
 
 def cmd_sweep(args) -> int:
     from .backends import get_backend
+    from .core.converge import pick_keys
     from .core.sweep import run_sweep, write_sweep
 
     comm = _mpi_comm()
@@ -176,7 +178,7 @@ def cmd_sweep(args) -> int:
         _print_json({"problem": case.kind, "case": args.case, "output": str(output),
                      "status": "failed" if sweep.failed else "completed", **sweep.as_json()})
     else:
-        print(sweep.table())
+        print(sweep.table(pick_keys(sweep.numeric_keys(), args.keys)))
         print(f"sweep of {len(sweep.runs)} runs -> {output}")
     if sweep.failed:
         log.error("%d of %d sweep runs failed numerically", sweep.failed, len(sweep.runs))
@@ -265,14 +267,15 @@ def cmd_plot(args) -> int:
 
     with ResultFile(args.result) as rf:
         png = Path(args.output) if args.output else Path(args.result).with_suffix(".png")
-        if "sweep_keys" in rf.h5.attrs:  # a sweep file: summaries against the varied keys
+        if rf.file_kind in ("sweep", "study"):
+            from .core.converge import pick_keys, plot_study, study_from_file
             from .core.sweep import plot_sweep
 
-            plot_sweep(rf, png)
-        elif "convergence_key" in rf.h5.attrs:  # a study of converge -o: errors against h
-            from .core.converge import plot_study, study_from_file
-
-            plot_study(study_from_file(rf), png)
+            if rf.file_kind == "sweep":  # summaries against the varied keys
+                plot_sweep(rf, png, pick_keys(list(rf.history()), args.keys))
+            else:  # a study of converge -o: errors against h
+                study = study_from_file(rf)
+                plot_study(study, png, pick_keys(list(study.errors), args.keys))
         else:
             get_kind(rf.problem).plot(rf, png)
     print(f"figure written to {png}")
@@ -383,6 +386,9 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--json", action="store_true")
     v.add_argument("--plot", metavar="PNG", help="log-log plot with reference slopes")
     v.add_argument("-o", "--output", help="HDF5 file for the study")
+    v.add_argument("--keys", metavar="NAME,...",
+                   help="columns of the table and series of the plot, comma-separated "
+                        "(default: the error measures, at most 4; the table lists the rest)")
     v.set_defaults(func=cmd_converge)
 
     w = add("sweep", "run a case at every point of a grid of parameter values")
@@ -393,11 +399,16 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--json", action="store_true")
     w.add_argument("-o", "--output",
                    help="sweep HDF5 file (default: CASE_sweep.h5; runs in OUTPUT_runs/)")
+    w.add_argument("--keys", metavar="NAME,...",
+                   help="summary values in the table, comma-separated (default: those that "
+                        "change across the runs, errors first, at most 4)")
     w.set_defaults(func=cmd_sweep)
 
     pl = add("plot", "the problem kind's standard figure")
     pl.add_argument("result", help="result HDF5 file")
     pl.add_argument("-o", "--output", help="PNG path (default: RESULT.png)")
+    pl.add_argument("--keys", metavar="NAME,...",
+                    help="for a sweep or study file: the values to plot (comma-separated)")
     pl.set_defaults(func=cmd_plot)
 
     cs = add("cases", "list shipped cases (run one by name: ot-pde run NAME)")

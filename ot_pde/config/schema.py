@@ -547,8 +547,8 @@ COMMON_SECTIONS: dict[str, Section] = {
         "xdmf": Field("bool", True, doc="also write an XDMF file for ParaView/VisIt"),
     }, doc="what to write"),
 }
-# Common sections that come after a kind's own sections in written case files (DESIGN.md
-# order: case, run, discretization and data sections, solver, output).
+# Common sections that come after a kind's own sections in written case files (architecture
+# docs, order: case, run, discretization and data sections, solver, output).
 _TRAILING_COMMON = ("output",)
 
 

@@ -166,7 +166,7 @@ def _check_fresh_output(output: Path, overwrite: bool) -> None:
 
 def run_case(case: Case, output: Path | None = None, *, backend: str | None = None,
              restart: bool = False, comm=None, overwrite: bool = False,
-             keep_checkpoint: bool = False) -> RunResult:
+             keep_checkpoint: bool = False, label: str = "") -> RunResult:
     """Run ``case`` to completion (or to a stop condition), writing ``output``.
 
     With an MPI communicator ``comm`` of more than one rank every rank calls this: the kind
@@ -178,7 +178,7 @@ def run_case(case: Case, output: Path | None = None, *, backend: str | None = No
 
     A completed run's file is rewritten without its restart state (it cannot be restarted;
     :func:`~ot_pde.io.finalize.compact`) unless ``keep_checkpoint``; the XDMF sidecar is
-    written after that.
+    written after that. ``label`` starts every progress line (``run 2 of 4``).
 
     Rank 0 holds a lock on ``output`` for the whole run (:class:`~ot_pde.io.lock.OutputLock`):
     a second writer is refused. Without ``restart`` an existing file holding an unfinished
@@ -208,7 +208,8 @@ def run_case(case: Case, output: Path | None = None, *, backend: str | None = No
         problem.comm = comm
     lock = _on_root(comm, lambda: OutputLock(output).acquire())  # None on other ranks
     try:
-        result = _run_locked(case, output, problem, backend_obj, restart, comm, overwrite)
+        result = _run_locked(case, output, problem, backend_obj, restart, comm, overwrite,
+                             label)
         if lock is not None:  # rank 0, or a serial run
             if result.status == "completed" and not keep_checkpoint:
                 lock.replace_with(compact(output))
@@ -221,7 +222,8 @@ def run_case(case: Case, output: Path | None = None, *, backend: str | None = No
             lock.release()
 
 
-def _run_locked(case, output, problem, backend_obj, restart, comm, overwrite) -> RunResult:
+def _run_locked(case, output, problem, backend_obj, restart, comm, overwrite,
+                label) -> RunResult:
     """:func:`run_case` once the output file is locked."""
     root = comm is None or comm.Get_rank() == 0
     state = None
@@ -259,11 +261,12 @@ def _run_locked(case, output, problem, backend_obj, restart, comm, overwrite) ->
         else:
             writer.set_status("failed", message=f"{type(exc).__name__}: {exc}")
         raise
-    return _main_loop(case, output, problem, solver, writer, backend_obj, wall_before, comm)
+    return _main_loop(case, output, problem, solver, writer, backend_obj, wall_before, comm,
+                      label)
 
 
 def _main_loop(case, output, problem, solver, writer, backend_obj, wall_before,
-               comm) -> RunResult:
+               comm, label="") -> RunResult:
     root = comm is None or comm.Get_rank() == 0
     log.info("%s: %s on backend %s -> %s", case.kind, problem.describe(), backend_obj.name,
              output)
@@ -271,7 +274,7 @@ def _main_loop(case, output, problem, solver, writer, backend_obj, wall_before,
     max_wall = case.get("run.max_wall_seconds")
     progress = Progress(mode=case.get("run.progress") if root else "none",
                         cadence=case.get("run.progress_seconds"),
-                        total=problem.max_iterations(), start=solver.iteration)
+                        total=problem.max_iterations(), start=solver.iteration, label=label)
     rows: list[tuple[int, float, dict]] = []
     started = time.perf_counter()
 

@@ -12,11 +12,13 @@ Mapping
   would therefore show x and y swapped; 2D and 3D fields are put on a curvilinear mesh
   (``3DSMesh``, one point thick in 2D, where VTK's reader accepts vectors) whose point
   coordinates are stored once per mesh in the result file (``/xdmf/<axes>/<axis>``,
-  gzip-compressed), so every point sits where it belongs. 1D fields use a ``2DRectMesh`` with a singleton second axis at 0 (their only
-  axis is the fastest one), so "Plot Over Line" works on them.
+  gzip-compressed), so every point sits where it belongs. 1D fields use a ``2DRectMesh``
+  with a singleton second axis at 0 (their only axis is the fastest one), so "Plot Over
+  Line" works on them.
 - One temporal collection per set of space axes, without gaps: its times are those of its
-  longest time axis (the one most fields use on a tie); a field on another time axis (Benamou-Brenier's
-  momentum at the cell-centre times ``t_mid``) is interpolated linearly in time by XDMF
+  longest time axis (the one most fields use on a tie); a field on another time axis
+  (Benamou-Brenier's momentum at the cell-centre times ``t_mid``) is interpolated linearly
+  in time by XDMF
   ``Function`` items between its two nearest stored slices (the file keeps each field at
   its own times); fields without a time axis are repeated in every step.
 - Vectors: fields ``<base>_<axis>`` for every space axis of their mesh (``m_x``, ``m_y``)

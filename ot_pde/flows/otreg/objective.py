@@ -204,6 +204,8 @@ class OTRegularized(DataBatches):
     alpha : sequence of 3 floats
         Weights of transport, NLL and HJB residual (all >= 0).
 
+    Notes
+    -----
     After each :meth:`loss_and_grad`, :attr:`last_terms` holds the batch values of the terms
     (``transport``, ``nll``, ``hjb``) and :attr:`last_layerwise` the discrete kinetic energy.
     The ``T``, ``n_steps``, ``scheme`` keywords of the trainer are passed through.

@@ -8,7 +8,7 @@ input gradients and Laplacians, trained by stochastic ascent of the entropic dua
 
 Lebesgue form of the dual
 -------------------------
-With the convention of :mod:`.solver` (cost :math:`|x-y|^2/2`, :math:`\varepsilon\,\mathrm{KL}(\pi|\mu\otimes\nu)`)
+With the convention of :mod:`~ot_pde.transport.entropic.solver` (cost :math:`|x-y|^2/2`, :math:`\varepsilon\,\mathrm{KL}(\pi|\mu\otimes\nu)`)
 and the *plan potentials* :math:`\varphi = f + \varepsilon\log\mu`, :math:`\psi = g + \varepsilon\log\nu`,
 so that the plan's Lebesgue density is :math:`\pi(x, y) = e^{(\varphi(x) + \psi(y) - |x-y|^2/2)/\varepsilon}`,
 
