@@ -16,7 +16,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import h5py
 import numpy as np
 
 from ..backends import get_backend
@@ -25,7 +24,8 @@ from ..errors import InputError, NumericalError, OtPdeError
 from ..io import ResultFile, ResultWriter, write_xdmf
 from ..io.blocks import write_rank_blocks, write_virtual_field
 from ..io.finalize import compact
-from ..io.lock import OutputLock, check_output_path
+from ..io.lock import OutputLock, check_fresh_output, check_output_path
+from ..io.snapshots import SNAPSHOT_AXIS, append_snapshots, truncate_snapshots
 from .building import build_problem, build_solver
 from .limits import guarded
 from .progress import Progress
@@ -40,6 +40,7 @@ RESTART_MUTABLE_KEYS = {
 }
 
 _STATE_WALL = "runner_wall_seconds"
+_STATE_SNAPSHOTS = "runner_snapshots"  # snapshots written up to the checkpoint
 
 
 @dataclass
@@ -139,31 +140,6 @@ def _on_root(comm, make):
     return value
 
 
-def _check_fresh_output(output: Path, overwrite: bool) -> None:
-    """A run without --restart refuses to discard an unfinished run or a foreign file."""
-    if overwrite or not output.exists() or output.stat().st_size == 0:
-        return
-    source = str(output)
-    try:
-        with h5py.File(output, "r", locking=False) as f:
-            status = f.attrs.get("status")
-            ours = "ot_pde_version" in f.attrs
-            iteration = f["checkpoint"].attrs.get("iteration") if "checkpoint" in f else None
-    except Exception:  # not HDF5, or unreadable
-        ours, status, iteration = False, None, None
-    if not ours:
-        raise InputError("the file exists and is not an ot_pde result file; refusing to "
-                         "overwrite it (use --overwrite to replace it)", source=source,
-                         key="output.path")
-    if isinstance(status, bytes):
-        status = status.decode()
-    if status in ("running", "interrupted"):
-        at = f" at iteration {iteration}" if isinstance(iteration, (int, np.integer)) else ""
-        raise InputError(f"the file holds an unfinished run (status {status!r}{at}); use "
-                         "--restart to continue it or --overwrite to start over",
-                         source=source, key="output.path")
-
-
 def run_case(case: Case, output: Path | None = None, *, backend: str | None = None,
              restart: bool = False, comm=None, overwrite: bool = False,
              keep_checkpoint: bool = False, label: str = "") -> RunResult:
@@ -232,13 +208,15 @@ def _run_locked(case, output, problem, backend_obj, restart, comm, overwrite,
         if comm is not None:
             comm.Barrier()
     else:
-        _on_root(comm, lambda: _check_fresh_output(output, overwrite))
+        _on_root(comm, lambda: check_fresh_output(output, overwrite))
     fresh = state is None
     # the solver is set up and the checkpoint loaded before the file is touched: a case too
     # large or a damaged checkpoint leaves the file as it was (an interrupted run stays so)
     solver = build_solver(problem, backend_obj, case)
+    snapshots = 0
     if not fresh:
         wall_before = _stored_wall(state.pop(_STATE_WALL, 0.0), output)
+        snapshots = int(state.pop(_STATE_SNAPSHOTS, 0))
         load_checkpoint_state(solver, state, output)
     writer = _on_root(comm, lambda: ResultWriter(
         output, problem=case.kind, case_toml=case.to_toml(), backend=backend_obj.name,
@@ -254,6 +232,8 @@ def _run_locked(case, output, problem, backend_obj, restart, comm, overwrite,
                                       description=axis.description, kind=axis.kind)
         else:
             writer.truncate_history(solver.iteration)
+            if root:  # snapshots written after the checkpoint are written again
+                truncate_snapshots(writer, SNAPSHOT_AXIS, snapshots)
             log.info("restarting %s from iteration %d", output, solver.iteration)
     except BaseException as exc:  # the file says why it holds no run
         if isinstance(exc, KeyboardInterrupt):
@@ -262,11 +242,11 @@ def _run_locked(case, output, problem, backend_obj, restart, comm, overwrite,
             writer.set_status("failed", message=f"{type(exc).__name__}: {exc}")
         raise
     return _main_loop(case, output, problem, solver, writer, backend_obj, wall_before, comm,
-                      label)
+                      label, snapshots)
 
 
 def _main_loop(case, output, problem, solver, writer, backend_obj, wall_before,
-               comm, label="") -> RunResult:
+               comm, label="", snapshots=0) -> RunResult:
     root = comm is None or comm.Get_rank() == 0
     log.info("%s: %s on backend %s -> %s", case.kind, problem.describe(), backend_obj.name,
              output)
@@ -276,6 +256,11 @@ def _main_loop(case, output, problem, solver, writer, backend_obj, wall_before,
                         cadence=case.get("run.progress_seconds"),
                         total=problem.max_iterations(), start=solver.iteration, label=label)
     rows: list[tuple[int, float, dict]] = []
+    # snapshots in time (a kind's optional ``snapshot(solver)``): held until the next
+    # checkpoint, so the file never holds one the checkpoint's state has not reached
+    take = getattr(problem, "snapshot", None)
+    pending: list = []
+    written = [snapshots]
     started = time.perf_counter()
 
     def elapsed() -> float:
@@ -292,9 +277,22 @@ def _main_loop(case, output, problem, solver, writer, backend_obj, wall_before,
                 writer.append_history(table)
                 rows.clear()
             if checkpoint:
+                if pending:
+                    append_snapshots(writer, SNAPSHOT_AXIS, [t for t, _ in pending], {
+                        f.name: (np.stack([p[1][i].data for p in pending]), f.dims, f.units,
+                                 f.description) for i, f in enumerate(pending[0][1])})
+                    written[0] += len(pending)
+                    pending.clear()
                 snapshot = solver.state()
                 snapshot[_STATE_WALL] = np.float64(elapsed())
+                if take is not None:
+                    snapshot[_STATE_SNAPSHOTS] = np.int64(written[0])
                 writer.write_checkpoint(snapshot, solver.iteration)
+
+    def snap() -> None:
+        due = take(solver) if take is not None else None
+        if due is not None:
+            pending.append(due)
 
     def result(status: str, summary: dict) -> RunResult:
         return RunResult(problem=case.kind, case=case.source, output=output,
@@ -306,6 +304,7 @@ def _main_loop(case, output, problem, solver, writer, backend_obj, wall_before,
     with _StopSignals() as signals:
         try:
             stop_reason = ""
+            snap()  # t = 0 of a fresh run (a restart only tells the kind where it is)
             while not solver.finished:
                 out_of_time = max_wall is not None and elapsed() >= max_wall
                 if comm is not None:  # stop together, or the others wait forever
@@ -318,6 +317,7 @@ def _main_loop(case, output, problem, solver, writer, backend_obj, wall_before,
                     stop_reason = f"wall-time limit of {max_wall:g} s reached"
                     break
                 diag = solver.step()
+                snap()
                 rows.append((solver.iteration, elapsed(), dict(diag)))
                 progress.update(solver.iteration, diag)
                 if solver.iteration % every == 0:

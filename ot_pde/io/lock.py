@@ -19,11 +19,13 @@ import logging
 import os
 from pathlib import Path
 
+import numpy as np
+
 from ..errors import InputError
 
 log = logging.getLogger("ot_pde")
 
-__all__ = ["OutputLock", "check_output_path"]
+__all__ = ["OutputLock", "check_fresh_output", "check_output_path"]
 
 
 def _writer_pid(path: Path) -> int | None:
@@ -144,3 +146,30 @@ def check_output_path(output: str | os.PathLike[str], *, case_source: str | None
         if same:
             raise InputError("the output is the case file itself; it would be overwritten",
                              source=source, key=key)
+
+
+def check_fresh_output(output: Path, overwrite: bool) -> None:
+    """A run without --restart refuses to discard an unfinished run or a foreign file."""
+    if overwrite or not output.exists() or output.stat().st_size == 0:
+        return
+    source = str(output)
+    try:
+        import h5py
+
+        with h5py.File(output, "r", locking=False) as f:
+            status = f.attrs.get("status")
+            ours = "ot_pde_version" in f.attrs
+            iteration = f["checkpoint"].attrs.get("iteration") if "checkpoint" in f else None
+    except Exception:  # not HDF5, or unreadable
+        ours, status, iteration = False, None, None
+    if not ours:
+        raise InputError("the file exists and is not an ot_pde result file; refusing to "
+                         "overwrite it (use --overwrite to replace it)", source=source,
+                         key="output.path")
+    if isinstance(status, bytes):
+        status = status.decode()
+    if status in ("running", "interrupted"):
+        at = f" at iteration {iteration}" if isinstance(iteration, (int, np.integer)) else ""
+        raise InputError(f"the file holds an unfinished run (status {status!r}{at}); use "
+                         "--restart to continue it or --overwrite to start over",
+                         source=source, key="output.path")
