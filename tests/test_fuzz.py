@@ -369,7 +369,7 @@ def _restart_fuzz(max_examples: int, folder):
     base = folder / "base.h5"
     case = CASES / "bb_translation_1d.toml"
     code, _, err = _cli("run", case, "-q", *_RESTART, "--set", "solver.max_iterations=20",
-                        "-o", base)
+                        "-o", base, "--keep-checkpoint")  # the mutations target its state
     assert code == 0, err
     with h5py.File(base, "r+") as f:
         f.attrs["status"] = "interrupted"

@@ -492,7 +492,7 @@ def maflow_interrupted(tmp_path_factory):
 
     out = tmp_path_factory.mktemp("maflow") / "base.h5"
     assert main(["run", str(CASES / "maflow_moons_density.toml"), *MAFLOW, "-o", str(out),
-                 "-q"]) == 0
+                 "-q", "--keep-checkpoint"]) == 0
     with h5py.File(out, "r+") as f:
         f.attrs["status"] = "interrupted"
     return out
