@@ -5,7 +5,7 @@ __all__ = ["__version__", "open_result"]
 
 
 def open_result(path):
-    """Open a result file read-only (:class:`ot_pde.io.ResultFile`): ``with
+    """Open a result file read-only (:class:`ot_pde.io.reader.ResultFile`): ``with
     ot_pde.open_result("r.h5") as r: ds = r.to_xarray()``.
 
     Imported on use, so that ``import ot_pde`` stays light.

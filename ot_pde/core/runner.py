@@ -3,7 +3,7 @@
 Modelled on Dedalus' main loop: ``while not solver.finished`` with stop conditions on wall
 time and iterations inside try/finally, logging at a cadence and ending with run statistics.
 
-The output file is written through :class:`~ot_pde.io.ResultWriter`, which opens and closes
+The output file is written through :class:`~ot_pde.io.writer.ResultWriter`, which opens and closes
 the file at every flush, so a run killed at any moment leaves every flushed step readable.
 """
 from __future__ import annotations

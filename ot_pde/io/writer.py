@@ -12,7 +12,7 @@ sessions therefore leaves a closed, consistent file holding every completed step
 superblock has no "open for writing" flag, so a writer killed *inside* a session leaves
 a file that opens without ``h5clear``; that session's writes are lost or partial. HDF5
 writes metadata in no fixed order while closing, so a kill at that moment can leave the
-last history row in some datasets and not others; :meth:`~ot_pde.io.ResultFile.history`
+last history row in some datasets and not others; :meth:`~ot_pde.io.reader.ResultFile.history`
 cuts the datasets to their common length.
 
 A checkpoint is written into ``/checkpoint_tmp``, flushed, and only then swapped with

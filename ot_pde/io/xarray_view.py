@@ -31,7 +31,7 @@ def _attrs(ds) -> dict[str, Any]:
 
 
 def to_xarray(result):
-    """See :meth:`ot_pde.io.ResultFile.to_xarray` (``result``: an open ResultFile)."""
+    """See :meth:`ot_pde.io.reader.ResultFile.to_xarray` (``result``: an open ResultFile)."""
     xr = _xarray()
     f = result.h5
     coords = {name: (name, ds[()], _attrs(ds)) for name, ds in f.get("grid", {}).items()}

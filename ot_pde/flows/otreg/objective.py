@@ -87,7 +87,7 @@ def integrate_ot(potential, x0, *, T: float = 1.0, n_steps: int, scheme: str = "
 
     The positions follow exactly the arithmetic of
     :func:`ot_pde.flows.integrators.integrate` with the velocity :math:`-\nabla_x\Phi` (the
-    ``to_latent`` of :class:`ot_pde.flows.comparison.OTFlow` with :math:`\alpha_0 = 1`).
+    ``to_latent`` of :class:`ot_pde.flows.comparison.models.OTFlow` with :math:`\alpha_0 = 1`).
     """
     xp = potential.xp
     x = xp.asarray(x0, dtype=np.float64)
