@@ -12,7 +12,7 @@ export MPLBACKEND ?= Agg
 DEMO_CASE := cases/bb_gaussian_2d.toml
 DEMO_OUT  := out/bb_gaussian_2d.h5
 
-.PHONY: demo test test-all test-gpu gpu-check bench docs clean venv
+.PHONY: demo test test-all test-gpu gpu-check bench docs clean venv install-check
 
 $(VENV)/.stamp-base: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,14 +41,19 @@ demo: $(VENV)/.stamp-base
 test: $(VENV)/.stamp-test
 	$(PY) -m pytest
 
+# `pip install .` (a wheel, not editable) into a fresh venv, used from outside the checkout.
+install-check:
+	bash tools/install_check.sh $(PYTHON)
+
 test-all: $(VENV)/.stamp-test
 	$(PY) -m pytest -m "not gpu and not mpi"
 
 bench: $(VENV)/.stamp-test
 	$(PY) benchmarks/run.py
 
+# -n -W: every cross-reference must resolve and any warning fails the build.
 docs: $(VENV)/.stamp-docs
-	$(BIN)/sphinx-build -q -b html docs docs/_build/html
+	$(BIN)/sphinx-build -q -n -W --keep-going -b html docs docs/_build/html
 	@echo "docs: $(CURDIR)/docs/_build/html/index.html"
 
 clean:

@@ -1,4 +1,4 @@
-"""The ``ot-pde`` command line (also ``python -m ot_pde``); see DESIGN.md, "CLI contract".
+"""The ``ot-pde`` command line (also ``python -m ot_pde``); see :doc:`/cli`.
 
 Exit codes: 0 ok, 2 bad input, 1 numerical failure, 130 interrupted. With ``--json`` exactly
 one JSON object goes to stdout; logs always go to stderr.
@@ -19,7 +19,9 @@ from .errors import InputError, NumericalError, OtPdeError
 
 log = logging.getLogger("ot_pde")
 
-CASES_DIR = Path(__file__).resolve().parent.parent / "cases"
+#: The shipped cases: package data, so that an installed wheel has them (in a source
+#: checkout ``ot_pde/cases`` is a link to the top-level ``cases/``).
+CASES_DIR = Path(__file__).resolve().parent / "cases"
 
 
 class _ArgumentParser(argparse.ArgumentParser):
@@ -73,9 +75,21 @@ def _error_json(args, exc: BaseException, status: str, code: int) -> dict:
     return obj
 
 
+def resolve_case_path(name: str) -> str:
+    """``name`` itself when it is a file (or looks like a path), else the shipped case of
+    that name (``bb_translation_1d`` or ``bb_translation_1d.toml``), so that ``ot-pde run
+    bb_translation_1d`` works from any folder; an unknown name is left for the loader to
+    report as missing."""
+    if os.path.exists(name) or os.sep in name or (os.altsep and os.altsep in name):
+        return name
+    shipped = CASES_DIR / (name if name.endswith(".toml") else f"{name}.toml")
+    return str(shipped) if shipped.is_file() else name
+
+
 def _load(args):
     from .config import load_case
 
+    args.case = resolve_case_path(args.case)
     return load_case(args.case, overrides=args.set or ())
 
 
@@ -87,7 +101,8 @@ def cmd_run(args) -> int:
 
     def work():
         return run_case(_load(args), args.output, backend=args.backend,
-                        restart=args.restart, comm=comm, overwrite=args.overwrite)
+                        restart=args.restart, comm=comm, overwrite=args.overwrite,
+                        keep_checkpoint=args.keep_checkpoint)
 
     # under MPI every rank fails at the same step: rank 0 reports it
     result, code = _on_every_rank(comm, work, quiet=(InputError, NumericalError))
@@ -122,7 +137,7 @@ def cmd_check(args) -> int:
 
 def cmd_converge(args) -> int:
     from .backends import get_backend
-    from .core.converge import plot_study, run_study, write_study
+    from .core.converge import pick_keys, plot_study, run_study, write_study
 
     _check_outputs(args, ("output", "HDF5 file"), ("plot", "PNG file"))
     comm = _mpi_comm()
@@ -130,22 +145,24 @@ def cmd_converge(args) -> int:
         case, args.vary, backend=args.backend, comm=comm))
     if code is not None:
         return code
+    keys = pick_keys(list(study.errors), args.keys)
     if args.output:
         backend = get_backend(args.backend or case.get("run.backend")).name
         write_study(study, case, Path(args.output), backend)
     if args.plot:
-        plot_study(study, Path(args.plot))
+        plot_study(study, Path(args.plot), keys)
         log.info("convergence plot written to %s", args.plot)
     if args.json:
         _print_json({"problem": case.kind, "case": args.case, "status": "completed",
                      **study.as_json()})
     else:
-        print(study.table())
+        print(study.table(keys))
     return 0
 
 
 def cmd_sweep(args) -> int:
     from .backends import get_backend
+    from .core.converge import pick_keys
     from .core.sweep import run_sweep, write_sweep
 
     comm = _mpi_comm()
@@ -161,7 +178,7 @@ def cmd_sweep(args) -> int:
         _print_json({"problem": case.kind, "case": args.case, "output": str(output),
                      "status": "failed" if sweep.failed else "completed", **sweep.as_json()})
     else:
-        print(sweep.table())
+        print(sweep.table(pick_keys(sweep.numeric_keys(), args.keys)))
         print(f"sweep of {len(sweep.runs)} runs -> {output}")
     if sweep.failed:
         log.error("%d of %d sweep runs failed numerically", sweep.failed, len(sweep.runs))
@@ -250,14 +267,15 @@ def cmd_plot(args) -> int:
 
     with ResultFile(args.result) as rf:
         png = Path(args.output) if args.output else Path(args.result).with_suffix(".png")
-        if "sweep_keys" in rf.h5.attrs:  # a sweep file: summaries against the varied keys
+        if rf.file_kind in ("sweep", "study"):
+            from .core.converge import pick_keys, plot_study, study_from_file
             from .core.sweep import plot_sweep
 
-            plot_sweep(rf, png)
-        elif "convergence_key" in rf.h5.attrs:  # a study of converge -o: errors against h
-            from .core.converge import plot_study, study_from_file
-
-            plot_study(study_from_file(rf), png)
+            if rf.file_kind == "sweep":  # summaries against the varied keys
+                plot_sweep(rf, png, pick_keys(list(rf.history()), args.keys))
+            else:  # a study of converge -o: errors against h
+                study = study_from_file(rf)
+                plot_study(study, png, pick_keys(list(study.errors), args.keys))
         else:
             get_kind(rf.problem).plot(rf, png)
     print(f"figure written to {png}")
@@ -277,8 +295,18 @@ def shipped_cases() -> list[tuple[Path, str]]:
 
 
 def cmd_cases(args) -> int:
-    for path, desc in shipped_cases():
-        print(f"{path.relative_to(CASES_DIR.parent)}  {desc}")
+    cases = shipped_cases()
+    if not cases:  # a broken install: say so rather than print nothing and succeed
+        raise InputError("no shipped case files found (the package data is missing; "
+                         "reinstall ot_pde)", source=str(CASES_DIR))
+    if args.json:
+        _print_json({"cases": [{"name": path.stem, "path": str(path), "description": desc}
+                               for path, desc in cases]})
+        return 0
+    width = max(len(path.stem) for path, _ in cases)
+    for path, desc in cases:
+        print(f"{path.stem:{width}s}  {desc}")
+    print(f"({len(cases)} cases in {CASES_DIR}; run one by name: ot-pde run NAME)")
     return 0
 
 
@@ -329,7 +357,8 @@ def build_parser() -> argparse.ArgumentParser:
         return sub.add_parser(name, help=help, parents=[common])
 
     def case_args(sp):
-        sp.add_argument("case", help="case file (TOML)")
+        sp.add_argument("case", help="case file (TOML), or the name of a shipped case "
+                        "(see 'ot-pde cases')")
         sp.add_argument("--set", action="append", metavar="SEC.KEY=VALUE",
                         help="override a case value (validated like the file)")
 
@@ -341,6 +370,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--restart", action="store_true", help="continue from the file's checkpoint")
     r.add_argument("--overwrite", action="store_true",
                    help="replace an existing file holding an unfinished run (or not ot_pde's)")
+    r.add_argument("--keep-checkpoint", action="store_true",
+                   help="keep the restart state in the completed file (by default it is "
+                        "dropped: a completed run cannot be restarted)")
     r.set_defaults(func=cmd_run)
 
     c = add("check", "validate a case file only")
@@ -354,6 +386,9 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--json", action="store_true")
     v.add_argument("--plot", metavar="PNG", help="log-log plot with reference slopes")
     v.add_argument("-o", "--output", help="HDF5 file for the study")
+    v.add_argument("--keys", metavar="NAME,...",
+                   help="columns of the table and series of the plot, comma-separated "
+                        "(default: the error measures, at most 4; the table lists the rest)")
     v.set_defaults(func=cmd_converge)
 
     w = add("sweep", "run a case at every point of a grid of parameter values")
@@ -364,14 +399,22 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--json", action="store_true")
     w.add_argument("-o", "--output",
                    help="sweep HDF5 file (default: CASE_sweep.h5; runs in OUTPUT_runs/)")
+    w.add_argument("--keys", metavar="NAME,...",
+                   help="summary values in the table, comma-separated (default: those that "
+                        "change across the runs, errors first, at most 4)")
     w.set_defaults(func=cmd_sweep)
 
     pl = add("plot", "the problem kind's standard figure")
     pl.add_argument("result", help="result HDF5 file")
     pl.add_argument("-o", "--output", help="PNG path (default: RESULT.png)")
+    pl.add_argument("--keys", metavar="NAME,...",
+                    help="for a sweep or study file: the values to plot (comma-separated)")
     pl.set_defaults(func=cmd_plot)
 
-    add("cases", "list shipped cases").set_defaults(func=cmd_cases)
+    cs = add("cases", "list shipped cases (run one by name: ot-pde run NAME)")
+    cs.add_argument("--json", action="store_true",
+                    help='one JSON object: {"cases": [{"name", "path", "description"}]}')
+    cs.set_defaults(func=cmd_cases)
     i = add("info", "versions, backends, GPU, MPI")
     i.add_argument("--json", action="store_true")
     i.set_defaults(func=cmd_info)

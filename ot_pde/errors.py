@@ -1,4 +1,4 @@
-"""Exceptions that carry the CLI's exit codes (see DESIGN.md, "CLI contract").
+"""Exceptions that carry the CLI's exit codes (:doc:`/cli`, :doc:`/architecture`).
 
 Every error the user can cause is an :class:`InputError` (exit 2) whose message names
 where the bad input came from (a file, ``--set`` or an argument) and which key.

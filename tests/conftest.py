@@ -76,13 +76,16 @@ def run_full_and_restarted(cli, case, full, part, *, stop_at: int, total: int) -
     and continue it with ``--restart``. The caller compares the two files."""
     import h5py
 
-    assert cli("run", case, "-o", full, "--backend", "numpy")[0] == 0
-    code, _, err = cli("run", case, "-o", part, "--backend", "numpy", "--set",
+    # the completed files keep their restart state (--keep-checkpoint): ``part`` is
+    # restarted from it, and the callers compare the final states
+    keep = "--keep-checkpoint"
+    assert cli("run", case, "-o", full, "--backend", "numpy", keep)[0] == 0
+    code, _, err = cli("run", case, "-o", part, "--backend", "numpy", keep, "--set",
                        f"training.iterations={stop_at}")
     assert code == 0, err
     with h5py.File(part, "r+") as f:
         f.attrs["status"] = "interrupted"
         f.attrs["case_toml"] = f.attrs["case_toml"].replace(f"iterations = {stop_at}",
                                                             f"iterations = {total}")
-    code, _, err = cli("run", case, "-o", part, "--backend", "numpy", "--restart")
+    code, _, err = cli("run", case, "-o", part, "--backend", "numpy", "--restart", keep)
     assert code == 0, err

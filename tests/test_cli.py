@@ -58,7 +58,7 @@ def test_output_file_layout(cli, tmp_path):
     out = tmp_path / "r.h5"
     assert cli("run", CASES / "bb_gaussian_2d.toml", "-o", out, "--set", "grid.n=12",
                "--set", "time.nt=6", "--set", "solver.max_iterations=40", "--set",
-               "output.every=10")[0] == 0
+               "output.every=10", "--keep-checkpoint")[0] == 0
     with ResultFile(out) as rf:
         assert rf.status == "completed"
         for attr in ("ot_pde_version", "problem", "case_toml", "backend", "created_utc", "seed"):
@@ -77,7 +77,12 @@ def test_check_cases_info_plot(cli, tmp_path):
     code, out, _ = cli("check", CASES / "bb_mixture_2d.toml")
     assert code == 0 and "ok" in out
     code, out, _ = cli("cases")
-    assert code == 0 and "bb_gaussian_2d.toml" in out and "make demo" in out
+    assert code == 0 and "bb_gaussian_2d " in out and "make demo" in out
+    shipped = sorted(p.stem for p in CASES.glob("*.toml"))
+    code, out, _ = cli("cases", "--json")
+    listed = json_line(out)["cases"]
+    assert code == 0 and [c["name"] for c in listed] == shipped
+    assert all(c["description"] for c in listed)
     code, out, _ = cli("info", "--json")
     info = json_line(out)
     assert "numpy" in info["backends"]

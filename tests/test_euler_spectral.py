@@ -250,7 +250,8 @@ def test_blow_up_mid_run_marks_the_file_failed(cli, tmp_path, monkeypatch):
 def test_restart_continues_bit_for_bit(cli, tmp_path):
     """Stopped at step 10 of 20 (as if killed after that checkpoint) and continued."""
     full, part = tmp_path / "full.h5", tmp_path / "part.h5"
-    common = ["--backend", "numpy", "--set", "output.every=5", "--set", "output.xdmf=false"]
+    common = ["--backend", "numpy", "--set", "output.every=5", "--set", "output.xdmf=false",
+              "--keep-checkpoint"]  # the final states are compared; part restarts from its
     assert cli("run", TG, "-o", full, *common, "--set", "time.t_final=0.4")[0] == 0
     code, _, err = cli("run", TG, "-o", part, *common, "--set", "time.t_final=0.2")
     assert code == 0, err
@@ -300,3 +301,40 @@ def test_numerical_error_is_raised_by_the_solver():
     _, solver = _solver(["time.dt=0.5"])
     with pytest.raises(NumericalError, match="step 1 "):
         solver.step()
+
+
+def test_snapshots_every_time_against_the_exact_solution_and_across_a_restart(cli, tmp_path):
+    """output.every_time: the vorticity at t = 0 and at every step crossing a multiple,
+    each equal to the shifted Taylor-Green vorticity at its time; a run stopped and
+    restarted writes each snapshot once, the same bits as an uninterrupted run."""
+    from ot_pde.core.registry import get_kind
+    from ot_pde.config import load_case
+
+    common = ["--backend", "numpy", "--set", "time.dt=0.02", "--set", "output.every=5",
+              "--set", "output.every_time=0.1", "--set", "particles.n=0", "-q"]
+    full, part = tmp_path / "full.h5", tmp_path / "part.h5"
+    assert cli("run", TG, "-o", full, *common, "--set", "time.t_final=0.4")[0] == 0
+    with ResultFile(full) as rf:
+        times, omega = rf.grid()["t_snap"], rf.field("omega_t")
+        assert rf.field_dims("omega_t") == ("t_snap", "x", "y")
+    np.testing.assert_allclose(times, [0.0, 0.1, 0.2, 0.3, 0.4], atol=1e-12)
+    sets = [common[i + 1] for i, a in enumerate(common) if a == "--set"]
+    problem = get_kind("euler_spectral").build(load_case(TG, overrides=sets))
+    for t, w in zip(times, omega):
+        exact = problem._exact_fields(t)["omega"]
+        assert np.max(np.abs(w - exact)) < 1e-6 * np.max(np.abs(exact)), t
+    code, _, err = cli("run", TG, "-o", part, *common, "--set", "time.t_final=0.2",
+                       "--keep-checkpoint")
+    assert code == 0, err
+    with h5py.File(part, "r+") as f:  # as if a run to 0.4 had been killed at t = 0.2
+        f.attrs["status"] = "interrupted"
+        f.attrs["case_toml"] = f.attrs["case_toml"].replace("t_final = 0.2\n",
+                                                            "t_final = 0.4\n")
+        assert f["grid/t_snap"].shape == (3,)
+        f["grid/t_snap"].resize((4,))  # a snapshot the checkpoint has not reached
+    code, _, err = cli("run", TG, "-o", part, *common, "--set", "time.t_final=0.4",
+                       "--restart")
+    assert code == 0, err
+    with ResultFile(part) as rf:
+        np.testing.assert_array_equal(rf.grid()["t_snap"], times)
+        np.testing.assert_array_equal(rf.field("omega_t"), omega)

@@ -369,7 +369,7 @@ def _restart_fuzz(max_examples: int, folder):
     base = folder / "base.h5"
     case = CASES / "bb_translation_1d.toml"
     code, _, err = _cli("run", case, "-q", *_RESTART, "--set", "solver.max_iterations=20",
-                        "-o", base)
+                        "-o", base, "--keep-checkpoint")  # the mutations target its state
     assert code == 0, err
     with h5py.File(base, "r+") as f:
         f.attrs["status"] = "interrupted"
@@ -407,7 +407,8 @@ def _tamper_fuzz(max_examples: int, folder, which: str = "bb"):
                                          "run.max_wall_seconds=3"] for a in ("--set", o)]
     base = folder / f"tamper_{which}.h5"
     code, _, err = _cli("run", case, "-q", "--backend", "numpy", *sets, "--set",
-                        "run.max_wall_seconds=0.5", "-o", base, "--overwrite")
+                        "run.max_wall_seconds=0.5", "-o", base, "--overwrite",
+                        "--keep-checkpoint")  # a run done within the limit keeps its state
     assert code == 0, err
     with h5py.File(base, "r+") as f:
         f.attrs["status"] = "interrupted"

@@ -173,7 +173,8 @@ def test_bad_input(cli, tmp_path):
 def test_restart_continues_bit_for_bit(cli, tmp_path):
     path = write_case(tmp_path, extra="max_iterations = 120\ntol = 1e-14\n[output]\nevery = 20\n")
     full, part = tmp_path / "full.h5", tmp_path / "part.h5"
-    args = ["--backend", "numpy", "--set", "run.progress=none"]
+    args = ["--backend", "numpy", "--set", "run.progress=none",
+            "--keep-checkpoint"]  # the final states are compared; part restarts from its
     assert cli("run", path, "-o", full, *args)[0] == 0
     assert cli("run", path, "-o", part, *args, "--set", "solver.max_iterations=60")[0] == 0
     with h5py.File(part, "r+") as f:

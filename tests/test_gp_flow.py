@@ -156,7 +156,7 @@ def test_restart_is_bit_for_bit(cli, tmp_path):
     full, part = tmp_path / "full.h5", tmp_path / "part.h5"
     assert cli("run", case, "-o", full, "--backend", "numpy")[0] == 0
     code, _, err = cli("run", case, "-o", part, "--backend", "numpy", "--set",
-                       "solver.max_iterations=2")
+                       "solver.max_iterations=2", "--keep-checkpoint")  # restarted below
     assert code == 0, err
     with h5py.File(part, "r+") as f:
         f.attrs["status"] = "interrupted"

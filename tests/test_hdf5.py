@@ -1,4 +1,5 @@
-"""The HDF5 result file (layout contract, round trips, crash safety) and its XDMF sidecar."""
+"""The HDF5 result file (layout contract, round trips, crash safety, netCDF/xarray views,
+compaction); its XDMF sidecar is tested in test_xdmf.py."""
 from __future__ import annotations
 
 import math
@@ -9,7 +10,6 @@ import sys
 import textwrap
 import threading
 import time
-import xml.etree.ElementTree as ET
 from datetime import datetime
 from pathlib import Path
 
@@ -19,7 +19,8 @@ import pytest
 
 from ot_pde import __version__
 from ot_pde.errors import InputError
-from ot_pde.io import ResultFile, ResultWriter, write_xdmf
+from ot_pde.io import FORMAT_VERSION, ResultFile, ResultWriter, open_result
+from ot_pde.io.finalize import compact
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -73,9 +74,12 @@ def test_dimension_scales_attached(tmp_path):
         w.write_field("rho", np.random.rand(3, 4, 5), dims=("t", "x", "y"), units="kg")
         w.write_field("x", np.arange(4.0), dims=("x",))
     with h5py.File(path, "r") as f:
-        assert f["fields/x"].dims[0][0].name == "/grid/x"
-        assert [f["fields/rho"].dims[i][0].name for i in range(3)] == ["/grid/t", "/grid/x",
-                                                                       "/grid/y"]
+        # the scales are the /grid datasets (also linked into /fields for netCDF readers,
+        # so their .name may say either path)
+        assert f["fields/x"].dims[0][0] == f["grid/x"]
+        assert [f["fields/rho"].dims[i][0] for i in range(3)] == [f["grid/t"], f["grid/x"],
+                                                                  f["grid/y"]]
+        assert f["fields/t"] == f["grid/t"] and f["fields/x"] != f["grid/x"]
         assert f["grid/x"].is_scale
         assert dict(f["grid/x"].attrs)["kind"] == "space"
         assert f["grid/t"].attrs["kind"] == "time"
@@ -97,7 +101,7 @@ def test_field_overwrite_and_bad_dims(tmp_path):
     w.write_field("phi", np.ones(3, dtype=np.float32), dims=("y",))
     with h5py.File(path, "r") as f:
         assert f["fields/phi"].dtype == np.float32
-        assert f["fields/phi"].dims[0][0].name == "/grid/y"
+        assert f["fields/phi"].dims[0][0] == f["grid/y"]
         # The replaced dataset is no longer listed as a user of /grid/x.
         assert "REFERENCE_LIST" not in f["grid/x"].attrs
     with pytest.raises(ValueError, match="dims"):
@@ -471,107 +475,92 @@ def test_reader_in_another_process_does_not_block_writer(tmp_path):
         np.testing.assert_array_equal(r.history()["iteration"], [0, 1])
 
 
-# --- XDMF sidecar -----------------------------------------------------------------------
 
 
-def check_xdmf(xmf: Path, h5: Path) -> ET.Element:
-    """Every HDF DataItem names an existing dataset of matching shape and number type;
-    every Attribute and Geometry has as many values as its grid's Topology."""
-    root = ET.parse(xmf).getroot()
-    assert root.tag == "Xdmf" and root.get("Version") == "3.0"
-    with h5py.File(h5, "r") as f:
-        for item in root.iter("DataItem"):
-            if item.get("Format") != "HDF":
-                continue
-            file_name, dataset = item.text.strip().split(":")
-            assert (xmf.parent / file_name).resolve() == h5.resolve()
-            assert dataset in f, dataset
-            assert tuple(map(int, item.get("Dimensions").split())) == f[dataset].shape
-            assert item.get("NumberType") == "Float"
-            assert int(item.get("Precision")) == f[dataset].dtype.itemsize
-        for grid in root.iter("Grid"):
-            topology = grid.find("Topology")
-            if topology is None:
-                continue
-            shape = tuple(map(int, topology.get("Dimensions").split()))
-            geometry = grid.find("Geometry")
-            lengths = [int(item.get("Dimensions")) for item in geometry.findall("DataItem")]
-            assert lengths == list(reversed(shape))  # VX is the fastest-varying axis
-            for attribute in grid.findall("Attribute"):
-                item = attribute.find("DataItem")
-                values = math.prod(map(int, item.get("Dimensions").split()))
-                assert values == math.prod(shape)
-    return root
+# --- netCDF-4 / xarray views, format version, compaction ---------------------------------
 
 
-def test_xdmf_2d_space_with_two_time_axes(tmp_path):
-    path = tmp_path / "bb.h5"
-    w = make_writer(path)
-    t = np.linspace(0, 1, 5)
-    with w.batch():
-        w.write_grid("t", t, kind="time")
-        w.write_grid("t_mid", (t[1:] + t[:-1]) / 2, kind="time")
-        w.write_grid("x", np.linspace(0, 1, 4))
-        w.write_grid("y", np.linspace(0, 2, 3))
-        w.write_grid("component", np.arange(2.0), kind="other")
-        w.write_field("rho", np.random.rand(5, 4, 3), dims=("t", "x", "y"))
-        w.write_field("m", np.random.rand(4, 4, 3), dims=("t_mid", "x", "y"))
-        w.write_field("phi", np.random.rand(4, 3), dims=("x", "y"))
-        w.write_field("v", np.random.rand(2, 4, 3), dims=("component", "x", "y"))
-    xmf = write_xdmf(path)
-    assert xmf == tmp_path / "bb.xmf"
-    root = check_xdmf(xmf, path)
-    assert "'v' left out" in xmf.read_text()
-    domain = root.find("Domain")
-    series = {g.get("Name"): g for g in domain.findall("Grid")
-              if g.get("CollectionType") == "Temporal"}
-    assert set(series) == {"t(x,y)", "t_mid(x,y)"}
-    for name, axis, field in (("t(x,y)", "t", "rho"), ("t_mid(x,y)", "t_mid", "m")):
-        steps = series[name].findall("Grid")
-        with h5py.File(path, "r") as f:
-            times = f["grid"][axis][()]
-        assert [float(s.find("Time").get("Value")) for s in steps] == times.tolist()
-        for index, step in enumerate(steps):
-            assert step.find("Topology").get("TopologyType") == "2DRectMesh"
-            assert step.find("Topology").get("Dimensions") == "4 3"
-            assert [i.text for i in step.find("Geometry")] == ["bb.h5:/grid/y", "bb.h5:/grid/x"]
-            slab = step.find("Attribute[@Name='%s']/DataItem" % field)
-            assert slab.get("ItemType") == "HyperSlab"
-            start, stride, count = np.array(slab[0].text.split(), dtype=int).reshape(3, 3)
-            assert start.tolist() == [index, 0, 0] and count.tolist() == [1, 4, 3]
-    static = [g for g in domain.findall("Grid") if g.get("GridType") == "Uniform"]
-    assert [a.get("Name") for g in static for a in g.findall("Attribute")] == ["phi"]
-
-
-def test_xdmf_3d_space_and_1d(tmp_path):
-    path = tmp_path / "bb3.h5"
+def _small_run(path: Path) -> None:
     w = make_writer(path)
     with w.batch():
-        for name, n in (("x", 3), ("y", 4), ("z", 5), ("s", 6)):
-            w.write_grid(name, np.linspace(0, 1, n))
-        w.write_field("rho", np.random.rand(3, 4, 5), dims=("x", "y", "z"))
-        w.write_field("phi", np.random.rand(3, 4, 5), dims=("x", "y", "z"))
-        w.write_field("line", np.random.rand(6), dims=("s",))
-        w.write_field("flags", np.zeros(6, dtype=bool), dims=("s",))
-    out = tmp_path / "elsewhere" / "view.xmf"
-    out.parent.mkdir()
-    assert write_xdmf(path, out) == out
-    root = check_xdmf(out, path)
-    grids = {g.get("Name"): g for g in root.find("Domain").findall("Grid")}
-    volume = grids["(x,y,z)"]
-    assert volume.find("Topology").get("TopologyType") == "3DRectMesh"
-    assert volume.find("Topology").get("Dimensions") == "3 4 5"
-    assert volume.find("Geometry").get("GeometryType") == "VXVYVZ"
-    assert volume.find("Geometry")[0].text == "../bb3.h5:/grid/z"
-    assert sorted(a.get("Name") for a in volume.findall("Attribute")) == ["phi", "rho"]
-    line = grids["(s)"]
-    assert line.find("Topology").get("Dimensions") == "1 6"
-    assert [a.get("Name") for a in line.findall("Attribute")] == ["line"]
-    assert "'flags' left out" in out.read_text()
+        w.write_grid("t", np.linspace(0, 1, 5), kind="time", units="1")
+        w.write_grid("x", np.linspace(0, 1, 400), units="length")
+        w.write_field("rho", np.random.default_rng(0).random((5, 400)), dims=("t", "x"),
+                      units="1/length", description="density")
+        w.append_history({"iteration": np.arange(1, 4), "residual": [1.0, 0.5, 0.25]})
+        w.write_checkpoint({"state": np.arange(1000.0)}, iteration=3)
+        w.write_summary({"W2_squared": 0.2, "iterations": 3})
+        w.set_status("completed")
 
 
-def test_xdmf_nothing_to_describe(tmp_path):
-    w = make_writer(tmp_path / "particles.h5")
-    w.write_particles("positions", np.zeros((4, 2)))
-    assert write_xdmf(w.path) is None
-    assert not (tmp_path / "particles.xmf").exists()
+def test_format_version_and_file_kind(tmp_path):
+    _small_run(tmp_path / "r.h5")
+    with open_result(tmp_path / "r.h5") as r:
+        assert r.format_version == FORMAT_VERSION == 2
+        assert r.file_kind == "run"
+        assert r.field_names() == ["rho"]  # the coordinates linked into /fields are not fields
+        assert r.field_dims("rho") == ("t", "x")
+    with pytest.raises(ValueError, match="file_kind"):
+        make_writer(tmp_path / "bad.h5", file_kind="movie")
+
+
+def test_netcdf_readers_see_real_coordinates(tmp_path):
+    xr = pytest.importorskip("xarray")
+    pytest.importorskip("h5netcdf")
+    path = tmp_path / "r.h5"
+    _small_run(path)
+    with xr.open_dataset(path, group="fields", engine="h5netcdf") as fields:
+        assert fields["rho"].dims == ("t", "x")
+        np.testing.assert_array_equal(fields["x"], np.linspace(0, 1, 400))
+        assert fields["rho"].attrs["units"] == "1/length"
+    with xr.open_dataset(path, group="history", engine="h5netcdf") as history:
+        assert history["residual"].dims == ("iteration",)
+        np.testing.assert_array_equal(history["iteration"], [1, 2, 3])
+
+
+def test_to_xarray_returns_fields_history_and_summary(tmp_path):
+    pytest.importorskip("xarray")
+    path = tmp_path / "r.h5"
+    _small_run(path)
+    with open_result(path) as r:
+        ds = r.to_xarray()
+        rho = r.field("rho")
+    np.testing.assert_array_equal(ds["rho"].values, rho)
+    np.testing.assert_array_equal(ds["t"].values, np.linspace(0, 1, 5))
+    np.testing.assert_array_equal(ds["history_residual"].values, [1.0, 0.5, 0.25])
+    assert ds["history_residual"].dims == ("iteration",)
+    assert ds.attrs["summary_W2_squared"] == 0.2 and ds.attrs["summary_iterations"] == 3
+    assert ds.attrs["problem"] == "benamou_brenier" and ds.attrs["status"] == "completed"
+
+
+def test_compact_drops_the_restart_state_and_keeps_everything_else(tmp_path):
+    path = tmp_path / "r.h5"
+    _small_run(path)
+    new = compact(path)
+    with h5py.File(path, "r") as a, h5py.File(new, "r") as b:
+        assert set(a) - set(b) == {"checkpoint"}
+        assert dict(a.attrs) == dict(b.attrs)
+        np.testing.assert_array_equal(a["fields/rho"][()], b["fields/rho"][()])
+        assert b["fields/rho"].compression == "gzip" and b["fields/rho"].shuffle
+        assert b["fields/x"] == b["grid/x"]  # the link is still one dataset
+        assert dict(b["summary"].attrs) == dict(a["summary"].attrs)
+    with open_result(new) as r:
+        assert r.field_dims("rho") == ("t", "x")
+        assert r.checkpoint() is None
+        assert list(r.history()["residual"]) == [1.0, 0.5, 0.25]
+    assert new.stat().st_size < path.stat().st_size
+
+
+def test_a_completed_run_has_no_restart_state_unless_kept(cli, tmp_path):
+    case = ROOT / "cases" / "bb_gaussian_2d.toml"
+    small = ["--set", "grid.n=24", "--set", "time.nt=8", "--set", "solver.max_iterations=60",
+             "-q"]
+    assert cli("run", case, "-o", tmp_path / "a.h5", *small)[0] == 0
+    assert cli("run", case, "-o", tmp_path / "b.h5", "--keep-checkpoint", *small)[0] == 0
+    with ResultFile(tmp_path / "a.h5") as a, ResultFile(tmp_path / "b.h5") as b:
+        assert a.status == b.status == "completed"
+        assert not {"checkpoint", "checkpoint_tmp"} & set(a.h5)
+        assert b.checkpoint()[1] == 60
+        np.testing.assert_array_equal(a.field("rho"), b.field("rho"))
+    # the state is 10 times the fields: the completed file is several times smaller
+    assert (tmp_path / "b.h5").stat().st_size > 3 * (tmp_path / "a.h5").stat().st_size

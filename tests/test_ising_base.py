@@ -221,7 +221,7 @@ def test_restart_loads_the_fitted_base_instead_of_refitting(cli, tmp_path):
     case.write_text(BASE_SMALL)
     out = tmp_path / "r.h5"
     assert cli("run", case, "-o", out, "--backend", "numpy", "--set",
-               "training.iterations=10")[0] == 0
+               "training.iterations=10", "--keep-checkpoint")[0] == 0  # restarted below
     with h5py.File(out, "r+") as f:
         f.attrs["status"] = "interrupted"
         f.attrs["case_toml"] = f.attrs["case_toml"].replace("iterations = 10",

@@ -170,7 +170,8 @@ def test_beta_scan_writes_curves_and_restarts_bit_for_bit(cli, tmp_path):
     case = tmp_path / "scan.toml"
     case.write_text(SCAN)
     full, part = tmp_path / "full.h5", tmp_path / "part.h5"
-    code, stdout, err = cli("run", case, "-o", full, "--backend", "numpy", "--json")
+    code, stdout, err = cli("run", case, "-o", full, "--backend", "numpy", "--json",
+                            "--keep-checkpoint")  # its final state is compared below
     assert code == 0, err
     s = json_line(stdout)["summary"]
     assert s["scan_points"] == 3 and s["scan_completed"] == 3 and s["iterations"] == 60
@@ -206,7 +207,8 @@ def test_beta_scan_writes_curves_and_restarts_bit_for_bit(cli, tmp_path):
     assert code == 130, err
     with ResultFile(part) as rf:
         assert rf.status == "interrupted" and rf.checkpoint()[1] == 30
-    code, _, err = cli("run", case, "-o", part, "--backend", "numpy", "--restart")
+    code, _, err = cli("run", case, "-o", part, "--backend", "numpy", "--restart",
+                       "--keep-checkpoint")
     assert code == 0, err
     with ResultFile(full) as a, ResultFile(part) as b:
         assert np.array_equal(a.checkpoint()[0]["params"], b.checkpoint()[0]["params"])

@@ -145,7 +145,7 @@ def test_moons_case(cli, tmp_path):
 def test_training_lowers_the_loss_and_writes_the_layout(cli, tmp_path):
     out = tmp_path / "r.h5"
     code, stdout, err = cli("run", small_case(tmp_path), "-o", out, "--json", "--backend",
-                            "numpy")
+                            "numpy", "--keep-checkpoint")  # its state is read below
     assert code == 0, err
     obj = json_line(stdout)
     assert obj["problem"] == "monge_ampere_flow" and obj["status"] == "completed"
@@ -175,7 +175,8 @@ def test_higher_dimension_and_symmetry(cli, tmp_path):
                                     'family = "otflow_resnet"\n')
     path.write_text(text)
     out = tmp_path / "r.h5"
-    code, stdout, err = cli("run", path, "-o", out, "--json", "--backend", "numpy")
+    code, stdout, err = cli("run", path, "-o", out, "--json", "--backend", "numpy",
+                            "--keep-checkpoint")  # the trained parameters are read from it
     assert code == 0, err
     with ResultFile(out) as rf:
         assert rf.field_names() == []

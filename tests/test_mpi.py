@@ -159,10 +159,12 @@ def test_mpi_ising_with_the_fitted_base_equals_serial(tmp_path, mpiexec):
     case = tmp_path / "base.toml"
     case.write_text(BASE_SMALL.replace("batch_size = 16", "batch_size = 16\nshards = 2")
                     .replace("chunk = 200", "chunk = 200\nais_chains = 300\nais_steps = 5"))
-    serial = _ot_pde("run", case, "-o", tmp_path / "serial.h5", "--json", "-q")
+    # --keep-checkpoint: the fitted bases are compared in the restart state
+    serial = _ot_pde("run", case, "-o", tmp_path / "serial.h5", "--json", "-q",
+                     "--keep-checkpoint")
     assert serial.returncode == 0, serial.stderr
-    parallel = _ot_pde("run", case, "-o", tmp_path / "mpi.h5", "--json", "-q", ranks=2,
-                       mpiexec=mpiexec)
+    parallel = _ot_pde("run", case, "-o", tmp_path / "mpi.h5", "--json", "-q",
+                       "--keep-checkpoint", ranks=2, mpiexec=mpiexec)
     assert parallel.returncode == 0, parallel.stderr
     s, p = json_line(serial.stdout), json_line(parallel.stdout)
     s["summary"].pop("wall_seconds"), p["summary"].pop("wall_seconds")
@@ -175,7 +177,8 @@ def test_mpi_ising_with_the_fitted_base_equals_serial(tmp_path, mpiexec):
 def test_mpi_restart_continues_a_serial_checkpoint(tmp_path, mpiexec):
     """A serial run's checkpoint continued on 2 ranks ends where the serial run ends."""
     full, part = tmp_path / "full.h5", tmp_path / "part.h5"
-    case = (*ISING, "--set", "training.lr_final=1e-3")  # = lr: ignores training.iterations
+    case = (*ISING, "--set", "training.lr_final=1e-3",  # = lr: ignores training.iterations
+            "--keep-checkpoint")  # part restarts from its state; the final states compared
     assert _ot_pde("run", *case, "--set", "training.iterations=20", "-o", full).returncode == 0
     first = _ot_pde("run", *case, "--set", "training.iterations=10", "-o", part)
     assert first.returncode == 0, first.stderr

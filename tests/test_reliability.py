@@ -230,7 +230,7 @@ def interrupted(tmp_path_factory):
 
     out = tmp_path_factory.mktemp("restart") / "base.h5"
     assert main(["run", str(BB1), *SMALL, "--set", "solver.max_iterations=40",
-                 "-o", str(out), "-q"]) == 0
+                 "-o", str(out), "-q", "--keep-checkpoint"]) == 0
     with h5py.File(out, "r+") as f:
         f.attrs["status"] = "interrupted"
     return out
@@ -492,7 +492,7 @@ def maflow_interrupted(tmp_path_factory):
 
     out = tmp_path_factory.mktemp("maflow") / "base.h5"
     assert main(["run", str(CASES / "maflow_moons_density.toml"), *MAFLOW, "-o", str(out),
-                 "-q"]) == 0
+                 "-q", "--keep-checkpoint"]) == 0
     with h5py.File(out, "r+") as f:
         f.attrs["status"] = "interrupted"
     return out

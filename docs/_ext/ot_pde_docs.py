@@ -180,6 +180,19 @@ class SchemaDirective(SphinxDirective):
         return node.children
 
 
+def figure_lines(stem: str, docname: str) -> list[str]:
+    """The case's figure (``docs/gallery/<case>.png`` from ``tools/gallery.py``, or the one
+    its kind's page shows), or a line saying how to make it."""
+    docs = ROOT / "docs"
+    depth = "../" * docname.count("/")
+    for folder in ("gallery", "kinds"):
+        if (docs / folder / f"{stem}.png").is_file():
+            return [f".. figure:: {depth}{folder}/{stem}.png", "   :width: 100%", "",
+                    f"   ``ot-pde plot`` of ``{stem}`` as shipped."]
+    return [f"*No figure in the repository yet (see the run time above):* ``python "
+            f"tools/gallery.py --case {stem}`` *makes* ``docs/gallery/{stem}.png``."]
+
+
 class CasesDirective(SphinxDirective):
     option_spec = {"brief": directives.flag, "problem": directives.unchanged}
 
@@ -207,7 +220,7 @@ class CasesDirective(SphinxDirective):
                 body.pop(0)
             lines += ["", ".. code-block:: toml", f"   :caption: {rel} (after its header)", ""]
             lines += [f"   {line}" if line else "" for line in body]
-            lines.append("")
+            lines += [""] + figure_lines(path.stem, self.env.docname) + [""]
         node = nodes.container()
         nested_parse_with_titles(self.state, StringList(lines, source="<ot-pde-cases>"), node)
         return node.children

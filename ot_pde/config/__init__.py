@@ -1,6 +1,6 @@
 """Case files: schemas, validation, ``--set`` overrides and TOML output.
 
-See docs/case_files.rst. A problem kind declares its :class:`Schema` with
+See :doc:`/case_files`. A problem kind declares its :class:`Schema` with
 :func:`make_schema`; :func:`load_case` turns a TOML file into a validated :class:`Case`.
 """
 from ot_pde.config.case import Case, load_case, load_case_text, parse_override, to_toml

@@ -58,18 +58,56 @@ class Study:
             "runs": self.runs,
         }
 
-    def table(self) -> str:
+    def default_keys(self) -> list[str]:
+        """The measures shown unless ``--keys`` says otherwise: relative errors of the
+        summary scalars, then the fields' L2 errors; at most :data:`SHOWN`."""
         names = list(self.errors)
+        # names read back from a study file have "_" for " " (see write_study)
+        ranked = [n for n in names if n.replace("_", " ").endswith(" rel")] + \
+            [n for n in names if n.replace("_", " ").endswith(" L2")]
+        return (ranked or names)[:SHOWN]
+
+    def table(self, keys: list[str] | None = None) -> str:
+        names = keys or self.default_keys()
         orders = self.orders()
-        head = f"{self.key:>14} {'h':>11}" + "".join(f" {n:>24} {'order':>6}" for n in names)
+        widths = [max(11, len(n)) for n in names]
+        width = max(8, len(self.key))
+        head = f"{self.key:>{width}} {'h':>10}" + "".join(
+            f"  {n:>{w}} {'order':>5}" for n, w in zip(names, widths))
         lines = [head, "-" * len(head)]
         for i, (v, h) in enumerate(zip(self.values, self.h)):
-            row = f"{v!s:>14} {h:11.4e}"
-            for n in names:
-                p = "" if i == 0 else f"{orders[n][i - 1]:6.2f}"
-                row += f" {self.errors[n][i]:24.6e} {p:>6}"
+            row = f"{v!s:>{width}} {h:10.3e}"
+            for n, w in zip(names, widths):
+                p = "" if i == 0 else f"{orders[n][i - 1]:5.2f}"
+                row += f"  {self.errors[n][i]:{w}.4e} {p:>5}"
             lines.append(row)
+        hidden = len(self.errors) - len(names)
+        if hidden > 0:
+            lines.append(f"({hidden} more error measures: choose with --keys "
+                         f"{','.join(n.replace(' ', '_') for n in self.errors)}; all in --json)")
         return "\n".join(lines)
+
+
+#: Columns of a study's or a sweep's table (and series of its plot) unless --keys says.
+SHOWN = 4
+
+
+def pick_keys(available: list[str], keys: str | None) -> list[str] | None:
+    """``--keys a,b`` -> the names among ``available`` (a space may be written ``_``:
+    ``rho_L2`` for ``rho L2``); None when ``keys`` is None (the defaults then)."""
+    if keys is None:
+        return None
+    by_name = {**{n.replace(" ", "_"): n for n in available}, **{n: n for n in available}}
+    chosen = []
+    for key in (k.strip() for k in keys.split(",")):
+        if key not in by_name:
+            raise InputError("unknown key; choose from "
+                             + ", ".join(n.replace(" ", "_") for n in available),
+                             source="--keys", key=key)
+        chosen.append(by_name[key])
+    if not chosen:
+        raise InputError("no key given", source="--keys")
+    return chosen
 
 
 def vary_override(case: Case, overrides: list[str]) -> Case:
@@ -84,13 +122,21 @@ def vary_override(case: Case, overrides: list[str]) -> Case:
         raise
 
 
-def parse_vary(text: str, case: Case) -> tuple[str, list]:
-    """``sec.key=v1,v2,...`` -> (key, validated values), with the resolution's direction known."""
+def split_vary(text: str) -> tuple[str, list[str]]:
+    """``sec.key=v1,v2,...`` -> (key, the values as text): the one reader of ``--vary``
+    (``converge`` and ``sweep``); the values are validated by applying them to the case."""
     if "=" not in text or "." not in text.split("=", 1)[0]:
         raise InputError("expected sec.key=v1,v2,...", source="--vary", key=text)
-    key, raw = text.split("=", 1)
-    key = key.strip()
+    key, raw = (s.strip() for s in text.split("=", 1))
     items = [s.strip() for s in raw.split(",") if s.strip()]
+    if not items:
+        raise InputError("no values given", source="--vary", key=key)
+    return key, items
+
+
+def parse_vary(text: str, case: Case) -> tuple[str, list]:
+    """``sec.key=v1,v2,...`` -> (key, validated values), with the resolution's direction known."""
+    key, items = split_vary(text)
     if len(items) < 2:
         raise InputError("a convergence study needs at least two values", source="--vary",
                          key=key)
@@ -108,7 +154,7 @@ def mesh_size(case: Case, key: str, value) -> float:
 
 
 def _run_one(case: Case, kind, key: str, v, folder: Path, backend: str | None,
-             keep: bool) -> tuple[dict[str, float], dict]:
+             keep: bool, label: str) -> tuple[dict[str, float], dict]:
     """One run of a study: its errors (name -> value) and its run record."""
     run = case.with_overrides([f"{key}={v!r}" if isinstance(v, str) else f"{key}={v}"])
     problem = build_problem(run)
@@ -118,8 +164,8 @@ def _run_one(case: Case, kind, key: str, v, folder: Path, backend: str | None,
                          "case (convergence studies need one)", source=case.source,
                          key="case.problem")
     out = folder / f"{Path(case.source).stem}_{key}={v}.h5"
-    log.info("convergence study: %s = %s", key, v)
-    result = run_case(run, out, backend=backend, overwrite=True)
+    log.info("convergence study, %s: %s = %s", label, key, v)
+    result = run_case(run, out, backend=backend, overwrite=True, label=label)
     if result.summary.get("converged") is False:
         raise InputError(
             f"the run at {key} = {v} stopped before its solver converged (summary: converged "
@@ -160,8 +206,9 @@ def run_study(case: Case, vary: str, *, backend: str | None = None,
     with tempfile.TemporaryDirectory(prefix="ot_pde_converge_") as tmp:
         folder = Path(workdir) if workdir else Path(tmp)
         folder.mkdir(parents=True, exist_ok=True)
-        outcomes = spread(len(values), lambda i: _run_one(case, kind, key, values[i], folder,
-                                                          backend, workdir is not None), comm)
+        outcomes = spread(len(values), lambda i: _run_one(
+            case, kind, key, values[i], folder, backend, workdir is not None,
+            f"run {i + 1} of {len(values)}"), comm)
     if outcomes is None:  # an MPI rank other than 0: its runs went to rank 0
         return None
     study = Study(key=key, values=values, h=h)
@@ -177,7 +224,7 @@ def run_study(case: Case, vary: str, *, backend: str | None = None,
 def write_study(study: Study, case: Case, path: Path, backend: str) -> None:
     """Store the study in an HDF5 file of the common layout (``/history`` rows = runs)."""
     writer = ResultWriter(path, problem=case.kind, case_toml=case.to_toml(), backend=backend,
-                          seed=case.get("run.seed"))
+                          seed=case.get("run.seed"), file_kind="study")
     safe = {name: name.replace(" ", "_") for name in study.errors}
     with writer.batch():
         rows = {"iteration": np.arange(len(study.values), dtype=np.int64), "h": study.h}
@@ -201,24 +248,28 @@ def study_from_file(rf: ResultFile) -> Study:
                  errors={name: e for name, e in rows.items() if name not in skip})
 
 
-def plot_study(study: Study, png: Path) -> None:
-    """Log-log errors against mesh size, with reference slopes 1 and 2."""
+def plot_study(study: Study, png: Path, keys: list[str] | None = None) -> None:
+    """Log-log errors against mesh size with reference slopes 1, 2 and 4; the measures of
+    ``keys`` (default :meth:`Study.default_keys`), the legend beside the axes."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.5, 4.8))
-    for name, e in study.errors.items():
+    names = keys or study.default_keys()
+    fig, ax = plt.subplots(figsize=(8.0, 4.8))
+    markers = "osD^vP*X"
+    for i, name in enumerate(names):
+        e = study.errors[name]
         ok = e > 0
-        ax.loglog(study.h[ok], e[ok], "o-", label=name)
+        ax.loglog(study.h[ok], e[ok], marker=markers[i % len(markers)], ls="-", label=name)
     h = study.h
-    anchor = min((e[-1] for e in study.errors.values() if e[-1] > 0), default=1.0)
+    anchor = min((study.errors[n][-1] for n in names if study.errors[n][-1] > 0), default=1.0)
     for p, style in ((1, ":"), (2, "--"), (4, "-.")):
         ax.loglog(h, anchor * (h / h[-1]) ** p, "k" + style, lw=0.8, label=f"slope {p}")
     ax.set_xlabel(f"h (from {study.key})")
-    ax.set_ylabel("error")
-    ax.legend(fontsize=8)
+    ax.set_ylabel("error against the exact reference")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
     ax.grid(True, which="both", alpha=0.3)
     fig.tight_layout()
     fig.savefig(png, dpi=110)

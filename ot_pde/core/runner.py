@@ -3,7 +3,7 @@
 Modelled on Dedalus' main loop: ``while not solver.finished`` with stop conditions on wall
 time and iterations inside try/finally, logging at a cadence and ending with run statistics.
 
-The output file is written through :class:`~ot_pde.io.ResultWriter`, which opens and closes
+The output file is written through :class:`~ot_pde.io.writer.ResultWriter`, which opens and closes
 the file at every flush, so a run killed at any moment leaves every flushed step readable.
 """
 from __future__ import annotations
@@ -16,15 +16,16 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import h5py
 import numpy as np
 
-from .._version import __version__
 from ..backends import get_backend
 from ..config import Case, load_case_text
 from ..errors import InputError, NumericalError, OtPdeError
 from ..io import ResultFile, ResultWriter, write_xdmf
-from ..io.lock import OutputLock, check_output_path
+from ..io.blocks import write_rank_blocks, write_virtual_field
+from ..io.finalize import compact
+from ..io.lock import OutputLock, check_fresh_output, check_output_path
+from ..io.snapshots import SNAPSHOT_AXIS, append_snapshots, truncate_snapshots
 from ..limits import guarded
 from .building import build_problem, build_solver
 from .progress import Progress
@@ -39,6 +40,7 @@ RESTART_MUTABLE_KEYS = {
 }
 
 _STATE_WALL = "runner_wall_seconds"
+_STATE_SNAPSHOTS = "runner_snapshots"  # snapshots written up to the checkpoint
 
 
 @dataclass
@@ -138,45 +140,21 @@ def _on_root(comm, make):
     return value
 
 
-def rank_file(output: Path, rank: int) -> Path:
-    """The file of one MPI rank's blocks of the distributed fields, beside ``output``."""
-    return output.with_name(f"{output.stem}.rank{rank}{output.suffix}")
-
-
-def _check_fresh_output(output: Path, overwrite: bool) -> None:
-    """A run without --restart refuses to discard an unfinished run or a foreign file."""
-    if overwrite or not output.exists() or output.stat().st_size == 0:
-        return
-    source = str(output)
-    try:
-        with h5py.File(output, "r", locking=False) as f:
-            status = f.attrs.get("status")
-            ours = "ot_pde_version" in f.attrs
-            iteration = f["checkpoint"].attrs.get("iteration") if "checkpoint" in f else None
-    except Exception:  # not HDF5, or unreadable
-        ours, status, iteration = False, None, None
-    if not ours:
-        raise InputError("the file exists and is not an ot_pde result file; refusing to "
-                         "overwrite it (use --overwrite to replace it)", source=source,
-                         key="output.path")
-    if isinstance(status, bytes):
-        status = status.decode()
-    if status in ("running", "interrupted"):
-        at = f" at iteration {iteration}" if isinstance(iteration, (int, np.integer)) else ""
-        raise InputError(f"the file holds an unfinished run (status {status!r}{at}); use "
-                         "--restart to continue it or --overwrite to start over",
-                         source=source, key="output.path")
-
-
 def run_case(case: Case, output: Path | None = None, *, backend: str | None = None,
-             restart: bool = False, comm=None, overwrite: bool = False) -> RunResult:
+             restart: bool = False, comm=None, overwrite: bool = False,
+             keep_checkpoint: bool = False, label: str = "") -> RunResult:
     """Run ``case`` to completion (or to a stop condition), writing ``output``.
 
     With an MPI communicator ``comm`` of more than one rank every rank calls this: the kind
     must have an ``mpi_mode`` (see :class:`~ot_pde.core.problem.Problem`); the ranks step
     in lockstep and stop together (signals and the wall-time limit are shared at each
     iteration); rank 0 writes ``output``, and the blocks of distributed fields go to one
-    file per rank (:func:`rank_file`) joined in ``output`` by HDF5 virtual datasets.
+    file per rank (:func:`~ot_pde.io.blocks.rank_file`) joined in ``output`` by HDF5
+    virtual datasets.
+
+    A completed run's file is rewritten without its restart state (it cannot be restarted;
+    :func:`~ot_pde.io.finalize.compact`) unless ``keep_checkpoint``; the XDMF sidecar is
+    written after that. ``label`` starts every progress line (``run 2 of 4``).
 
     Rank 0 holds a lock on ``output`` for the whole run (:class:`~ot_pde.io.lock.OutputLock`):
     a second writer is refused. Without ``restart`` an existing file holding an unfinished
@@ -206,13 +184,22 @@ def run_case(case: Case, output: Path | None = None, *, backend: str | None = No
         problem.comm = comm
     lock = _on_root(comm, lambda: OutputLock(output).acquire())  # None on other ranks
     try:
-        return _run_locked(case, output, problem, backend_obj, restart, comm, overwrite)
+        result = _run_locked(case, output, problem, backend_obj, restart, comm, overwrite,
+                             label)
+        if lock is not None:  # rank 0, or a serial run
+            if result.status == "completed" and not keep_checkpoint:
+                lock.replace_with(compact(output))
+            # the sidecar reads the file: on rank 0 only, which wrote it
+            if case.get("output.xdmf"):
+                write_xdmf(output)
+        return result
     finally:
         if lock is not None:
             lock.release()
 
 
-def _run_locked(case, output, problem, backend_obj, restart, comm, overwrite) -> RunResult:
+def _run_locked(case, output, problem, backend_obj, restart, comm, overwrite,
+                label) -> RunResult:
     """:func:`run_case` once the output file is locked."""
     root = comm is None or comm.Get_rank() == 0
     state = None
@@ -221,13 +208,15 @@ def _run_locked(case, output, problem, backend_obj, restart, comm, overwrite) ->
         if comm is not None:
             comm.Barrier()
     else:
-        _on_root(comm, lambda: _check_fresh_output(output, overwrite))
+        _on_root(comm, lambda: check_fresh_output(output, overwrite))
     fresh = state is None
     # the solver is set up and the checkpoint loaded before the file is touched: a case too
     # large or a damaged checkpoint leaves the file as it was (an interrupted run stays so)
     solver = build_solver(problem, backend_obj, case)
+    snapshots = 0
     if not fresh:
         wall_before = _stored_wall(state.pop(_STATE_WALL, 0.0), output)
+        snapshots = int(state.pop(_STATE_SNAPSHOTS, 0))
         load_checkpoint_state(solver, state, output)
     writer = _on_root(comm, lambda: ResultWriter(
         output, problem=case.kind, case_toml=case.to_toml(), backend=backend_obj.name,
@@ -243,6 +232,8 @@ def _run_locked(case, output, problem, backend_obj, restart, comm, overwrite) ->
                                       description=axis.description, kind=axis.kind)
         else:
             writer.truncate_history(solver.iteration)
+            if root:  # snapshots written after the checkpoint are written again
+                truncate_snapshots(writer, SNAPSHOT_AXIS, snapshots)
             log.info("restarting %s from iteration %d", output, solver.iteration)
     except BaseException as exc:  # the file says why it holds no run
         if isinstance(exc, KeyboardInterrupt):
@@ -250,11 +241,12 @@ def _run_locked(case, output, problem, backend_obj, restart, comm, overwrite) ->
         else:
             writer.set_status("failed", message=f"{type(exc).__name__}: {exc}")
         raise
-    return _main_loop(case, output, problem, solver, writer, backend_obj, wall_before, comm)
+    return _main_loop(case, output, problem, solver, writer, backend_obj, wall_before, comm,
+                      label, snapshots)
 
 
 def _main_loop(case, output, problem, solver, writer, backend_obj, wall_before,
-               comm) -> RunResult:
+               comm, label="", snapshots=0) -> RunResult:
     root = comm is None or comm.Get_rank() == 0
     log.info("%s: %s on backend %s -> %s", case.kind, problem.describe(), backend_obj.name,
              output)
@@ -262,8 +254,13 @@ def _main_loop(case, output, problem, solver, writer, backend_obj, wall_before,
     max_wall = case.get("run.max_wall_seconds")
     progress = Progress(mode=case.get("run.progress") if root else "none",
                         cadence=case.get("run.progress_seconds"),
-                        total=problem.max_iterations(), start=solver.iteration)
+                        total=problem.max_iterations(), start=solver.iteration, label=label)
     rows: list[tuple[int, float, dict]] = []
+    # snapshots in time (a kind's optional ``snapshot(solver)``): held until the next
+    # checkpoint, so the file never holds one the checkpoint's state has not reached
+    take = getattr(problem, "snapshot", None)
+    pending: list = []
+    written = [snapshots]
     started = time.perf_counter()
 
     def elapsed() -> float:
@@ -280,9 +277,22 @@ def _main_loop(case, output, problem, solver, writer, backend_obj, wall_before,
                 writer.append_history(table)
                 rows.clear()
             if checkpoint:
+                if pending:
+                    append_snapshots(writer, SNAPSHOT_AXIS, [t for t, _ in pending], {
+                        f.name: (np.stack([p[1][i].data for p in pending]), f.dims, f.units,
+                                 f.description) for i, f in enumerate(pending[0][1])})
+                    written[0] += len(pending)
+                    pending.clear()
                 snapshot = solver.state()
                 snapshot[_STATE_WALL] = np.float64(elapsed())
+                if take is not None:
+                    snapshot[_STATE_SNAPSHOTS] = np.int64(written[0])
                 writer.write_checkpoint(snapshot, solver.iteration)
+
+    def snap() -> None:
+        due = take(solver) if take is not None else None
+        if due is not None:
+            pending.append(due)
 
     def result(status: str, summary: dict) -> RunResult:
         return RunResult(problem=case.kind, case=case.source, output=output,
@@ -294,6 +304,7 @@ def _main_loop(case, output, problem, solver, writer, backend_obj, wall_before,
     with _StopSignals() as signals:
         try:
             stop_reason = ""
+            snap()  # t = 0 of a fresh run (a restart only tells the kind where it is)
             while not solver.finished:
                 out_of_time = max_wall is not None and elapsed() >= max_wall
                 if comm is not None:  # stop together, or the others wait forever
@@ -306,6 +317,7 @@ def _main_loop(case, output, problem, solver, writer, backend_obj, wall_before,
                     stop_reason = f"wall-time limit of {max_wall:g} s reached"
                     break
                 diag = solver.step()
+                snap()
                 rows.append((solver.iteration, elapsed(), dict(diag)))
                 progress.update(solver.iteration, diag)
                 if solver.iteration % every == 0:
@@ -421,18 +433,14 @@ def _write_results(problem, solver, writer, case: Case, output: Path, wall: floa
                 writer.write_field(fld.name, fld.data, dims=fld.dims, units=fld.units,
                                    description=fld.description)
             elif layouts:  # rank 0 joins the blocks (the other ranks have no writer)
-                writer.write_virtual_field(fld.name, layouts[fld.name],
-                                           shape=fld.global_shape, dims=fld.dims,
-                                           units=fld.units, description=fld.description)
+                write_virtual_field(writer, fld.name, layouts[fld.name],
+                                    shape=fld.global_shape, dims=fld.dims,
+                                    units=fld.units, description=fld.description)
         for part in problem.particles(solver):
             writer.write_particles(part.name, part.data, units=part.units,
                                    description=part.description)
         writer.write_summary(summary)
     check_summary_finite(summary)
-    # the sidecar reads the file: on rank 0 only, which wrote it (another rank would read it
-    # while rank 0 writes)
-    if case.get("output.xdmf") and (comm is None or comm.Get_rank() == 0):
-        write_xdmf(output)
     return summary
 
 
@@ -440,18 +448,7 @@ def _write_blocks(blocks, output: Path, comm, problem: str) -> dict:
     """Each rank writes its blocks to its own file; returns, for rank 0, each field's
     sources ``[(file name, dataset, offset, shape), ...]`` over all ranks."""
     rank = 0 if comm is None else comm.Get_rank()
-    path = rank_file(output, rank)
-    mine = {}
-    with h5py.File(path, "w", locking=False) as f:
-        f.attrs["ot_pde_version"] = __version__
-        f.attrs["problem"] = problem
-        f.attrs["rank"] = rank
-        f.attrs["main_file"] = output.name
-        for fld in blocks:
-            ds = f.create_dataset(f"fields/{fld.name}", data=np.ascontiguousarray(fld.data))
-            ds.attrs["offset"] = np.asarray(fld.offset, dtype=np.int64)
-            mine[fld.name] = (path.name, f"fields/{fld.name}", tuple(fld.offset),
-                              tuple(fld.data.shape))
+    mine = write_rank_blocks(output, rank, problem, blocks)
     parts = [mine] if comm is None else comm.gather(mine, root=0)
     if parts is None:
         return {}

@@ -21,14 +21,14 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import h5py
 import numpy as np
 
 from ..config import Case
 from ..errors import InputError, NumericalError
 from ..io import ResultWriter
+from ..io.finalize import link_external
 from .building import build_problem
-from .converge import vary_override
+from .converge import SHOWN, split_vary, vary_override
 from .ensemble import spread
 from .registry import get_kind
 from .runner import run_case
@@ -51,32 +51,50 @@ class Sweep:
     def as_json(self) -> dict:
         return {"keys": self.keys, "points": [list(p) for p in self.points], "runs": self.runs}
 
-    def table(self) -> str:
-        names = sorted({k for r in self.runs for k, v in r["summary"].items()
-                        if isinstance(v, float) and k != "wall_seconds"})[:6]
-        widths = [max(12, len(k)) for k in self.keys]
+    def numeric_keys(self) -> list[str]:
+        """The float summary scalars of the runs (wall time aside), in the runs' order."""
+        return list(dict.fromkeys(k for r in self.runs for k, v in r["summary"].items()
+                                  if isinstance(v, float) and k != "wall_seconds"))
+
+    def table(self, keys: list[str] | None = None) -> str:
+        names = keys or default_keys(self.numeric_keys(), [r["summary"] for r in self.runs])
+        widths = [max(10, len(k)) for k in self.keys]
+        columns = [max(12, len(n)) for n in names]
         head = "".join(f"{k:>{w}} " for k, w in zip(self.keys, widths)) + f"{'status':>10}" + \
-            "".join(f" {n[:16]:>16}" for n in names)
+            "".join(f"  {n:>{c}}" for n, c in zip(names, columns))
         lines = [head, "-" * len(head)]
         for point, run in zip(self.points, self.runs):
             row = "".join(f"{v!s:>{w}} " for v, w in zip(point, widths)) + f"{run['status']:>10}"
-            row += "".join(f" {run['summary'].get(n, math.nan):16.8g}" for n in names)
+            row += "".join(f"  {run['summary'].get(n, math.nan):{c}.6g}"
+                           for n, c in zip(names, columns))
             lines.append(row)
+        hidden = [n for n in self.numeric_keys() if n not in names]
+        if hidden:
+            lines.append(f"({len(hidden)} more summary values: choose with --keys "
+                         f"{','.join(hidden)}; all in --json and the sweep file)")
         return "\n".join(lines)
+
+
+def default_keys(names: list[str], summaries: list[dict]) -> list[str]:
+    """The scalars worth a column: those that change across the runs, error measures
+    first; at most :data:`~ot_pde.core.converge.SHOWN`."""
+    def varies(n):
+        values = np.array([s.get(n, math.nan) for s in summaries], dtype=np.float64)
+        values = values[np.isfinite(values)]
+        return values.size > 0 and np.ptp(values) > 0
+
+    moving = [n for n in names if varies(n)]
+    errors = [n for n in moving if "error" in n or n.endswith("_rel")]
+    return (errors + [n for n in moving if n not in errors])[:SHOWN]
 
 
 def parse_sweep(varies: list[str], case: Case) -> tuple[list[str], list[tuple], list[Case]]:
     """The keys, the points (Cartesian product) and each point's validated case."""
     keys, columns = [], []
     for text in varies:
-        if "=" not in text or "." not in text.split("=", 1)[0]:
-            raise InputError("expected sec.key=v1,v2,...", source="--vary", key=text)
-        key, raw = (s.strip() for s in text.split("=", 1))
+        key, items = split_vary(text)
         if key in keys:
             raise InputError("this key is varied twice", source="--vary", key=key)
-        items = [s.strip() for s in raw.split(",") if s.strip()]
-        if not items:
-            raise InputError("no values given", source="--vary", key=key)
         keys.append(key)
         columns.append(items)
     points, cases = [], []
@@ -106,10 +124,10 @@ def run_sweep(case: Case, varies: list[str], output: Path, *, backend: str | Non
 
     def run_point(i: int) -> dict:
         out = folder / _run_name(keys, points[i], i)
-        log.info("sweep point %d/%d: %s", i + 1, len(points),
-                 ", ".join(f"{k} = {v}" for k, v in zip(keys, points[i])))
+        label = f"run {i + 1} of {len(points)}"
+        log.info("sweep, %s: %s", label, ", ".join(f"{k} = {v}" for k, v in zip(keys, points[i])))
         try:
-            result = run_case(cases[i], out, backend=backend, overwrite=True)
+            result = run_case(cases[i], out, backend=backend, overwrite=True, label=label)
             summary, status = result.summary, result.status
         except NumericalError as exc:  # recorded; the sweep goes on
             log.error("sweep point %d failed: %s", i + 1, exc)
@@ -126,7 +144,7 @@ def run_sweep(case: Case, varies: list[str], output: Path, *, backend: str | Non
 def write_sweep(sweep: Sweep, case: Case, path: Path, backend: str) -> None:
     """The sweep file: ``/history`` rows = points, ``/runs/NNN`` links to the runs' files."""
     writer = ResultWriter(path, problem=case.kind, case_toml=case.to_toml(), backend=backend,
-                          seed=case.get("run.seed"))
+                          seed=case.get("run.seed"), file_kind="sweep")
     rows: dict[str, np.ndarray] = {"iteration": np.arange(len(sweep.points), dtype=np.int64)}
     for j, key in enumerate(sweep.keys):
         values = [p[j] for p in sweep.points]
@@ -146,32 +164,33 @@ def write_sweep(sweep: Sweep, case: Case, path: Path, backend: str) -> None:
         group = f.require_group("runs")
         for i, run in enumerate(sweep.runs):
             # relative to the sweep file, so the file and its folder can move together
-            target = Path(run["output"]).resolve().relative_to(path.resolve().parent)
-            group[f"{i:03d}"] = h5py.ExternalLink(str(target), "/")
+            link_external(group, f"{i:03d}", Path(run["output"]), path)
     writer.set_status("completed" if not sweep.failed else "failed",
                       message=f"{sweep.failed} of {len(sweep.runs)} runs failed"
                       if sweep.failed else "")
 
 
-def plot_sweep(rf, png: Path, max_panels: int = 6) -> None:
-    """Each summary scalar against the first varied key, one line per value of the others
-    (``ot-pde plot SWEEP.h5``); failed points are left out."""
+def plot_sweep(rf, png: Path, keys: list[str] | None = None) -> None:
+    """The summary scalars of ``keys`` (default: :func:`default_keys`) against the first
+    varied key, one line per value of the others (``ot-pde plot SWEEP.h5``); failed points
+    are left out."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     rows = rf.history()
-    keys = str(rf.h5.attrs["sweep_keys"]).split(",")
-    columns = [k.replace(".", "_") for k in keys]
+    varied = str(rf.h5.attrs["sweep_keys"]).split(",")
+    columns = [k.replace(".", "_") for k in varied]
     n = len(rows["iteration"])
     x = rows.get(columns[0], np.arange(n, dtype=np.float64))
     others = [c for c in columns[1:] if c in rows]
     skip = {"iteration", "wall_seconds", "status_code", "iterations", *columns}
     ok = rows["status_code"] != STATUS_CODES["failed"]
     # the scalars that change across the sweep (constants such as exact values say nothing)
-    names = [k for k in rows if k not in skip and np.isfinite(rows[k][ok]).any()
-             and np.ptp(rows[k][ok]) > 0][:max_panels]
+    candidates = [k for k in rows if k not in skip]
+    names = keys or default_keys(candidates, [{k: rows[k][i] for k in candidates}
+                                              for i in np.flatnonzero(ok)])
     groups = sorted({tuple(rows[c][i] for c in others) for i in range(n)})
     ncols = min(3, max(1, len(names)))
     nrows = max(1, math.ceil(len(names) / ncols))
@@ -183,7 +202,7 @@ def plot_sweep(rf, png: Path, max_panels: int = 6) -> None:
             pick = ok & np.all([rows[c] == v for c, v in zip(others, group)], axis=0)
             label = ", ".join(f"{c} = {v:g}" for c, v in zip(others, group)) or None
             ax.plot(x[pick], rows[name][pick], "o-", label=label)
-        ax.set_xlabel(keys[0] if columns[0] in rows else "point")
+        ax.set_xlabel(varied[0] if columns[0] in rows else "point")
         ax.set_title(name, fontsize=9)
         ax.grid(True, alpha=0.3)
     if others:

@@ -1,4 +1,4 @@
-"""numba kernels of :class:`~ot_pde.flows.potentials.OneHiddenLayer` (imported only when numba
+"""numba kernels of :class:`~ot_pde.flows.potentials.one_hidden_layer.OneHiddenLayer` (imported only when numba
 is installed).
 
 Division of labour, chosen by measurement (B = 64, d = 256, m = 512 on 2 cores):

@@ -57,7 +57,7 @@ class Composition(WrapsParameters):
         composition shares its parameters.
     generators : iterable of (perm, signs)
         Generators of the group :math:`G` the draws come from (closed with
-        :func:`~ot_pde.flows.potentials.signed_permutation_group`).
+        :func:`~ot_pde.flows.potentials.groups.signed_permutation_group`).
     per : {"step", "stage"}
         One element per Runge-Kutta step (consistent) or per stage (the 2018 code's draws).
     max_size : int

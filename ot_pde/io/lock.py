@@ -2,7 +2,7 @@
 
 :class:`OutputLock` takes ``fcntl.flock(LOCK_EX | LOCK_NB)`` on the output file itself (a
 descriptor opened beside HDF5's own; the HDF5 library's locking stays off, see
-:mod:`ot_pde.io.hdf5`). The kernel releases a ``flock`` when the process ends however it
+:mod:`ot_pde.io.writer`). The kernel releases a ``flock`` when the process ends however it
 ends, SIGKILL included, so a killed run never leaves a stale lock: ``--restart`` of its
 file just works. A second ``ot-pde run`` (or ``--restart``) on a file whose run is alive
 is refused with exit 2, naming that run's process id (the ``writer_pid`` root attribute
@@ -19,11 +19,13 @@ import logging
 import os
 from pathlib import Path
 
+import numpy as np
+
 from ..errors import InputError
 
 log = logging.getLogger("ot_pde")
 
-__all__ = ["OutputLock", "check_output_path"]
+__all__ = ["OutputLock", "check_fresh_output", "check_output_path"]
 
 
 def _writer_pid(path: Path) -> int | None:
@@ -81,6 +83,26 @@ class OutputLock:
         self._fd = fd
         return self
 
+    def replace_with(self, new: str | os.PathLike[str]) -> None:
+        """Move the file ``new`` over the locked path, keeping the lock: the new file is
+        locked before the rename, so no second writer can slip in between (the lock
+        belongs to the inode, and the rename swaps inodes)."""
+        if self._fd is None:  # no locking here (or never acquired): a plain rename
+            os.replace(new, self.path)
+            return
+        import fcntl
+
+        fd = os.open(new, os.O_RDWR | getattr(os, "O_CLOEXEC", 0))
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            os.replace(new, self.path)
+        except BaseException:
+            os.close(fd)
+            raise
+        old, self._fd = self._fd, fd
+        self.created = False
+        os.close(old)  # closing drops the lock on the replaced (now unlinked) inode
+
     def release(self) -> None:
         if self._fd is not None:
             import fcntl
@@ -124,3 +146,30 @@ def check_output_path(output: str | os.PathLike[str], *, case_source: str | None
         if same:
             raise InputError("the output is the case file itself; it would be overwritten",
                              source=source, key=key)
+
+
+def check_fresh_output(output: Path, overwrite: bool) -> None:
+    """A run without --restart refuses to discard an unfinished run or a foreign file."""
+    if overwrite or not output.exists() or output.stat().st_size == 0:
+        return
+    source = str(output)
+    try:
+        import h5py
+
+        with h5py.File(output, "r", locking=False) as f:
+            status = f.attrs.get("status")
+            ours = "ot_pde_version" in f.attrs
+            iteration = f["checkpoint"].attrs.get("iteration") if "checkpoint" in f else None
+    except Exception:  # not HDF5, or unreadable
+        ours, status, iteration = False, None, None
+    if not ours:
+        raise InputError("the file exists and is not an ot_pde result file; refusing to "
+                         "overwrite it (use --overwrite to replace it)", source=source,
+                         key="output.path")
+    if isinstance(status, bytes):
+        status = status.decode()
+    if status in ("running", "interrupted"):
+        at = f" at iteration {iteration}" if isinstance(iteration, (int, np.integer)) else ""
+        raise InputError(f"the file holds an unfinished run (status {status!r}{at}); use "
+                         "--restart to continue it or --overwrite to start over",
+                         source=source, key="output.path")

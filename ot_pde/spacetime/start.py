@@ -24,7 +24,7 @@ gradient of a solution :math:`\varphi` of :math:`\partial_t \varphi + |\nabla\va
 * primal: :math:`f(t) = (1-t)\,(X_t)_\#\rho_0 + t\,(X_t \circ T^{-1})_\#\rho_1` (the two
   densities pushed along the affine geodesic by linear interpolation of their grid values,
   blended so that both time boundaries hold exactly), :math:`m = f v` on the faces;
-* multipliers: at a fixed point of the splitting (see :mod:`.solver`),
+* multipliers: at a fixed point of the splitting (see :mod:`ot_pde.spacetime.solver`),
   :math:`x_V - z_V = \gamma \nabla J(x_V) = \gamma(-|v|^2/2, v)` and
   :math:`z_U - x_U = -I^*(z_V - x_V)`; the start uses these with the affine :math:`v`.
 

@@ -195,7 +195,7 @@ class GeneralizedGeodesicProblem(Problem):
         return len(self.inverted_axes) * ACTION_1D
 
     def exact_pressure(self, factor: float = 1.0) -> np.ndarray | None:
-        """pi^2 |x - c|^2 / 2 over the inverted axes (times ``factor``), zero mean, at every
+        """``pi^2 |x - c|^2 / 2`` over the inverted axes (times ``factor``), zero mean, at every
         interior time ``(K-1, *shape)``."""
         if self.inverted_axes is None:
             return None

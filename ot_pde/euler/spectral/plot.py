@@ -6,7 +6,7 @@ import numpy as np
 
 def plot(result, png_path) -> None:
     """Vorticity at t_final (markers on top, wrapped into the torus) and the history of the
-    relative drifts of energy, enstrophy, int omega^4 and of the flow map's |det F - 1|."""
+    relative drifts of energy, enstrophy, int omega^4 and of the flow map's ``|det F - 1|``."""
     import matplotlib
 
     matplotlib.use("Agg")

@@ -74,6 +74,10 @@ SCHEMA = make_schema({
     "output": Section({
         "every": Field("int", 50, minimum=1, doc="steps between flushes of history and "
                                                  "checkpoint"),
+        "every_time": Field("float", None, exclusive_minimum=0.0,
+                            doc="simulated time between snapshots of the vorticity "
+                                "(/fields/omega_t on the time axis t_snap; t = 0 and every "
+                                "step crossing a multiple; serial runs only); none if unset"),
     }),
 })
 
@@ -105,6 +109,7 @@ class SpectralEulerProblem(Problem):
     def __init__(self, case):
         super().__init__(case)
         where = case.source
+        self._snapshot_time: float | None = None  # the time seen by the last snapshot()
         self.n = n = case.get("grid.n")
         if n % 2:
             raise InputError(f"expected an even number of points, got {n}", source=where,
@@ -231,6 +236,10 @@ class SpectralEulerProblem(Problem):
                        mean_velocity=self.mean_velocity, markers=self.markers())
         if self.comm is None:
             return SpectralEulerSolver(self.initial_vorticity(), backend, **options)
+        if self.case.get("output.every_time") is not None:
+            raise InputError("snapshots are written by serial runs only (under mpiexec the "
+                             "vorticity is split over the ranks); unset it or run serially",
+                             source=self.case.source, key="output.every_time")
         size = self.comm.Get_size()
         if backend.on_gpu:
             raise BackendError(f"backend {backend.name!r} runs on one rank only; under mpiexec "
@@ -252,6 +261,23 @@ class SpectralEulerProblem(Problem):
         return axes
 
     # -- results ----------------------------------------------------------------------------
+    def snapshot(self, solver) -> tuple[float, list[FieldData]] | None:
+        """``(t, [omega])`` when a snapshot is due (``output.every_time``): at t = 0 of a
+        fresh run and after each step that crosses a multiple of ``every_time``; else None.
+        The runner calls it once before the first step and after every step."""
+        every = self.case.get("output.every_time")
+        if every is None:
+            return None
+        t, last = float(solver.time), self._snapshot_time
+        self._snapshot_time = t
+        # a tiny slack: t = k * every reached by k steps of every / k counts as crossing
+        due = t == 0.0 if last is None else \
+            math.floor(t / every + 1e-9) > math.floor(last / every + 1e-9)
+        if not due:
+            return None
+        return t, [FieldData("omega_t", solver.vorticity(), ("x", "y"), "1/time",
+                             "vorticity snapshots (every output.every_time)")]
+
     def fields(self, solver) -> list[FieldData]:
         u, v = solver.velocity()
         # under MPI each rank's rows, placed in the whole grid; the markers are replicated

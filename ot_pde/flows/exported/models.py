@@ -19,7 +19,7 @@ per-layer transport cost. Computation is in float64 whatever the checkpoint's dt
     exact: :math:`x_\tau = (y_\tau - t_l(y_c)) e^{-s_l(y_c)}`.
 :class:`OTFlow` (Onken et al. 2021), ``data_to_latent``
     :math:`dx/dt = -\nabla_x\Phi(x, t)/\alpha_0` on :math:`t\in[0, 1]` from data to latent, the
-    potential :class:`~ot_pde.flows.potentials.OTFlowResNet` (exact Hessian trace), fixed-step
+    potential :class:`~ot_pde.flows.potentials.otflow_resnet.OTFlowResNet` (exact Hessian trace), fixed-step
     RK4 of :mod:`ot_pde.flows.integrators`; :math:`T` is the same scheme run backwards in time.
 :class:`MongeAmpere`, ``latent_to_data``
     :math:`dx/dt = \nabla\varphi` with a potential of :mod:`ot_pde.flows.potentials` (the

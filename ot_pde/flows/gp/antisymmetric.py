@@ -152,6 +152,8 @@ class AntisymmetricGP:
         Largest tensor Gauss-Hermite rule for the penalty; beyond it ``mc_points`` Monte Carlo
         points of :math:`\gamma` (seeded by ``seed``) are used.
 
+    Notes
+    -----
     The parameter vector ``theta`` has ``size = (L + 1) * d(d-1)/2 * P`` entries, ``P`` the
     number of Hermite multi-indices, ordered as ``theta.reshape(L + 1, n_pairs, P)``.
     """

@@ -179,7 +179,7 @@ class PenalizedShooting:
         self.evaluations = 0
 
     def energy(self, theta) -> float:
-        """Kinetic energy 1/2 |v(., 0)|^2 in L^2(gamma) of the polynomial field at t = 0."""
+        """Kinetic energy ``1/2 |v(., 0)|^2`` in L^2(gamma) of the polynomial field at t = 0."""
         return self.field.energy(theta, 0.0)
 
     def transport_cost(self, theta) -> float:

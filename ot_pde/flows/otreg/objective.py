@@ -39,7 +39,7 @@ Discrete adjoint
         a_t = \kappa_r s,\qquad b = -\kappa_l,\qquad
         s = \operatorname{sign}(\partial_t\Phi - \tfrac12|\nabla\Phi|^2),
 
-    and the potential's :meth:`~ot_pde.flows.potentials.Potential.vjp_time` returns
+    and the potential's :meth:`~ot_pde.flows.potentials.base.Potential.vjp_time` returns
     :math:`\mu_i = \partial_x(\cdot)` and the parameter cotangent in one reverse sweep. The
     end cotangents are :math:`\lambda_x = \alpha_1 x(T)/B`, :math:`\lambda_l = -\alpha_1/B`,
     :math:`\lambda_v = \alpha_0/B`, :math:`\lambda_r = \alpha_2/B`, constant in time for the
@@ -87,7 +87,7 @@ def integrate_ot(potential, x0, *, T: float = 1.0, n_steps: int, scheme: str = "
 
     The positions follow exactly the arithmetic of
     :func:`ot_pde.flows.integrators.integrate` with the velocity :math:`-\nabla_x\Phi` (the
-    ``to_latent`` of :class:`ot_pde.flows.comparison.OTFlow` with :math:`\alpha_0 = 1`).
+    ``to_latent`` of :class:`ot_pde.flows.exported.models.OTFlow` with :math:`\alpha_0 = 1`).
     """
     xp = potential.xp
     x = xp.asarray(x0, dtype=np.float64)
@@ -201,6 +201,8 @@ class OTRegularized(DataBatches):
     alpha : sequence of 3 floats
         Weights of transport, NLL and HJB residual (all >= 0).
 
+    Notes
+    -----
     After each :meth:`loss_and_grad`, :attr:`last_terms` holds the batch values of the terms
     (``transport``, ``nll``, ``hjb``) and :attr:`last_layerwise` the discrete kinetic energy.
     The ``T``, ``n_steps``, ``scheme`` keywords of the trainer are passed through.

@@ -30,7 +30,7 @@ backends, cupy for ``cupy``): inputs ``x`` of shape ``(B, d)``, outputs of shape
 ``(B, d)`` and, for parameter gradients, ``(n_params,)``. Parameters are one flat float64
 vector ``params`` of ``xp`` owned by the potential; the weights of the layers are views into it.
 With the ``numba`` backend, :class:`OneHiddenLayer` runs its elementwise work in the kernels of
-:mod:`ot_pde.flows._kernels_numba` (matrix products stay with BLAS); the other families use the ``xp``
+``ot_pde.flows._kernels_numba`` (matrix products stay with BLAS); the other families use the ``xp``
 code on every backend. Nothing here reads files or prints.
 """
 from .base import ACTIVATIONS, Potential

@@ -34,14 +34,16 @@ def plot(result, png_path) -> None:
     ax.set_ylim(lo, exact + 0.02 * abs(exact))
     ax.set_xlabel("iteration")
     ax.set_ylabel("ln Z / N")
-    ax.set_title(f"L = {s.get('L')}, beta = {s.get('beta', float('nan')):.5f}: rel. error "
-                 f"{s.get('relative_error_variational', float('nan')):.2%}", fontsize=9)
+    ax.set_title(f"L = {s.get('L')}, beta = {s.get('beta', float('nan')):.5f}: variational "
+                 f"ln Z/N {s.get('relative_error_variational', float('nan')):.2%} below "
+                 "exact\n(a lower bound: the gap is bias, not noise)", fontsize=9)
     ax.legend(fontsize=7)
     lw = result.particles("log_weights")
     axes[1].hist(lw - np.max(lw), bins=60)
     axes[1].set_xlabel("ln w - max ln w")
-    axes[1].set_title(f"log-weights; ESS fraction {s.get('ess_fraction', float('nan')):.3f}",
-                      fontsize=9)
+    ess = s.get("ess_fraction", float("nan"))
+    warn = ("\nheavy-tailed: distrust the importance error bars" if ess < 0.01 else "")
+    axes[1].set_title(f"importance log-weights; ESS fraction {ess:.3f}{warn}", fontsize=9)
     fig.tight_layout()
     fig.savefig(png_path, dpi=110)
     plt.close(fig)
@@ -96,6 +98,15 @@ def plot_scan(result, png_path, plt) -> None:
                 f["energy_per_site_importance_stderr"], fmt="s", mfc="none", color="C1")
     ax.set_ylabel("estimate - exact")
     ax.set_xlabel("beta")
+    # say where an error bar cannot be trusted: more than 3 standard errors from exact
+    z = np.abs(f["energy_per_site_importance"] - f["energy_per_site_exact"]) / np.where(
+        f["energy_per_site_importance_stderr"] > 0, f["energy_per_site_importance_stderr"],
+        np.nan)
+    far = np.flatnonzero(np.nan_to_num(z) > 3)
+    if far.size:
+        ax.set_title(f"at beta >= {betas[far].min():.3g}: up to {np.nanmax(z):.0f} standard "
+                     "errors from exact\n(heavy-tailed weights: the bars are too small)",
+                     fontsize=8, color="C3")
     fig.tight_layout()
     fig.savefig(png_path, dpi=110)
     plt.close(fig)

@@ -2,7 +2,7 @@ r"""The ``ising_variational`` problem kind: a Monge-Ampère flow fitted to the r
 
 The flow's density :math:`q` is trained by reverse KL against the continuous relaxation
 :math:`\tilde\pi(x) = \exp(-\frac12 x^\top K'^{-1}x + \sum_i\ln\cosh x_i)`
-(:class:`~ot_pde.ising.exact.IsingRelaxation`); then ``estimate.n_samples`` fresh samples
+(:class:`~ot_pde.ising.exact.relaxation.IsingRelaxation`); then ``estimate.n_samples`` fresh samples
 give, through :mod:`ot_pde.ising.estimators`, the variational (bound) and importance
 estimates of :math:`\ln Z_{\rm Ising}/N = (\ln Z_{\rm relax} + c)/N` with standard errors,
 the effective sample size, and the energy and magnetization (spins drawn from

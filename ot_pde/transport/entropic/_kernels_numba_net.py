@@ -5,7 +5,7 @@ trace of a one-hidden-layer network in one pass over the hidden units, without t
 
 Imported only when numba is installed. No ``fastmath``: the results agree with the numpy
 reference to round-off (``tests/test_entropic_samples.py``). Activation codes are those of
-:data:`ot_pde.flows.potentials.ACTIVATIONS` (0 logcosh, 1 softplus, 2 tanh).
+:data:`ot_pde.flows.potentials.base.ACTIVATIONS` (0 logcosh, 1 softplus, 2 tanh).
 """
 from __future__ import annotations
 

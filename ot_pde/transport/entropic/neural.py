@@ -8,7 +8,7 @@ input gradients and Laplacians, trained by stochastic ascent of the entropic dua
 
 Lebesgue form of the dual
 -------------------------
-With the convention of :mod:`.solver` (cost :math:`|x-y|^2/2`, :math:`\varepsilon\,\mathrm{KL}(\pi|\mu\otimes\nu)`)
+With the convention of :mod:`~ot_pde.transport.entropic.solver` (cost :math:`|x-y|^2/2`, :math:`\varepsilon\,\mathrm{KL}(\pi|\mu\otimes\nu)`)
 and the *plan potentials* :math:`\varphi = f + \varepsilon\log\mu`, :math:`\psi = g + \varepsilon\log\nu`,
 so that the plan's Lebesgue density is :math:`\pi(x, y) = e^{(\varphi(x) + \psi(y) - |x-y|^2/2)/\varepsilon}`,
 
@@ -56,7 +56,7 @@ def _numba_net():
 
 class QuadraticNetwork:
     r""":math:`\varphi(x) = \tfrac12 x^T S x + b^T x + c + h(x)`, :math:`S = (M + M^T)/2`,
-    :math:`h` a :class:`~ot_pde.flows.potentials.OneHiddenLayer` (none when ``width = 0``).
+    :math:`h` a :class:`~ot_pde.flows.potentials.one_hidden_layer.OneHiddenLayer` (none when ``width = 0``).
 
     The quadratic part carries the Gaussian tails (the plan must be integrable:
     :math:`S \prec I`); the network, of linear growth, the rest. Its output weights start at 0,

@@ -10,7 +10,7 @@ the entropic interpolation is :math:`\rho_t = e^{(\varphi_t + \psi_t)/\varepsilo
     c_0 = \tfrac{\varepsilon d}{4}\log 2\pi\varepsilon,
 
 (:math:`H_s` the heat semigroup of variance :math:`s`), moved by
-:math:`v_t = \nabla(\psi_t - \varphi_t)/2` (see :mod:`.solver`; ``phi`` is the source potential).
+:math:`v_t = \nabla(\psi_t - \varphi_t)/2` (see :mod:`~ot_pde.transport.entropic.solver`; ``phi`` is the source potential).
 
 Heat smoothing of :math:`\varphi = \varphi_2 + h` (quadratic plus network): the Gaussian factor
 is integrated in closed form, the network by Monte Carlo over ``K`` fixed draws,

@@ -1,22 +1,6 @@
-"""Run output in one HDF5 file: an incremental, crash-safe writer and a read-only reader.
+"""Write a result file step by step: the incremental, crash-safe :class:`ResultWriter`.
 
-Layout (the contract of DESIGN.md, "HDF5 layout")::
-
-    /                 attrs: ot_pde_version, problem, case_toml, backend, created_utc,
-                             status (running -> completed | failed | interrupted),
-                             [status_message], seed
-    /summary          attrs: headline scalars (float, int, bool)
-    /grid/<axis>      1D coordinates, HDF5 dimension scales; attrs units, description,
-                      kind ("space" | "time" | "other")
-    /fields/<name>    arrays with a dimension scale attached on every axis; attrs units,
-                      description
-    /particles/<name> arrays such as (N, d); attrs units, description
-    /history/<name>   1D, chunked and resizable, one row per recorded iteration; always
-                      holds ``iteration``
-    /checkpoint       restart state: one dataset per entry (0-d ones with attr
-                      ``scalar`` when they were Python scalars), each with attr
-                      ``checksum``; attrs iteration, checksum (see .integrity)
-    /checkpoint_tmp   scratch buffer for the next checkpoint (the previous one; never read)
+The layout is in :mod:`ot_pde.io.layout`; the reader is :mod:`ot_pde.io.reader`.
 
 Crash safety
 ------------
@@ -28,21 +12,23 @@ sessions therefore leaves a closed, consistent file holding every completed step
 superblock has no "open for writing" flag, so a writer killed *inside* a session leaves
 a file that opens without ``h5clear``; that session's writes are lost or partial. HDF5
 writes metadata in no fixed order while closing, so a kill at that moment can leave the
-last history row in some datasets and not others; :meth:`ResultFile.history` cuts the
-datasets to their common length.
+last history row in some datasets and not others; :meth:`~ot_pde.io.reader.ResultFile.history`
+cuts the datasets to their common length.
 
 A checkpoint is written into ``/checkpoint_tmp``, flushed, and only then swapped with
 ``/checkpoint`` by renames in the same session, so ``/checkpoint`` names one complete
-state, the new one or the previous one, even when the kill comes while the file closes. The previous
-checkpoint's group becomes the next scratch buffer and its datasets are overwritten in
-place: HDF5 does not reuse space freed in an earlier session, so deleting and recreating
-the state at every checkpoint would grow the file by one checkpoint each time.
+state, the new one or the previous one, even when the kill comes while the file closes. The
+previous checkpoint's group becomes the next scratch buffer and its datasets are overwritten
+in place: HDF5 does not reuse space freed in an earlier session, so deleting and recreating
+the state at every checkpoint would grow the file by one checkpoint each time. For the same
+reason a completed run's file is rewritten without its restart state
+(:func:`~ot_pde.io.finalize.compact`) rather than having it deleted.
 
 Both sides open files with HDF5 file locking off. A run's writer is the only writer of
-its file by construction, and with locking on, any reader holding the file open (a
-notebook, ParaView through the XDMF sidecar, ``h5ls`` at the wrong moment) would make
-the next output step of the run fail; file systems without lock support (some NFS and
-Lustre mounts) would refuse the file altogether.
+its file by construction (:class:`~ot_pde.io.lock.OutputLock`), and with locking on, any
+reader holding the file open (a notebook, ParaView through the XDMF sidecar, ``h5ls`` at
+the wrong moment) would make the next output step of the run fail; file systems without
+lock support (some NFS and Lustre mounts) would refuse the file altogether.
 """
 from __future__ import annotations
 
@@ -51,7 +37,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import h5py
 import numpy as np
@@ -59,80 +45,16 @@ from numpy.typing import ArrayLike
 
 from .._version import __version__
 from ..errors import InputError
-from .integrity import digest, group_digest, verify_checkpoint
+from .integrity import digest, group_digest
+from .layout import (COMPRESS_MIN_SIZE, FILE_KINDS, FORMAT_VERSION, GRID_KINDS, STATUSES,
+                     StateValue, check_summary_value, host, is_scalar, is_scale, link_scale,
+                     put_dataset, set_attr, to_python)
 
-__all__ = ["ResultWriter", "ResultFile", "STATUSES", "GRID_KINDS"]
-
-STATUSES = ("running", "completed", "failed", "interrupted")
-GRID_KINDS = ("space", "time", "other")
+__all__ = ["ResultWriter"]
 
 #: Rows per chunk of a ``/history`` dataset: 8 KiB of float64, so appending one row per
 #: output step rewrites a small chunk rather than a large one.
 _HISTORY_CHUNK = 1024
-
-#: Attributes HDF5's dimension-scale API keeps on datasets; not user metadata.
-_SCALE_ATTRS = frozenset({"CLASS", "NAME", "REFERENCE_LIST", "DIMENSION_LIST", "DIMENSION_LABELS"})
-
-Scalar = Union[bool, int, float, str]
-StateValue = Union[np.ndarray, Scalar]
-
-
-def _host(data: Any) -> np.ndarray:
-    """Return ``data`` as a NumPy array, copying CuPy arrays to the host.
-
-    CuPy refuses implicit conversion (``np.asarray`` raises), so results computed on the
-    GPU backend need an explicit ``.get()``.
-    """
-    if type(data).__module__.split(".")[0] == "cupy":
-        data = data.get()
-    return np.asarray(data)
-
-
-def _is_scalar(value: Any) -> bool:
-    return isinstance(value, (bool, int, float, str, np.generic))
-
-
-def _to_python(value: Any) -> Any:
-    """Turn what h5py returns for a scalar (NumPy scalar, bytes) into a Python value."""
-    if isinstance(value, bytes):
-        return value.decode("utf-8")
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
-
-
-def _user_attrs(obj: h5py.HLObject) -> dict[str, Any]:
-    return {k: _to_python(v) for k, v in obj.attrs.items() if k not in _SCALE_ATTRS}
-
-
-def _set_attr(obj: h5py.HLObject, name: str, value: Any) -> None:
-    """Set an attribute without growing the file at every output step.
-
-    Assigning a string attribute anew stores the text in a fresh 4 KiB global-heap
-    collection each time the file is reopened, and the old one is never reclaimed;
-    rewriting the existing attribute in place (``modify``) reuses its collection.
-    """
-    attrs = obj.attrs
-    if isinstance(value, (str, np.bytes_)) and name in attrs and h5py.check_string_dtype(
-        attrs.get_id(name).dtype
-    ):
-        if attrs[name] != value:
-            attrs.modify(name, value)
-    else:
-        attrs[name] = value
-
-
-def _check_summary_value(key: str, value: Any) -> Any:
-    """Summaries are plain JSON numbers (DESIGN.md), stored with their exact type."""
-    if isinstance(value, (bool, np.bool_)):
-        return np.bool_(value)
-    if isinstance(value, (int, np.integer)):
-        return np.int64(value)
-    if isinstance(value, (float, np.floating)):
-        return np.float64(value)
-    raise ValueError(
-        f"summary value {key!r} must be a float, int or bool, not {type(value).__name__}"
-    )
 
 
 class ResultWriter:
@@ -150,6 +72,8 @@ class ResultWriter:
         The array backend the run uses.
     seed : int
         The run's random seed.
+    file_kind : {"run", "study", "sweep"}, optional
+        What the file holds (root attribute ``file_kind``); default ``"run"``.
     restart : bool, optional
         False (default): create the file, replacing any existing one, and write the root
         attributes with ``status = "running"``. True: reopen an existing ot_pde file of
@@ -188,16 +112,21 @@ class ResultWriter:
         case_toml: str,
         backend: str,
         seed: int,
+        file_kind: str = "run",
         restart: bool = False,
     ) -> None:
+        if file_kind not in FILE_KINDS:
+            raise ValueError(f"file_kind must be one of {FILE_KINDS}, got {file_kind!r}")
         self.path = Path(path)
         self._file: h5py.File | None = None
         if restart:
             self._reopen(problem)
         else:
-            self._create(problem=problem, case_toml=case_toml, backend=backend, seed=seed)
+            self._create(problem=problem, case_toml=case_toml, backend=backend, seed=seed,
+                         file_kind=file_kind)
 
-    def _create(self, *, problem: str, case_toml: str, backend: str, seed: int) -> None:
+    def _create(self, *, problem: str, case_toml: str, backend: str, seed: int,
+                file_kind: str) -> None:
         try:
             # like `mkdir -p`: `-o out/run.h5` should work on a fresh checkout
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -207,6 +136,8 @@ class ResultWriter:
                              key="output.path") from exc
         with f:
             f.attrs["ot_pde_version"] = __version__
+            f.attrs["format_version"] = np.int64(FORMAT_VERSION)
+            f.attrs["file_kind"] = file_kind
             f.attrs["problem"] = problem
             f.attrs["case_toml"] = case_toml
             f.attrs["backend"] = backend
@@ -226,13 +157,13 @@ class ResultWriter:
                 if "ot_pde_version" not in f.attrs:
                     raise InputError("cannot restart: not an ot_pde result file",
                                      source=source, key="--restart")
-                found = _to_python(f.attrs.get("problem"))
+                found = to_python(f.attrs.get("problem"))
                 if found != problem:
                     raise InputError(
                         f"cannot restart: file holds a {found!r} run, not {problem!r}",
                         source=source, key="--restart",
                     )
-                _set_attr(f, "writer_pid", np.int64(os.getpid()))
+                set_attr(f, "writer_pid", np.int64(os.getpid()))
                 self.set_status("running")
         except OSError as exc:
             raise InputError(f"cannot restart: {exc}", source=source, key="--restart") from exc
@@ -290,7 +221,7 @@ class ResultWriter:
             ``coords`` is not 1D, ``kind`` is unknown, or the axis exists with another
             length while fields use it.
         """
-        data = _host(coords)
+        data = host(coords)
         if data.ndim != 1:
             raise ValueError(f"grid axis {name!r} must be 1D, got shape {data.shape}")
         if kind not in GRID_KINDS:
@@ -304,12 +235,12 @@ class ResultWriter:
                         f"use it; cannot change it to {data.shape[0]}"
                     )
                 del grid[name]
-            ds = self._put(grid, name, data)
+            ds = put_dataset(grid, name, data)
             if not ds.is_scale:
                 ds.make_scale(name)
-            _set_attr(ds, "units", units)
-            _set_attr(ds, "description", description)
-            _set_attr(ds, "kind", kind)
+            set_attr(ds, "units", units)
+            set_attr(ds, "description", description)
+            set_attr(ds, "kind", kind)
 
     def write_field(
         self,
@@ -344,7 +275,7 @@ class ResultWriter:
         An existing field of the same shape and dtype is overwritten in place (no new
         space in the file); otherwise it is replaced.
         """
-        array = _host(data)
+        array = host(data)
         dims = tuple(dims)
         if len(dims) != array.ndim:
             raise ValueError(
@@ -361,70 +292,20 @@ class ResultWriter:
                         f"axis {axis!r} has length {grid[axis].shape[0]}"
                     )
             fields = f.require_group("fields")
-            ds = self._put(fields, name, array)
+            if name in fields and is_scale(fields[name]):  # a field of an axis' name: it
+                del fields[name]  # replaces the coordinate's link (the axis stays in /grid)
+            ds = put_dataset(fields, name, array, compress=array.size >= COMPRESS_MIN_SIZE)
             for i, axis in enumerate(dims):
-                attached = [scale.name for scale in ds.dims[i].values()]
-                if attached != [grid[axis].name]:
+                link_scale(fields, grid[axis])
+                # compared as objects: a scale's .name may say /grid/x or its /fields link
+                if list(ds.dims[i].values()) != [grid[axis]]:
                     for scale in ds.dims[i].values():
                         ds.dims[i].detach_scale(scale)
                     ds.dims[i].attach_scale(grid[axis])
                 if ds.dims[i].label != axis:
                     ds.dims[i].label = axis
-            _set_attr(ds, "units", units)
-            _set_attr(ds, "description", description)
-
-    def write_virtual_field(
-        self,
-        name: str,
-        sources: Sequence[tuple[str, str, Sequence[int], Sequence[int]]],
-        *,
-        shape: Sequence[int],
-        dims: Sequence[str],
-        units: str = "",
-        description: str = "",
-        dtype: Any = np.float64,
-    ) -> None:
-        """Write ``/fields/<name>`` as a virtual dataset joining blocks held in other files.
-
-        Under MPI each rank writes its block of a distributed field to its own file (no
-        parallel-HDF5 build needed); this joins them, so readers see one array.
-
-        Parameters
-        ----------
-        name : str
-            Field name.
-        sources : sequence of (file, dataset, offset, block shape)
-            One entry per block. ``file`` is a name relative to this file's folder (HDF5
-            looks for relative source files beside the virtual dataset's file, so the
-            files can be moved together).
-        shape : sequence of int
-            The whole field's shape. Points no block covers read as NaN.
-        dims, units, description
-            As in :meth:`write_field`.
-        """
-        shape = tuple(int(n) for n in shape)
-        dims = tuple(dims)
-        if len(dims) != len(shape):
-            raise ValueError(f"field {name!r} has {len(shape)} dimensions but dims names "
-                             f"{len(dims)}: {dims}")
-        layout = h5py.VirtualLayout(shape=shape, dtype=dtype)
-        for file, dataset, offset, block in sources:
-            window = tuple(slice(o, o + n) for o, n in zip(offset, block))
-            layout[window] = h5py.VirtualSource(file, dataset, shape=tuple(block))
-        with self.batch() as f:
-            fields = f.require_group("fields")
-            if name in fields:
-                del fields[name]
-            ds = fields.create_virtual_dataset(name, layout, fillvalue=np.nan)
-            grid = f.get("grid", {})
-            for i, axis in enumerate(dims):
-                if axis not in grid or grid[axis].shape[0] != shape[i]:
-                    raise ValueError(f"field {name!r}: axis {i} of length {shape[i]} does not "
-                                     f"match a /grid axis {axis!r}")
-                ds.dims[i].attach_scale(grid[axis])
-                ds.dims[i].label = axis
-            _set_attr(ds, "units", units)
-            _set_attr(ds, "description", description)
+            set_attr(ds, "units", units)
+            set_attr(ds, "description", description)
 
     def write_particles(
         self, name: str, data: ArrayLike, *, units: str = "", description: str = ""
@@ -434,9 +315,9 @@ class ResultWriter:
         An existing array of the same shape and dtype is overwritten in place.
         """
         with self.batch() as f:
-            ds = self._put(f.require_group("particles"), name, _host(data))
-            _set_attr(ds, "units", units)
-            _set_attr(ds, "description", description)
+            ds = put_dataset(f.require_group("particles"), name, host(data))
+            set_attr(ds, "units", units)
+            set_attr(ds, "description", description)
 
     def append_history(self, rows: Mapping[str, ArrayLike]) -> None:
         """Append rows to the ``/history`` datasets, creating them on first use.
@@ -454,7 +335,7 @@ class ResultWriter:
             ``iteration`` missing, lengths differ, or the names differ from those
             already in the file.
         """
-        columns = {key: np.atleast_1d(_host(value)) for key, value in rows.items()}
+        columns = {key: np.atleast_1d(host(value)) for key, value in rows.items()}
         if "iteration" not in columns:
             raise ValueError("history rows must include 'iteration'")
         lengths = {key: col.shape for key, col in columns.items()}
@@ -468,6 +349,7 @@ class ResultWriter:
                     f"history columns {sorted(columns)} differ from those in the file "
                     f"{sorted(history)}"
                 )
+            fresh = not len(history)
             for key, col in columns.items():
                 if key not in history:
                     history.create_dataset(key, data=col, maxshape=(None,),
@@ -477,6 +359,13 @@ class ResultWriter:
                 n_old = ds.shape[0]
                 ds.resize((n_old + n_new,))
                 ds[n_old:] = col
+            if fresh:  # ``iteration`` is the coordinate of every other column
+                scale = history["iteration"]
+                scale.make_scale("iteration")
+                for key in columns:
+                    if key != "iteration":
+                        history[key].dims[0].attach_scale(scale)
+                        history[key].dims[0].label = "iteration"
 
     def truncate_history(self, n_rows: int) -> None:
         """Keep the first ``n_rows`` rows of every ``/history`` dataset (for restarts).
@@ -521,17 +410,17 @@ class ResultWriter:
             digests = {}
             for key, value in state.items():
                 if isinstance(value, str):
-                    ds = self._put(tmp, key, np.array(value, dtype=h5py.string_dtype()))
+                    ds = put_dataset(tmp, key, np.array(value, dtype=h5py.string_dtype()))
                     digests[key] = digest(key, value)
                 else:
-                    data = _host(value)
-                    ds = self._put(tmp, key, data)
+                    data = host(value)
+                    ds = put_dataset(tmp, key, data)
                     digests[key] = digest(key, np.asarray(data, dtype=ds.dtype))
-                ds.attrs["scalar"] = _is_scalar(value)
+                ds.attrs["scalar"] = is_scalar(value)
                 # fixed-length bytes: rewritten in place, the file does not grow
-                _set_attr(ds, "checksum", np.bytes_(digests[key]))
+                set_attr(ds, "checksum", np.bytes_(digests[key]))
             tmp.attrs["iteration"] = np.int64(iteration)
-            _set_attr(tmp, "checksum", np.bytes_(group_digest(iteration, digests)))
+            set_attr(tmp, "checksum", np.bytes_(group_digest(iteration, digests)))
             # Put the new state completely on disk before the renames, so that a kill
             # while close() writes metadata can only leave a link pointing at a complete
             # group, never an old group header over new data.
@@ -550,7 +439,7 @@ class ResultWriter:
         ValueError
             A value is not a float, int or bool.
         """
-        values = {key: _check_summary_value(key, value) for key, value in summary.items()}
+        values = {key: check_summary_value(key, value) for key, value in summary.items()}
         with self.batch() as f:
             group = f.require_group("summary")
             for key in list(group.attrs):
@@ -575,9 +464,9 @@ class ResultWriter:
         if status not in STATUSES:
             raise ValueError(f"status must be one of {STATUSES}, got {status!r}")
         with self.batch() as f:
-            _set_attr(f, "status", status)
+            set_attr(f, "status", status)
             if message:
-                _set_attr(f, "status_message", message)
+                set_attr(f, "status_message", message)
             elif "status_message" in f.attrs:
                 del f.attrs["status_message"]
 
@@ -593,167 +482,4 @@ class ResultWriter:
             raise ValueError("use set_status() to change status and status_message")
         with self.batch() as f:
             for key, value in attrs.items():
-                _set_attr(f, key, value)
-
-    @staticmethod
-    def _put(group: h5py.Group, name: str, data: np.ndarray) -> h5py.Dataset:
-        """Write ``data`` to ``group[name]``, in place when shape and dtype allow.
-
-        In-place writes keep the file from growing: HDF5 does not reuse the space of a
-        dataset deleted in an earlier session.
-        """
-        if name in group:
-            ds = group[name]
-            if ds.shape == data.shape and ds.dtype == data.dtype:
-                ds[()] = data
-                return ds
-            # Detach first: a deleted dataset would otherwise stay listed in its scales'
-            # REFERENCE_LIST.
-            for dim in ds.dims:
-                for scale in dim.values():
-                    dim.detach_scale(scale)
-            del group[name]
-        return group.create_dataset(name, data=data)
-
-
-class ResultFile:
-    """Read an ot_pde result file (read-only; usable as a context manager).
-
-    Parameters
-    ----------
-    path : str or os.PathLike
-        The HDF5 file; it may belong to a run still in progress.
-
-    Raises
-    ------
-    InputError
-        The file is missing, not HDF5, unreadable or not an ot_pde result file (source is
-        the path). Asking for a field, particle set or axis the file lacks raises it too,
-        with the dataset as key.
-
-    Attributes
-    ----------
-    path : pathlib.Path
-    attrs : dict
-        Root attributes as Python values.
-    problem, status, case_toml, backend : str
-        The root attributes of the same names.
-    """
-
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = Path(path)
-        source = str(self.path)
-        if not self.path.is_file():
-            raise InputError("no such result file", source=source)
-        if not h5py.is_hdf5(self.path):
-            raise InputError("not an HDF5 file", source=source)
-        try:
-            self._file = h5py.File(self.path, "r", locking=False)
-        except OSError as exc:
-            raise InputError(f"cannot read result file: {exc}", source=source) from exc
-        try:
-            if "ot_pde_version" not in self._file.attrs:
-                raise InputError("not an ot_pde result file (no ot_pde_version attribute)",
-                                 source=source)
-            self.attrs: dict[str, Any] = {k: _to_python(v) for k, v in self._file.attrs.items()}
-        except Exception as exc:
-            self._file.close()
-            if isinstance(exc, InputError):
-                raise
-            raise InputError(f"cannot read result file: {type(exc).__name__}: {exc}",
-                             source=source) from None
-        self.problem: str = self.attrs.get("problem", "")
-        self.status: str = self.attrs.get("status", "")
-        self.case_toml: str = self.attrs.get("case_toml", "")
-        self.backend: str = self.attrs.get("backend", "")
-
-    def __enter__(self) -> ResultFile:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        """Close the file."""
-        self._file.close()
-
-    @property
-    def h5(self) -> h5py.File:
-        """The open read-only :class:`h5py.File`, to slice large datasets lazily."""
-        return self._file
-
-    def _dataset(self, group: str, name: str) -> h5py.Dataset:
-        key = f"{group}/{name}"
-        if key not in self._file:
-            present = sorted(self._file.get(group, {}))
-            raise InputError(f"no dataset {key!r}; {group} has {present}", source=str(self.path),
-                             key=key)
-        return self._file[key]
-
-    def summary(self) -> dict[str, float | int | bool]:
-        """The ``/summary`` attributes as Python scalars (empty if not written yet)."""
-        return _user_attrs(self._file["summary"]) if "summary" in self._file else {}
-
-    def grid(self) -> dict[str, np.ndarray]:
-        """All ``/grid`` axes, by name."""
-        return {name: ds[()] for name, ds in self._file.get("grid", {}).items()}
-
-    def grid_attrs(self, name: str) -> dict[str, Any]:
-        """The ``units``, ``description`` and ``kind`` of grid axis ``name``."""
-        return _user_attrs(self._dataset("grid", name))
-
-    def field(self, name: str) -> np.ndarray:
-        """The array ``/fields/<name>``."""
-        return self._dataset("fields", name)[()]
-
-    def field_names(self) -> list[str]:
-        """Names of the datasets in ``/fields``."""
-        return list(self._file.get("fields", {}))
-
-    def field_dims(self, name: str) -> tuple[str, ...]:
-        """The ``/grid`` axis attached to each dimension of field ``name``."""
-        ds = self._dataset("fields", name)
-        return tuple(dim[0].name.rsplit("/", 1)[-1] for dim in ds.dims)
-
-    def field_attrs(self, name: str) -> dict[str, Any]:
-        """The user attributes (``units``, ``description``) of field ``name``."""
-        return _user_attrs(self._dataset("fields", name))
-
-    def particles(self, name: str) -> np.ndarray:
-        """The array ``/particles/<name>``."""
-        return self._dataset("particles", name)[()]
-
-    def history(self) -> dict[str, np.ndarray]:
-        """All ``/history`` datasets, by name, cut to their common length (empty if none).
-
-        A writer killed while closing the file can leave the last row in some datasets
-        only; cutting keeps every returned row complete.
-        """
-        datasets = dict(self._file.get("history", {}).items())
-        n_rows = min((ds.shape[0] for ds in datasets.values()), default=0)
-        return {name: ds[:n_rows] for name, ds in datasets.items()}
-
-    def checkpoint(self) -> tuple[dict[str, StateValue], int] | None:
-        """The restart state and its iteration, or None if no checkpoint was written.
-
-        Entries written as scalars come back as Python ``bool``/``int``/``float``/``str``.
-
-        Raises
-        ------
-        InputError
-            A dataset or attribute is missing or does not match its checksum (the state
-            was altered or corrupted after it was written); the key names the dataset.
-        """
-        if "checkpoint" not in self._file:
-            return None
-        group = self._file["checkpoint"]
-        if not isinstance(group, h5py.Group):
-            raise InputError("/checkpoint is not a group", source=str(self.path),
-                             key="checkpoint")
-        values, iteration = verify_checkpoint(group, source=str(self.path))
-        state: dict[str, StateValue] = {}
-        for key, value in values.items():
-            # ds[()] of a 0-d dataset is a NumPy scalar; give back what was written.
-            scalar = bool(group[key].attrs["scalar"])
-            state[key] = _to_python(value) if scalar else np.asarray(value)
-        return state, iteration
+                set_attr(f, key, value)
