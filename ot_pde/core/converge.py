@@ -23,7 +23,7 @@ from ..config import Case
 from ..config.schema import OVERRIDE_SOURCE
 from ..errors import InputError
 from ..io import ResultFile, ResultWriter
-from .building import build_problem
+from .building import prepare
 from .ensemble import spread
 from .registry import get_kind
 from .runner import run_case
@@ -153,19 +153,19 @@ def mesh_size(case: Case, key: str, value) -> float:
     return 1.0 / value if resolution == "inverse" else float(value)
 
 
-def _run_one(case: Case, kind, key: str, v, folder: Path, backend: str | None,
+def _run_one(case: Case, key: str, v, folder: Path, backend: str | None,
              keep: bool, label: str) -> tuple[dict[str, float], dict]:
     """One run of a study: its errors (name -> value) and its run record."""
-    run = case.with_overrides([f"{key}={v!r}" if isinstance(v, str) else f"{key}={v}"])
-    problem = build_problem(run)
-    reference = problem.reference()
+    run = prepare(case.with_overrides([f"{key}={v!r}" if isinstance(v, str) else f"{key}={v}"]),
+                  backend)
+    reference = run.problem.reference()
     if reference is None:
         raise InputError(f"problem kind {case.kind!r} has no exact reference for this "
                          "case (convergence studies need one)", source=case.source,
                          key="case.problem")
     out = folder / f"{Path(case.source).stem}_{key}={v}.h5"
     log.info("convergence study, %s: %s = %s", label, key, v)
-    result = run_case(run, out, backend=backend, overwrite=True, label=label)
+    result = run_case(run, out, overwrite=True, label=label)
     if result.summary.get("converged") is False:
         raise InputError(
             f"the run at {key} = {v} stopped before its solver converged (summary: converged "
@@ -197,8 +197,7 @@ def run_study(case: Case, vary: str, *, backend: str | None = None,
     to the bit, rank 0 returns the study and the other ranks None.
     """
     key, values = parse_vary(vary, case)
-    kind = get_kind(case.kind)
-    kind.backend_for(case, backend)  # refused before any run is built
+    get_kind(case.kind).backend_for(case, backend)  # refused before any run is built
     h = np.array([mesh_size(case, key, v) for v in values])
     order = np.argsort(-h)  # coarse to fine, whatever order the user gave
     values = [values[i] for i in order]
@@ -207,7 +206,7 @@ def run_study(case: Case, vary: str, *, backend: str | None = None,
         folder = Path(workdir) if workdir else Path(tmp)
         folder.mkdir(parents=True, exist_ok=True)
         outcomes = spread(len(values), lambda i: _run_one(
-            case, kind, key, values[i], folder, backend, workdir is not None,
+            case, key, values[i], folder, backend, workdir is not None,
             f"run {i + 1} of {len(values)}"), comm)
     if outcomes is None:  # an MPI rank other than 0: its runs went to rank 0
         return None

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 
-from ..backends import get_backend
 from ..config import Case, load_case_text
 from ..errors import InputError, NumericalError, OtPdeError
 from ..io import ResultFile, ResultWriter, write_xdmf
@@ -27,9 +26,8 @@ from ..io.finalize import compact
 from ..io.lock import OutputLock, check_fresh_output, check_output_path
 from ..io.snapshots import SNAPSHOT_AXIS, append_snapshots, truncate_snapshots
 from ..limits import guarded
-from .building import build_problem, build_solver
+from .building import Setup, build_solver, prepare
 from .progress import Progress
-from .registry import get_kind
 
 log = logging.getLogger("ot_pde")
 
@@ -140,10 +138,13 @@ def _on_root(comm, make):
     return value
 
 
-def run_case(case: Case, output: Path | None = None, *, backend: str | None = None,
+def run_case(case: Case | Setup, output: Path | None = None, *, backend: str | None = None,
              restart: bool = False, comm=None, overwrite: bool = False,
              keep_checkpoint: bool = False, label: str = "") -> RunResult:
     """Run ``case`` to completion (or to a stop condition), writing ``output``.
+
+    ``case`` is a :class:`~ot_pde.core.building.Setup` (:func:`~ot_pde.core.building.prepare`
+    resolved it, ``backend`` is then ignored) or a case, prepared here.
 
     With an MPI communicator ``comm`` of more than one rank every rank calls this: the kind
     must have an ``mpi_mode`` (see :class:`~ot_pde.core.problem.Problem`); the ranks step
@@ -169,12 +170,15 @@ def run_case(case: Case, output: Path | None = None, *, backend: str | None = No
     KeyboardInterrupt
         Ctrl-C or SIGTERM; the file is marked ``interrupted`` and holds a checkpoint.
     """
-    kind = get_kind(case.kind)
+    if isinstance(case, Setup):
+        setup = case
+        case = setup.case
+    else:
+        setup = None
     output = Path(output) if output is not None else default_output_path(case)
     check_output_path(output, case_source=case.source)
-    backend_obj = get_backend(kind.backend_for(case, backend),  # the kind's refusal first
-                              source="--backend" if backend else "run.backend")
-    problem = build_problem(case)
+    setup = setup or prepare(case, backend)
+    problem, backend_obj = setup.problem, setup.backend
     if comm is not None:
         if problem.mpi_mode is None:
             raise InputError(f"problem kind {case.kind!r} does not run on several MPI ranks; "

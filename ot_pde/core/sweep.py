@@ -27,10 +27,9 @@ from ..config import Case
 from ..errors import InputError, NumericalError
 from ..io import ResultWriter
 from ..io.finalize import link_external
-from .building import build_problem
+from .building import prepare
 from .converge import SHOWN, split_vary, vary_override
 from .ensemble import spread
-from .registry import get_kind
 from .runner import run_case
 
 log = logging.getLogger("ot_pde")
@@ -116,10 +115,8 @@ def run_sweep(case: Case, varies: list[str], output: Path, *, backend: str | Non
     """Run every point of the sweep; rank 0 (or a serial call) returns the :class:`Sweep`,
     whose runs' files lie in ``<output stem>_runs/``; other ranks return None."""
     keys, points, cases = parse_sweep(varies, case)
-    kind = get_kind(case.kind)
-    for run in cases:  # bad input of any point stops the sweep before the first run
-        kind.backend_for(run, backend)
-        build_problem(run)
+    # every point resolved once, before the first run: bad input of any point stops the sweep
+    setups = [prepare(run, backend) for run in cases]
     folder = output.with_name(f"{output.stem}_runs")
 
     def run_point(i: int) -> dict:
@@ -127,7 +124,7 @@ def run_sweep(case: Case, varies: list[str], output: Path, *, backend: str | Non
         label = f"run {i + 1} of {len(points)}"
         log.info("sweep, %s: %s", label, ", ".join(f"{k} = {v}" for k, v in zip(keys, points[i])))
         try:
-            result = run_case(cases[i], out, backend=backend, overwrite=True, label=label)
+            result = run_case(setups[i], out, overwrite=True, label=label)
             summary, status = result.summary, result.status
         except NumericalError as exc:  # recorded; the sweep goes on
             log.error("sweep point %d failed: %s", i + 1, exc)
