@@ -518,6 +518,24 @@ def test_netcdf_readers_see_real_coordinates(tmp_path):
         np.testing.assert_array_equal(history["iteration"], [1, 2, 3])
 
 
+def test_open_result_reads_a_file_xarray_holds_open(tmp_path):
+    """A notebook's next line after xarray.open_dataset: HDF5 refuses a second open of the
+    same file with other locking flags, so the reader falls back to the default flags. In a
+    fresh interpreter, on a file written by the CLI (pytest's own process does not show it)."""
+    pytest.importorskip("xarray")
+    pytest.importorskip("h5netcdf")
+    out = tmp_path / "r.h5"
+    run = subprocess.run([sys.executable, "-m", "ot_pde", "run", "bb_translation_1d", "-o",
+                          str(out), "-q", "--set", "grid.n=16"], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    script = ("import sys, xarray, ot_pde\n"
+              "ds = xarray.open_dataset(sys.argv[1], group='fields', engine='h5netcdf')\n"
+              "with ot_pde.open_result(sys.argv[1]) as r:\n"
+              "    assert (r.field('rho') == ds['rho'].values).all()\n")
+    both = subprocess.run([sys.executable, "-c", script, str(out)], capture_output=True, text=True)
+    assert both.returncode == 0, both.stderr
+
+
 def test_to_xarray_returns_fields_history_and_summary(tmp_path):
     pytest.importorskip("xarray")
     path = tmp_path / "r.h5"

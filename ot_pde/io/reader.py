@@ -27,6 +27,18 @@ def open_result(path: str | os.PathLike[str]) -> ResultFile:
     return ResultFile(path)
 
 
+def _open_read_only(path: Path) -> h5py.File:
+    """Read-only, without HDF5's file lock (a running writer holds it); when the same process
+    already has the file open with the lock (``xarray.open_dataset`` does), HDF5 refuses a
+    second open with other locking flags, so that one is opened with the default flags."""
+    try:
+        return h5py.File(path, "r", locking=False)
+    except OSError as exc:
+        if "locking flag" not in str(exc):
+            raise
+        return h5py.File(path, "r")
+
+
 class ResultFile:
     """Read an ot_pde result file (read-only; usable as a context manager).
 
@@ -59,7 +71,7 @@ class ResultFile:
         if not h5py.is_hdf5(self.path):
             raise InputError("not an HDF5 file", source=source)
         try:
-            self._file = h5py.File(self.path, "r", locking=False)
+            self._file = _open_read_only(self.path)
         except OSError as exc:
             raise InputError(f"cannot read result file: {exc}", source=source) from exc
         try:
