@@ -89,7 +89,9 @@ def plot(result, png_path) -> None:
             ax.set_aspect("equal")
             ax.set_title(f"t = {t[j]:.2f}", fontsize=10)
             ax.set_xlabel(space[0])
-        axes[0].set_ylabel(space[1] + ("" if rho.ndim == 3 else " (middle slice)"))
+        # 3D: the panels are the slice through the middle of the third axis
+        axes[0].set_ylabel(space[1] if rho.ndim == 3 else
+                           f"{space[1]}  (slice {space[2]} = middle of its range)")
         fig.colorbar(mesh, ax=list(axes[:len(picks)]), label=r"density $\rho$",
                      fraction=0.02, pad=0.01)
         arrows = "; arrows: momentum m at the nearest t_mid" if has_m else ""
