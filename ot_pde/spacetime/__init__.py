@@ -7,10 +7,11 @@ kernels), its coarse-to-fine driver (:mod:`.multilevel`) and its affine warm sta
 and ``flow_comparison`` use the grid and the solver too, which is why they live here and not in
 a kind.
 """
+from .box import Box
 from .checks import check_marginals, checked_box
 from .multilevel import MultilevelSolver
 from .solver import BenamouBrenierSolver, SpaceTimeGrid
 from .start import affine_start
 
-__all__ = ["BenamouBrenierSolver", "MultilevelSolver", "SpaceTimeGrid", "affine_start",
+__all__ = ["BenamouBrenierSolver", "Box", "MultilevelSolver", "SpaceTimeGrid", "affine_start",
            "check_marginals", "checked_box"]

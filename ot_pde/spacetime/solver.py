@@ -34,47 +34,24 @@ import numpy as np
 from ..backends import Backend
 from ..errors import NumericalError
 from . import _prox
+from .box import Box
 
 
 @dataclass(frozen=True)
-class SpaceTimeGrid:
+class SpaceTimeGrid(Box):
     """A box ``[lower, upper]`` with ``shape`` cells in space and ``nt`` cells in time on [0, 1]."""
 
-    lower: tuple[float, ...]
-    upper: tuple[float, ...]
-    shape: tuple[int, ...]
     nt: int
-
-    @property
-    def ndim(self) -> int:
-        return len(self.shape)
-
-    @property
-    def spacing(self) -> tuple[float, ...]:
-        return tuple((b - a) / n for a, b, n in zip(self.lower, self.upper, self.shape))
 
     @property
     def tau(self) -> float:
         return 1.0 / self.nt
-
-    @property
-    def cell_volume(self) -> float:
-        """Volume of one spatial cell."""
-        return float(np.prod(self.spacing))
-
-    def centers(self, axis: int) -> np.ndarray:
-        a, h, n = self.lower[axis], self.spacing[axis], self.shape[axis]
-        return a + h * (np.arange(n) + 0.5)
 
     def time_faces(self) -> np.ndarray:
         return np.arange(self.nt + 1) * self.tau
 
     def time_centers(self) -> np.ndarray:
         return (np.arange(self.nt) + 0.5) * self.tau
-
-    def mesh(self) -> list[np.ndarray]:
-        """Cell-centre coordinates, one array of ``shape`` per axis."""
-        return np.meshgrid(*[self.centers(k) for k in range(self.ndim)], indexing="ij")
 
     def marginals(self, rho0, rho1) -> tuple[np.ndarray, np.ndarray]:
         """The two end densities as float64 arrays of this grid's spatial shape (``ValueError``

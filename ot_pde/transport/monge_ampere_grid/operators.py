@@ -28,16 +28,15 @@ import numpy as np
 import scipy.fft as sfft
 import scipy.sparse as sp
 
+from ...spacetime.box import Box
+
 BOUNDARIES = ("periodic", "reflect")
 
 
 @dataclass(frozen=True)
-class CellGrid:
+class CellGrid(Box):
     """``shape`` cells on the box ``[lower, upper]`` with a boundary treatment."""
 
-    lower: tuple[float, ...]
-    upper: tuple[float, ...]
-    shape: tuple[int, ...]
     boundary: str = "periodic"
 
     def __post_init__(self):
@@ -45,27 +44,8 @@ class CellGrid:
             raise ValueError(f"boundary must be one of {BOUNDARIES}, got {self.boundary!r}")
 
     @property
-    def ndim(self) -> int:
-        return len(self.shape)
-
-    @property
     def size(self) -> int:
         return int(np.prod(self.shape))
-
-    @property
-    def spacing(self) -> tuple[float, ...]:
-        return tuple((b - a) / n for a, b, n in zip(self.lower, self.upper, self.shape))
-
-    @property
-    def cell_volume(self) -> float:
-        return float(np.prod(self.spacing))
-
-    def centers(self, axis: int) -> np.ndarray:
-        a, h, n = self.lower[axis], self.spacing[axis], self.shape[axis]
-        return a + h * (np.arange(n) + 0.5)
-
-    def mesh(self) -> list[np.ndarray]:
-        return np.meshgrid(*[self.centers(k) for k in range(self.ndim)], indexing="ij")
 
     def wrap_index(self, i: np.ndarray, axis: int) -> np.ndarray:
         """Any integer cell index mapped into ``[0, n)``: modulo ``n`` on the torus, by
