@@ -183,3 +183,31 @@ def vjp_cols(z, p, b, w2, n, code):
     _vjp_fill(code, z, t, e, np.ascontiguousarray(p), np.ascontiguousarray(b),
               np.ascontiguousarray(w2), np.ascontiguousarray(n), dw2, q)
     return t, e, dw2, q
+
+
+# -- lattice patches (LatticeConvolution) ---------------------------------------------------------
+@_jit
+def gather_patches(x, idx):
+    r"""Rows :math:`P_p x_i` ``(B N, k^2)`` of ``x`` ``(B, N)`` for ``idx`` ``(N, k^2)``: one
+    pass, where numpy's fancy indexing builds a ``(B, N, k^2)`` index broadcast first."""
+    B, N = x.shape
+    Q = idx.shape[1]
+    out = np.empty((B * N, Q), dtype=x.dtype)
+    for i in range(B):
+        for p in range(N):
+            for q in range(Q):
+                out[i * N + p, q] = x[i, idx[p, q]]
+    return out
+
+
+@_jit
+def scatter_patches(G, idx, B):
+    r""":math:`\sum_p P_p^T G_{ip}` ``(B, N)`` for rows ``G`` ``(B N, k^2)``: the adjoint of
+    :func:`gather_patches`, sites summed in the order of ``p`` then ``q``."""
+    N, Q = idx.shape
+    out = np.zeros((B, N), dtype=G.dtype)
+    for i in range(B):
+        for p in range(N):
+            for q in range(Q):
+                out[i, idx[p, q]] += G[i * N + p, q]
+    return out

@@ -15,11 +15,13 @@ from ..errors import InputError
 from .composition import PER, Composition
 from .integrators import SCHEMES
 from .lattice import TranslationAveraged
+from .lattice_conv import LatticeConvolution
 from .potentials import (
     ACTIVATIONS,
     GroupAveraged,
     OneHiddenLayer,
     OTFlowResNet,
+    Summed,
     reflections_2d,
     translations_2d,
 )
@@ -48,7 +50,8 @@ def model_section(*, width: int = 32, activation: str = "tanh", bias: bool = Tru
     return Section({
         **compose,
         "width": Field("int", width, minimum=1,
-                       doc="hidden units (OneHiddenLayer) or ResNet width"),
+                       doc="hidden units (OneHiddenLayer) or ResNet width; unused by "
+                           "lattice_conv (see channels, dense_width)"),
         "symmetry": Field("str_list", list(symmetry), choices=SYMMETRIES,
                           doc="exact average over the group these generate: spin_flip (x -> -x), "
                               "axis_mirrors (x_k -> -x_k), lattice_translations and "
@@ -60,6 +63,22 @@ def model_section(*, width: int = 32, activation: str = "tanh", bias: bool = Tru
             "activation": Field("str", activation, choices=tuple(ACTIVATIONS),
                                 doc="sigma of phi = sum_j w_j sigma(W_j x + c_j t + b_j)"),
             "bias": Field("bool", bias, doc="hidden biases b (false + logcosh: phi even in x)"),
+            "time_dependent": Field("bool", time_dependent, doc="pre-activations get c_j t"),
+        },
+        "lattice_conv": {
+            "kernel": Field("int", 3, minimum=1,
+                            doc="odd side k of the k x k patch of a periodic L x L lattice "
+                                "(d = L^2), k <= L"),
+            "channels": Field("int", 8, minimum=1,
+                              doc="filters m of phi = sum_p sum_j w_j sigma(W_j . patch_p(x) "
+                                  "+ c_j t + b_j), summed over the sites p"),
+            "dense_width": Field("int", 0, minimum=0,
+                                 doc="hidden units of a dense one-hidden-layer potential added "
+                                     "to the convolution (global modes such as the "
+                                     "magnetization); 0: none"),
+            "activation": Field("str", activation, choices=tuple(ACTIVATIONS),
+                                doc="sigma of the filters and of the dense part"),
+            "bias": Field("bool", bias, doc="hidden biases b"),
             "time_dependent": Field("bool", time_dependent, doc="pre-activations get c_j t"),
         },
         "otflow_resnet": {
@@ -110,13 +129,18 @@ DTYPE_FIELD = Field(
         "every reported estimate stay float64")
 
 
+#: the families whose potentials have float32 twins (``supports_float32``)
+FLOAT32_FAMILIES = ("one_hidden_layer", "lattice_conv")
+
+
 def checked_dtype(case, dim: int) -> np.dtype:
     """``training.dtype``, checked against the potential family."""
     dtype = np.dtype(case.get("training.dtype"))
-    if dtype != np.float64 and (case.get("model.family") != "one_hidden_layer"
+    if dtype != np.float64 and (case.get("model.family") not in FLOAT32_FAMILIES
                                 or _fft_translations(case, dim)):
         raise InputError("training.dtype = \"float32\" needs model.family = "
-                         "\"one_hidden_layer\" without the FFT translation average "
+                         "\"one_hidden_layer\" or \"lattice_conv\", without the FFT "
+                         "translation average "
                          f"(lattice_translations in model.symmetry at L >= "
                          f"{FFT_TRANSLATIONS_MIN_L}); compose the translations instead",
                          source=case.source, key="training.dtype")
@@ -189,6 +213,15 @@ def check_model(case, dim: int) -> list:
         if rank is not None and rank > dim + 1:
             raise InputError(f"rank must be at most d + 1 = {dim + 1}", source=where,
                              key="model.rank")
+    if case.get("model.family") == "lattice_conv":
+        side = math.isqrt(dim)
+        if side * side != dim:
+            raise InputError(f"lattice_conv needs d = L^2 sites of a square lattice, but d = "
+                             f"{dim}", source=where, key="model.family")
+        kernel = case.get("model.kernel")
+        if kernel % 2 == 0 or kernel > side:
+            raise InputError(f"kernel must be odd and at most L = {side}, got {kernel}",
+                             source=where, key="model.kernel")
     symmetry_generators(_compose_names(case), dim, where)  # d must be L^2 for lattices
     names = list(case.get("model.symmetry"))
     if _fft_translations(case, dim):
@@ -215,11 +248,15 @@ def build_potential(case, dim: int, backend, rng: np.random.Generator, generator
                               time_dependent=case.get("model.time_dependent"),
                               backend=backend, rng=rng)
         out_block = "w2"
+    elif case.get("model.family") == "lattice_conv":
+        base = _lattice_conv(case, dim, backend, rng)
+        out_block = None
     else:
         base = OTFlowResNet(dim, case.get("model.width"), case.get("model.n_layers"),
                             rank=case.get("model.rank"), backend=backend, rng=rng)
         out_block = "w"
-    base.param_blocks()[out_block][...] *= case.get("model.init_scale")
+    if out_block is not None:
+        base.param_blocks()[out_block][...] *= case.get("model.init_scale")
     if generators:
         try:
             base = GroupAveraged(base, generators)
@@ -230,6 +267,30 @@ def build_potential(case, dim: int, backend, rng: np.random.Generator, generator
         return base
     return Composition(base, symmetry_generators(composed, dim, case.source),
                        per=case.get("model.compose_per"))
+
+
+def model_label(case) -> str:
+    """The potential in a few words, for a run's description."""
+    family = case.get("model.family")
+    if family != "lattice_conv":
+        return f"{family} (width {case.get('model.width')})"
+    k, dense = case.get("model.kernel"), case.get("model.dense_width")
+    return (f"lattice_conv ({k}x{k}, {case.get('model.channels')} channels"
+            + (f", + dense width {dense})" if dense else ")"))
+
+
+def _lattice_conv(case, dim: int, backend, rng):
+    """The ``lattice_conv`` family: the convolution, plus a dense layer if ``dense_width``."""
+    kw = {"activation": case.get("model.activation"), "bias": case.get("model.bias"),
+          "time_dependent": case.get("model.time_dependent"), "backend": backend, "rng": rng}
+    conv = LatticeConvolution(math.isqrt(dim), case.get("model.kernel"),
+                              case.get("model.channels"), **kw)
+    parts = [conv]
+    if case.get("model.dense_width"):
+        parts.append(OneHiddenLayer(dim, case.get("model.dense_width"), **kw))
+    for part in parts:
+        part.param_blocks()["w2"][...] *= case.get("model.init_scale")
+    return parts[0] if len(parts) == 1 else Summed(parts)
 
 
 def _compose_names(case) -> list:

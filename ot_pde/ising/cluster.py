@@ -75,4 +75,4 @@ def cluster_move(relax: IsingRelaxation, x: np.ndarray, rng: np.random.Generator
     x = np.asarray(x, dtype=np.float64)
     spins = relax.spins_from_uniforms(x, rng.random(x.shape))
     spins = swendsen_wang(spins, relax.beta * relax.J, rng, backend)
-    return spins @ relax.Kp + rng.standard_normal(x.shape) @ relax.chol_Kp.T
+    return relax.draw_given_spins(spins, rng.standard_normal(x.shape))

@@ -41,6 +41,7 @@ from ..model import (
     check_model,
     checked_shards,
     flow_options,
+    model_label,
     model_section,
     time_section,
     training_fields,
@@ -127,11 +128,10 @@ class MongeAmpereFlowProblem(EvaluatedOnce, Problem):
     # -- set-up -----------------------------------------------------------------------------
     def describe(self) -> str:
         c = self.case
-        family = c.get("model.family")
         what = {"forward_kl": "density estimation", "reverse_kl": "variational fit",
                 "none": "fixed potential"}[self.objective]
         return (f"Monge-Ampere flow, d = {self.dim}, {what} of {c.get('target.type')} with "
-                f"{family} (width {c.get('model.width')}), {c.get('time.n_steps')} "
+                f"{model_label(c)}, {c.get('time.n_steps')} "
                 f"{c.get('time.scheme')} steps")
 
     def max_iterations(self) -> int:

@@ -40,7 +40,7 @@ from ...errors import InputError, NumericalError
 from ..discrete_ot import assignment_cost, estimate_w2
 from ..exported.checkpoint import save_checkpoint
 from ..integrators import SCHEMES, to_host
-from ..model import build_potential, check_model, model_section, training_fields
+from ..model import build_potential, check_model, model_label, model_section, training_fields
 from ..targets import build_target, target_section
 from ..training import Adam, Trainer, TrainingRun
 from .export import checkpoint_arrays
@@ -113,6 +113,10 @@ class OTRegFlowProblem(EvaluatedOnce, Problem):
             raise InputError("symmetry averaging is not supported by otreg_flow (its time "
                              "derivative is not implemented)", source=where,
                              key="model.symmetry")
+        if case.get("model.family") == "lattice_conv":
+            raise InputError("otreg_flow needs the potential's time derivative, which "
+                             "lattice_conv does not implement: use one_hidden_layer or "
+                             "otflow_resnet", source=where, key="model.family")
         if case.get("model.family") == "one_hidden_layer" and not case.get(
                 "model.time_dependent"):
             raise InputError("the HJB residual needs a time-dependent potential: set "
@@ -131,7 +135,7 @@ class OTRegFlowProblem(EvaluatedOnce, Problem):
     def describe(self) -> str:
         c = self.case
         return (f"transport-regularized flow, d = {self.dim}, {c.get('target.type')}, "
-                f"{c.get('model.family')} (width {c.get('model.width')}), alpha = "
+                f"{model_label(c)}, alpha = "
                 f"{list(self.alpha)}, {c.get('time.n_steps')} {c.get('time.scheme')} steps")
 
     def max_iterations(self) -> int:

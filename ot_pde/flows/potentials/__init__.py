@@ -22,6 +22,7 @@ Families:
   :math:`x`);
 * :class:`OTFlowResNet`: the potential of OT-Flow (Onken et al. 2021), a ResNet plus a
   quadratic, with the exact Hessian trace of that paper;
+* :class:`Summed`: a sum of potentials (e.g. a lattice convolution plus a dense layer);
 * :class:`GroupAveraged`: the exact average of a potential over a finite group of signed
   coordinate permutations (e.g. the symmetries of an Ising lattice).
 
@@ -37,7 +38,8 @@ from .base import ACTIVATIONS, Potential
 from .group_averaged import GroupAveraged
 from .groups import reflections_2d, signed_permutation_group, spin_flip, translations_2d
 from .one_hidden_layer import OneHiddenLayer
+from .summed import Summed
 from .otflow_resnet import OTFlowResNet
 
-__all__ = ["ACTIVATIONS", "Potential", "OneHiddenLayer", "OTFlowResNet", "GroupAveraged",
+__all__ = ["ACTIVATIONS", "Potential", "OneHiddenLayer", "OTFlowResNet", "GroupAveraged", "Summed",
            "signed_permutation_group", "spin_flip", "translations_2d", "reflections_2d"]

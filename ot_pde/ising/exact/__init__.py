@@ -125,7 +125,8 @@ from ._common import BETA_C, adjacency
 from .brute import brute_force
 from .kaufman import kaufman_energy_per_site, kaufman_lnZ
 from .onsager import onsager_energy_per_site, onsager_lnZ_per_site
-from .relaxation import IsingRelaxation
+from .relaxation import IsingRelaxation, WhitenedIsingRelaxation
 
 __all__ = ["BETA_C", "adjacency", "brute_force", "kaufman_lnZ", "kaufman_energy_per_site",
-           "onsager_lnZ_per_site", "onsager_energy_per_site", "IsingRelaxation"]
+           "onsager_lnZ_per_site", "onsager_energy_per_site", "IsingRelaxation",
+           "WhitenedIsingRelaxation"]

@@ -142,3 +142,62 @@ class IsingRelaxation:
             s = _spin_states(N, start, min(start + _CHUNK, 1 << N))
             q[start:start + len(s)] = 0.5 * np.einsum("bi,bi->b", s @ M_inv, s)
         return float(-N * _LOG2 + 0.5 * N * _LOG_2PI - 0.5 * logdet_M + special.logsumexp(q))
+
+    def draw_given_spins(self, spins, normals):
+        r"""A draw of :math:`x \mid s \sim \mathcal N(\mathbf K's, \mathbf K')` from standard
+        normals ``normals`` (shape of ``spins``, (B, N))."""
+        return spins @ self.Kp + normals @ self.chol_Kp.T
+
+
+class WhitenedIsingRelaxation(IsingRelaxation):
+    r"""The relaxation in whitened variables :math:`y = \mathbf K'^{-1/2}x`.
+
+    With :math:`\mathbf S = \mathbf K'^{1/2}` (symmetric), the same Hubbard-Stratonovich
+    identity written for :math:`y` gives
+
+    .. math::
+
+        \ln\tilde\pi(y) = -\tfrac12|y|^2 + \sum_i\ln\cosh(\mathbf S y)_i, \qquad
+        y \mid s \sim \mathcal N(\mathbf S s, I),
+
+    and :math:`\ln Z_{\rm relax}(x) = \ln Z_{\rm relax}(y) + \frac12\ln\det\mathbf K'`, so
+    :attr:`constant` gains :math:`\frac12\ln\det\mathbf K'` and :math:`\ln Z_{\rm Ising}`
+    is unchanged. Every mixture component is now an isotropic unit Gaussian: the quadratic part
+    of the target is exactly that of the base :math:`\mathcal N(0, I)`, and a flow started
+    from it only has to build the :math:`\cosh` part. The change of variables is not neutral
+    for a Monge-Ampère flow (a gradient field stays one only under orthogonal maps), so the two
+    parametrizations give different variational bounds. :math:`\mathbf S` commutes with the
+    lattice's translations, reflections and the spin flip, so the target keeps every symmetry.
+
+    Methods take and return :math:`y` where :class:`IsingRelaxation`'s take :math:`x`.
+    """
+
+    def __init__(self, L, beta, J=1.0, alpha=None):
+        super().__init__(L, beta, J, alpha)
+        w, V = linalg.eigh(self.Kp)
+        S = (V * np.sqrt(w)) @ V.T
+        self.sqrt_Kp = 0.5 * (S + S.T)
+        self.constant += 0.5 * self.logdet_Kp
+
+    def field(self, y):
+        r"""The Hubbard-Stratonovich field :math:`x = \mathbf S y` of rows ``y``."""
+        return self._as_x(y) @ self.sqrt_Kp
+
+    def log_prob(self, y):
+        y = self._as_x(y)
+        return -0.5 * np.einsum("...i,...i->...", y, y) + (_log2cosh(self.field(y))
+                                                          - _LOG2).sum(axis=-1)
+
+    def grad_log_prob(self, y):
+        r""":math:`-y + \mathbf S\tanh(\mathbf S y)`."""
+        y = self._as_x(y)
+        return -y + np.tanh(self.field(y)) @ self.sqrt_Kp
+
+    def spins_from_uniforms(self, y, u):
+        return super().spins_from_uniforms(self.field(y), u)
+
+    def lnZ_relax_exact(self):
+        return super().lnZ_relax_exact() - 0.5 * self.logdet_Kp
+
+    def draw_given_spins(self, spins, normals):
+        return spins @ self.sqrt_Kp + normals

@@ -28,6 +28,7 @@ from ...flows.model import (
     checked_dtype,
     checked_shards,
     flow_options,
+    model_label,
     model_section,
     time_section,
     training_fields,
@@ -36,6 +37,7 @@ from ...flows.training import Adam, ReverseKL, Trainer, TrainingRun, geometric_l
 from ..exact import (
     BETA_C,
     IsingRelaxation,
+    WhitenedIsingRelaxation,
     brute_force,
     kaufman_energy_per_site,
     kaufman_lnZ,
@@ -48,6 +50,17 @@ log = logging.getLogger("ot_pde")
 #: largest L whose exact values come from enumerating the 2^(L^2) states
 BRUTE_FORCE_MAX_L = 4
 
+#: ``lattice.variables`` -> the relaxation in those variables
+RELAXATIONS = {"field": IsingRelaxation, "whitened": WhitenedIsingRelaxation}
+
+
+def relaxation(case, beta: float) -> IsingRelaxation:
+    """The relaxation of the case's lattice at ``beta``, in the case's variables."""
+    return RELAXATIONS[case.get("lattice.variables")](case.get("lattice.L"), beta,
+                                                      case.get("lattice.J"),
+                                                      case.get("lattice.alpha"))
+
+
 SCHEMA = make_schema({
     "lattice": Section({
         "L": Field("int", minimum=2, doc="periodic L x L lattice, N = L^2 spins"),
@@ -57,6 +70,11 @@ SCHEMA = make_schema({
         "alpha": Field("float", None, doc="diagonal shift of K = beta J A; default "
                                           "0.1 - lambda_min(K), so K + alpha I is positive "
                                           "definite"),
+        "variables": Field("str", "field", choices=tuple(RELAXATIONS),
+                           doc="the flow's variables: the Hubbard-Stratonovich field x "
+                               "(target: mixture of N(K's, K')) or whitened y = K'^-1/2 x "
+                               "(mixture of N(K'^1/2 s, I), whose Gaussian part is the "
+                               "base's); ln Z is the same, the bound the flow reaches is not"),
     }, doc="the Ising model E(s) = -J sum_i s_i (s_{i+x} + s_{i+y})"),
     "base": Section({
         "family": Field("str", "gaussian", choices=("gaussian", "checkerboard_mixture"),
@@ -224,13 +242,13 @@ class IsingVariationalProblem(Problem):
         self.L, self.beta, self.J = case.get("lattice.L"), case.get("lattice.beta"), \
             case.get("lattice.J")
         try:
-            self.relax = IsingRelaxation(self.L, self.beta, self.J, case.get("lattice.alpha"))
+            self.relax = relaxation(case, self.beta)
         except ValueError as exc:
             raise InputError(str(exc), source=where, key="lattice.alpha") from None
         self.N = self.relax.N
         for b in case.get("scan.betas") or []:
             try:
-                IsingRelaxation(self.L, b, self.J, case.get("lattice.alpha"))
+                relaxation(case, b)
             except ValueError as exc:
                 raise InputError(f"at scan beta {b:g}: {exc}", source=where,
                                  key="lattice.alpha") from None
@@ -254,9 +272,8 @@ class IsingVariationalProblem(Problem):
         where = (f"beta scan over {len(betas)} temperatures ({min(betas):g}..{max(betas):g})"
                  if betas else f"beta = {self.beta:.6g}")
         return (f"Ising {self.L}x{self.L} at {where}, J = {self.J:g}: flow from the "
-                f"{c.get('base.family')} base, {c.get('model.family')} (width "
-                f"{c.get('model.width')}, symmetry "
-                f"{'+'.join(c.get('model.symmetry')) or 'none'}), {c.get('time.n_steps')} "
+                f"{c.get('base.family')} base, {model_label(c)}, symmetry "
+                f"{'+'.join(c.get('model.symmetry')) or 'none'}, {c.get('time.n_steps')} "
                 f"{c.get('time.scheme')} steps")
 
     def max_iterations(self) -> int:
@@ -402,7 +419,7 @@ class ScanRun:
         self.index = k
         if k < len(self.betas):
             p = self.problem
-            self.relax = IsingRelaxation(p.L, self.betas[k], p.J, p.case.get("lattice.alpha"))
+            self.relax = relaxation(p.case, self.betas[k])
             self.base = FittedBase(p, self.relax, k)
             self.trainer.objective = ReverseKL(self.relax.log_prob, self.relax.grad_log_prob,
                                                base=self.base.for_training())
