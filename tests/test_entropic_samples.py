@@ -423,7 +423,9 @@ def test_checkerboard_velocity_against_the_grid_solver(cli, tmp_path):
 @pytest.mark.xfail(strict=True, reason="the issue's 5 % in L2(rho_t) is not reached (measured "
                                        "0.7-0.8: the one-hidden-layer networks learn the board "
                                        "slowly; the grid side and the conventions are checked "
-                                       "by the two tests above); see "
+                                       "by test_velocity_comparison_against_the_grid_solver_"
+                                       "is_consistent and test_sample_sinkhorn_velocity_"
+                                       "approaches_the_grid_solver_on_the_checkerboard); see "
                                        "docs/kinds/entropic_potentials.rst")
 def test_checkerboard_velocity_within_five_percent(cli, tmp_path):
     out = tmp_path / "cb.h5"
