@@ -330,15 +330,15 @@ def test_shipped_sample_cases_check(cli):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("d", [2, 16])
+@pytest.mark.parametrize("d", [2, 8, 16])
 @pytest.mark.parametrize("eps", [0.1, 1.0])
-def test_gaussian_closed_form_d2_d16(d, eps, cli, tmp_path):
+def test_gaussian_closed_form_d2_d8_d16(d, eps, cli, tmp_path):
     """The acceptance: entropic cost within 1 %, cross-covariance and the plan's mean and
-    covariance within 2 % (Frobenius, relative) in d = 2 and 16, eps = 0.1 and 1."""
+    covariance within 2 % (Frobenius, relative) in d = 2, 8 and 16, eps = 0.1 and 1."""
     out = tmp_path / "g.h5"
+    overrides = {2: _d2_overrides, 8: _d8_overrides, 16: list}[d]()
     code, _, err = cli("run", CASES / "ek_samples_gaussians_d16.toml", "-o", out,
-                       "--set", f"solver.epsilon={eps}",
-                       *(_d2_overrides() if d == 2 else []))
+                       "--set", f"solver.epsilon={eps}", *overrides)
     assert code == 0, err
     with ResultFile(out) as rf:
         s = rf.summary()
@@ -347,9 +347,58 @@ def test_gaussian_closed_form_d2_d16(d, eps, cli, tmp_path):
     assert s["mean_error"] < 0.02 * np.sqrt(d), s
 
 
+def _d8_overrides():
+    """The leading 8 x 8 block of the d = 16 case's pair (a principal block of a positive
+    definite matrix: positive definite; eigenvalues in [0.59, 1.87])."""
+    src = load_case(CASES / "ek_samples_gaussians_d16.toml").section("source")
+    mean = np.asarray(src["mean"])[:8]
+    cov = np.asarray(src["cov"])[:8, :8]
+    return ["--set", f"source.mean={mean.tolist()}", "--set", f"source.cov={cov.tolist()}",
+            "--set", f"target.mean={[0.0] * 8}"]
+
+
 def _d2_overrides():
     return ["--set", "source.mean=[0.5, -0.3]", "--set", "source.cov=[[0.6, 0.2], [0.2, 0.3]]",
             "--set", "target.mean=[0.0, 0.0]", "--set", "potentials.iterations=1000"]
+
+
+@pytest.mark.slow
+def test_sample_sinkhorn_velocity_approaches_the_grid_solver_on_the_checkerboard():
+    """The checkerboard comparison without any learning: the bridge between the empirical
+    measures of N board and N Gaussian samples (sample Sinkhorn, ``sample_velocity``: the same
+    eps, cost |x-y|^2/2, time direction and velocity formula, no network) approaches the grid
+    solver's velocity in L2(rho_t) as N grows, like a Monte Carlo error. So the grid reference,
+    the sampled board and the conventions agree; the learned velocity's error is the
+    networks'. Measured (seed 0 draws): N = 1000: 0.37, 0.35, 0.53; N = 4000: 0.24, 0.23,
+    0.30 at t = 1/4, 1/2, 3/4, ratios 0.63, 0.65, 0.57 (N = 8000: 0.14, 0.14, 0.20); about
+    90 s. A mismatch of eps, cost or time direction would leave an error that does not fall
+    with N."""
+    from ot_pde.transport.entropic import sample_velocity, sinkhorn_samples
+    from ot_pde.transport.entropic.grid_compare import (
+        COMPARE_TIMES,
+        _grid_reference,
+        velocity_l2_error,
+    )
+    from ot_pde.transport.entropic.sample_problem import SampleProblem
+
+    problem = SampleProblem(load_case(CASES / "ek_samples_checkerboard.toml"))
+    lo, hi, n = problem.box
+    ref, rho = _grid_reference(problem, lo, hi, n)
+    axes = [lo[k] + (hi[k] - lo[k]) * (np.arange(n) + 0.5) / n for k in (0, 1)]
+    pts = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 2)
+    errs = {}
+    for size in (1000, 4000):
+        rng = np.random.default_rng(0)
+        x, y = problem.source.sample(size, rng), rng.standard_normal((size, 2))
+        f, g, _, _ = sinkhorn_samples(x, y, problem.epsilon, tol=1e-6)
+        errs[size] = []
+        for j, t in enumerate(COMPARE_TIMES):
+            v = np.concatenate([sample_velocity(pts[i:i + 1024], t, x, y, f, g, problem.epsilon)
+                                for i in range(0, len(pts), 1024)])
+            errs[size].append(velocity_l2_error(v.T.reshape(2, n, n), ref[j], rho[j]))
+    small, large = np.array(errs[1000]), np.array(errs[4000])
+    # a Monte Carlo error: 4 times the samples, 0.57-0.65 times the error (0.5 for 1/sqrt(N))
+    assert np.all(large < 0.7 * small) and large.max() < 0.4, errs
 
 
 @pytest.mark.slow
@@ -373,7 +422,11 @@ def test_checkerboard_velocity_against_the_grid_solver(cli, tmp_path):
 @pytest.mark.slow
 @pytest.mark.xfail(strict=True, reason="the issue's 5 % in L2(rho_t) is not reached (measured "
                                        "0.7-0.8: the one-hidden-layer networks learn the board "
-                                       "slowly); see docs/kinds/entropic_potentials.rst")
+                                       "slowly; the grid side and the conventions are checked "
+                                       "by test_velocity_comparison_against_the_grid_solver_"
+                                       "is_consistent and test_sample_sinkhorn_velocity_"
+                                       "approaches_the_grid_solver_on_the_checkerboard); see "
+                                       "docs/kinds/entropic_potentials.rst")
 def test_checkerboard_velocity_within_five_percent(cli, tmp_path):
     out = tmp_path / "cb.h5"
     code, _, err = cli("run", CASES / "ek_samples_checkerboard.toml", "-o", out)
