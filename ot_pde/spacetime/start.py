@@ -189,13 +189,14 @@ def brenier_displacement(rho0, rho1, grid: SpaceTimeGrid, *, floor: float = MA_F
                          tol: float = 1e-6, coarsest: int = 16) -> np.ndarray:
     r"""The displacement :math:`\nabla\psi` of the Brenier map :math:`x + \nabla\psi(x)` at the
     cell centres, shape ``(*grid.shape, d)``: the grid Monge-Ampere equation on the box
-    (:mod:`.monge_ampere`, damped Newton, second boundary condition) between the two densities
-    raised by ``floor`` times the larger peak and renormalized.
+    (:mod:`ot_pde.spacetime.monge_ampere`, damped Newton, second boundary condition) between
+    the two densities raised by ``floor`` times the larger peak and renormalized.
 
     Coarse to fine: Newton first solves on the grid halved while every axis stays even and
     ``>= coarsest`` (its damped first steps, a dozen or more on bimodal data, are cheap there),
     lowering the floor along :data:`MA_FLOOR_LADDER`; each finer grid starts from the coarser
-    potential interpolated by its cubic spline (a few full steps). Raises :class:`~ot_pde.errors.NumericalError` when Newton fails."""
+    potential interpolated by its cubic spline (a few full steps). Raises
+    :class:`~ot_pde.errors.NumericalError` when Newton fails."""
     from ..errors import NumericalError
     from .cellgrid import CellGrid, CubicSpline
     from .monge_ampere import MongeAmpereEquation, NewtonSolver

@@ -61,9 +61,9 @@ SCHEMA = make_schema({
                             doc="Douglas-Rachford relaxation in (0, 2)"),
         "rtol": Field("float", 1e-3, exclusive_minimum=0.0,
                       doc="requested relative accuracy of W2^2 on this grid: stop when the "
-                          "accuracy estimate (larger of the W2^2 spread over the last three quarters of "
-                          "the history and "
-                          "the relative primal residual) is below rtol, on every level"),
+                          "accuracy estimate (larger of the W2^2 spread over the last three "
+                          "quarters of the history and the relative primal residual) is below "
+                          "rtol, on every level"),
         "tol": Field("float", None, exclusive_minimum=0.0,
                      doc="optional residual criterion: also require both relative residuals "
                          "below tol"),
