@@ -159,8 +159,7 @@ def _deposit(points: np.ndarray, weights: np.ndarray, grid: SpaceTimeGrid,
              face_axis: int | None) -> np.ndarray:
     """Cloud-in-cell deposit of ``weights`` (per cell volume) at ``points`` (N, d) onto the
     cell centres, or onto the faces along ``face_axis``; the centres' weights are reflected at
-    the walls (no mass leaves the box), the faces' clamped. At ``t = 0`` (points on the
-    centres) it returns the weights themselves."""
+    the walls (no mass leaves the box), the faces' clamped."""
     d = grid.ndim
     shape = list(grid.shape)
     s = (points - np.asarray(grid.lower)) / np.asarray(grid.spacing) - 0.5
@@ -200,12 +199,13 @@ def brenier_displacement(rho0, rho1, grid: SpaceTimeGrid, *, floor: float = MA_F
     from ..errors import NumericalError
     from .cellgrid import CellGrid, CubicSpline
     from .monge_ampere import MongeAmpereEquation, NewtonSolver
+    from .multilevel import restrict_density
 
     peak = max(rho0.max(), rho1.max())
     levels = [(grid.shape, [rho0, rho1])]
     while all(n % 2 == 0 and n // 2 >= coarsest for n in levels[-1][0]):
         shape, pair = levels[-1]
-        levels.append((tuple(n // 2 for n in shape), [_restrict(r) for r in pair]))
+        levels.append((tuple(n // 2 for n in shape), [restrict_density(r) for r in pair]))
     psi = None
     for shape, pair in levels[::-1]:
         cells = CellGrid(grid.lower, grid.upper, shape, "reflect")
@@ -237,14 +237,6 @@ def _convex_part(equation, psi: np.ndarray) -> np.ndarray:
         if equation.evaluate(s * psi)["convex"]:
             return s * psi
     return 0.0 * psi
-
-
-def _restrict(rho: np.ndarray) -> np.ndarray:
-    """Average of each block of :math:`2^d` cells (as the multilevel solver restricts)."""
-    for axis in range(rho.ndim):
-        rho = 0.5 * (np.take(rho, np.arange(0, rho.shape[axis], 2), axis=axis)
-                     + np.take(rho, np.arange(1, rho.shape[axis], 2), axis=axis))
-    return rho
 
 
 def _particles(grid: SpaceTimeGrid, disp: np.ndarray, rho0: np.ndarray, per_axis: int):
