@@ -83,6 +83,8 @@ def histograms(n: int, pair: list[str]):
 COUNT_RUNS = (
     ("product 2D, linear", "bb_product_2d.toml", (32, 64, 128, 256), ("solver.start=linear",)),
     ("product 2D, affine", "bb_product_2d.toml", (32, 64, 128, 256), ("solver.start=affine",)),
+    ("product 2D, M.-A.", "bb_product_2d.toml", (32, 64, 128, 256),
+     ("solver.start=monge_ampere", "solver.gamma=0.1")),
     ("Gaussian 2D, linear", "bb_gaussian_2d.toml", (32, 64),
      ("solver.start=linear", "solver.max_iterations=20000")),
     ("Gaussian 2D, affine", "bb_gaussian_2d.toml", (32, 64, 128, 256), ("solver.start=affine",)),
