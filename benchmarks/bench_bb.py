@@ -4,8 +4,10 @@ On the shipped smooth non-Gaussian pair (``cases/bb_product_2d.toml``) at severa
 
 * ours: the whole ``ot-pde run`` process (start-up, numba cache load, set-up, solve, HDF5
   output) with ``solver.rtol`` (default 1e-3), for the plain ``douglas_rachford`` method from
-  the linear and from the affine start, and the ``multilevel`` one; iterations (all levels,
-  and on the finest grid) and wall time;
+  each start (``--starts``: linear, affine, monge_ampere), and the ``multilevel`` one
+  (``--multilevel``); iterations (all levels, and on the finest grid) and wall time;
+* with ``--holdout K`` the same on K random smooth bimodal product pairs made here (seeded,
+  not in the repository), so that nothing is tuned to the shipped pair;
 * the grid's converged value (``--reference-rtol``, default 1e-4, plain method, not timed) and
   the error of each timed run against it: the accuracy the time bought;
 * POT ``emd2`` (exact discrete OT between the same histograms at the cell centres, a
@@ -36,6 +38,20 @@ ROOT = Path(__file__).resolve().parent.parent
 CASE = ROOT / "cases" / "bb_product_2d.toml"
 
 
+def random_product_pair(seed: int) -> list[str]:
+    """Overrides of ``bb_product_2d`` for a hold-out pair of smooth random bimodal product
+    densities (components >= 4 std inside the box; seeded, made here, not shipped)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for side in ("source", "target"):
+        stds = rng.uniform(0.06, 0.1, (2, 2))
+        means = rng.uniform(0.0, 1.0, (2, 2)) * (1 - 8 * stds) + 4 * stds
+        weights = rng.uniform(0.3, 1.0, (2, 2))
+        for key, val in (("means", means), ("stds", stds), ("weights", weights)):
+            out.append(f"{side}.{key}=" + str(np.round(val, 4).tolist()))
+    return out
+
+
 def ot_pde_run(n: int, *overrides: str, case: Path = CASE) -> tuple[dict, float]:
     """``ot-pde run`` in a subprocess: (summary, wall seconds of the whole process)."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -50,11 +66,11 @@ def ot_pde_run(n: int, *overrides: str, case: Path = CASE) -> tuple[dict, float]
     return json.loads(out.stdout)["summary"], wall
 
 
-def histograms(n: int):
+def histograms(n: int, pair: list[str]):
     from ot_pde.config import load_case
     from ot_pde.core.registry import get_kind
 
-    case = load_case(CASE, overrides=[f"grid.n={n}"])
+    case = load_case(CASE, overrides=[f"grid.n={n}", *pair])
     problem = get_kind(case.kind).build(case)
     g = problem.grid_
     a = (problem.source.values * g.cell_volume).ravel()
@@ -67,6 +83,8 @@ def histograms(n: int):
 COUNT_RUNS = (
     ("product 2D, linear", "bb_product_2d.toml", (32, 64, 128, 256), ("solver.start=linear",)),
     ("product 2D, affine", "bb_product_2d.toml", (32, 64, 128, 256), ("solver.start=affine",)),
+    ("product 2D, M.-A.", "bb_product_2d.toml", (32, 64, 128, 256),
+     ("solver.start=monge_ampere", "solver.gamma=0.1")),
     ("Gaussian 2D, linear", "bb_gaussian_2d.toml", (32, 64),
      ("solver.start=linear", "solver.max_iterations=20000")),
     ("Gaussian 2D, affine", "bb_gaussian_2d.toml", (32, 64, 128, 256), ("solver.start=affine",)),
@@ -107,6 +125,12 @@ def main(argv=None) -> int:
                    help="print the iteration counts per grid instead (see the module doc)")
     p.add_argument("--counts-max", type=int, default=256, help="largest 2D n of --counts")
     p.add_argument("--counts-max-3d", type=int, default=48, help="largest 3D n of --counts")
+    p.add_argument("--holdout", type=int, default=0,
+                   help="also this many random bimodal product pairs (seeds 1, 2, ..), made "
+                        "here and not shipped, at every grid")
+    p.add_argument("--starts", default="linear,affine,monge_ampere",
+                   help="starts of the plain douglas_rachford method to time")
+    p.add_argument("--multilevel", action="store_true", help="also time the multilevel method")
     args = p.parse_args(argv)
     if args.counts:
         iteration_counts(args.rtol, args.counts_max, args.counts_max_3d)
@@ -124,14 +148,20 @@ def main(argv=None) -> int:
             f"{'sinkhorn s':>10} {'bias':>8} {'ours/sk':>7}")
     print(head)
     print("-" * len(head))
-    for n in grids:
+    pairs = [("shipped", [])] + [(f"hold-out {k}", random_product_pair(k))
+                                 for k in range(1, args.holdout + 1)]
+    runs = [("douglas_rachford", start) for start in args.starts.split(",")]
+    if args.multilevel:
+        runs.append(("multilevel", "linear"))
+    for (label, pair), n in ((p_, n_) for p_ in pairs for n_ in grids):
+        print(f"-- {label} pair, n = {n}", flush=True)
         converged = None
         if n <= args.reference_max:
             ref, _ = ot_pde_run(n, "solver.method=douglas_rachford",
                                 f"solver.rtol={args.reference_rtol}",
-                                "solver.max_iterations=40000")
+                                "solver.max_iterations=40000", *pair)
             converged = ref["W2_squared"] if ref["converged"] else None
-        a, b, pts = histograms(n)
+        a, b, pts = histograms(n, pair)
         cost = ot.dist(pts, pts) if n <= max(args.emd_max, args.sinkhorn_max) else None
         t_emd = w_emd = None
         if n <= args.emd_max:
@@ -144,11 +174,12 @@ def main(argv=None) -> int:
             w_sk = float(ot.sinkhorn2(a, b, cost, args.sinkhorn_reg, method="sinkhorn_log",
                                       numItermax=20000, stopThr=1e-9))
             t_sk = time.perf_counter() - start
-        for method, start in (("douglas_rachford", "linear"), ("douglas_rachford", "affine"),
-                              ("multilevel", "linear")):
+        for method, start in runs:
+            # a smaller proximal step suits the warm starts (docs: the starts)
+            step = () if start == "linear" else ("solver.gamma=0.1",)
             s, wall = ot_pde_run(n, f"solver.method={method}", f"solver.start={start}",
-                                 f"solver.rtol={args.rtol}")
-            method = f"{'DR' if method == 'douglas_rachford' else method}/{start}"
+                                 f"solver.rtol={args.rtol}", *step, *pair)
+            method = f"{'DR' if method == 'douglas_rachford' else method}/{start[:6]}"
             err = (f"{abs(s['W2_squared'] - converged) / converged:11.2e}" if converged
                    else f"{'-':>11}")
             emd = (f"{t_emd:7.2f} {wall / t_emd:9.2f}" if t_emd is not None

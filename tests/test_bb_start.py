@@ -1,4 +1,4 @@
-"""The affine warm start of the Benamou-Brenier splitting (issue 19) and the hold-out check.
+"""The warm starts of the Benamou-Brenier splitting (issue 19) and the hold-out check.
 
 Tolerances and why:
 
@@ -17,9 +17,10 @@ Tolerances and why:
   at 32^2 x 32, the docs' table); asserted: <= 150 and at least 4x fewer.
 * hold-out: smooth random product densities generated here (not shipped cases, seeded):
   W2^2 at the stop with rtol = 1e-3 is within 1e-3 of the same grid's converged value from
-  the default (linear) start; from the affine start within 2e-3 (measured 1.43e-3, 1.02e-3
-  and below 1e-3: the estimate is too small after a warm start on non-Gaussian data, as the
-  docs say).
+  the linear and the affine start; from the Monge-Ampere start within 3e-3 (measured 0.55e-3,
+  2.43e-3, 1.31e-3: it starts near the continuous value, farther than rtol from this coarse
+  grid's, and the estimate is too small, as the docs say).
+* the Monge-Ampere start: see its test's docstring.
 """
 from __future__ import annotations
 
@@ -30,7 +31,13 @@ from ot_pde.backends import get_backend
 from ot_pde.config import load_case
 from ot_pde.core.registry import get_kind
 from ot_pde.spacetime.solver import BenamouBrenierSolver, SpaceTimeGrid
-from ot_pde.spacetime.start import AffineGeodesic, affine_map, affine_start, moments
+from ot_pde.spacetime.start import (
+    AffineGeodesic,
+    affine_map,
+    affine_start,
+    moments,
+    monge_ampere_start,
+)
 from ot_pde.transport.benamou_brenier.problem import gaussian_geodesic
 
 from .conftest import CASES
@@ -93,6 +100,66 @@ def test_same_fixed_point_from_both_starts():
     assert abs(aff.w2_squared() - lin.w2_squared()) <= 1e-4 * lin.w2_squared()
 
 
+def test_same_fixed_point_from_the_monge_ampere_start():
+    """On the bimodal product pair at 16^2 x 8 (on the Gaussian pair above Newton fails at
+    16^2 and the kind falls back to the affine start): 2000 iterations from the linear and
+    from the Monge-Ampere start agree to 1e-4 relative (measured 4.6e-5; 2.0e-5 after 4000:
+    both still creep towards the same limit)."""
+    case = load_case(CASES / "bb_product_2d.toml", overrides=["grid.n=16"])
+    problem = get_kind(case.kind).build(case)
+    r0, r1, grid = problem.source.values, problem.target.values, problem.grid_
+    lin, _ = _solve(r0, r1, grid, 2000, gamma=0.3)
+    warm, _ = _solve(r0, r1, grid, 2000, start=monge_ampere_start, gamma=0.3)
+    assert abs(warm.w2_squared() - lin.w2_squared()) <= 1e-4 * lin.w2_squared()
+
+
+def test_monge_ampere_start_keeps_masses_boundaries_walls_and_the_map():
+    """The particles' deposits keep every time face's mass to round-off, the time boundaries
+    and the walls exactly; the Brenier displacement on the bimodal product pair is the exact
+    one (product of 1D quantile maps) to 1e-2 in the rho0-weighted mean (measured 2.4e-3 at
+    64^2 with the floor 1e-4; the floor and the O(h^2) scheme), and the start's kinetic
+    energy is within 1 % of the exact W2^2 (measured +0.4 %)."""
+    from ot_pde.densities import product_factors
+    from ot_pde.spacetime.start import brenier_displacement
+    from ot_pde.transport.benamou_brenier.reference import ProductReference
+
+    case = load_case(CASES / "bb_product_2d.toml", overrides=["grid.n=64"])
+    problem = get_kind(case.kind).build(case)
+    r0, r1, grid = problem.source.values, problem.target.values, problem.grid_
+    zu, zv = monge_ampere_start(r0, r1, grid, 0.0)  # gamma = 0: the primal start itself
+    f = zu[0]
+    assert np.array_equal(f[0], r0) and np.array_equal(f[-1], r1)
+    np.testing.assert_allclose(f.sum(axis=(1, 2)), r0.sum(), rtol=1e-13)
+    assert np.all(zu[1][:, 0, :] == 0) and np.all(zu[1][:, -1, :] == 0)
+    assert np.all(zu[2][:, :, 0] == 0) and np.all(zu[2][:, :, -1] == 0)
+    ref = ProductReference(product_factors(problem.source.spec),
+                           product_factors(problem.target.spec), grid.lower, grid.upper)
+    x = grid.mesh()
+    exact = np.stack([f1.quantile(f0.cdf(x[k])) - x[k]
+                      for k, (f0, f1) in enumerate(ref.pairs)], axis=-1)
+    disp = brenier_displacement(r0, r1, grid)
+    assert (np.abs(disp - exact).sum(axis=-1) * r0).sum() / r0.sum() <= 1e-2
+    fbar = zv[0]
+    msq = sum(m * m for m in zv[1:])
+    kinetic = np.sum(np.where(fbar > 0, msq / np.where(fbar > 0, fbar, 1.0), 0.0))
+    kinetic *= grid.tau * grid.cell_volume
+    assert kinetic == pytest.approx(ref.w2_squared(), rel=1e-2)
+
+
+def test_monge_ampere_start_falls_back_to_affine_with_a_warning(cli, monkeypatch, tmp_path):
+    from ot_pde.errors import NumericalError
+    from ot_pde.transport.benamou_brenier import problem as bb_problem
+
+    def fail(*args, **kwargs):
+        raise NumericalError("Newton line search failed (forced by the test)")
+    monkeypatch.setattr(bb_problem, "monge_ampere_start", fail)
+    code, out, err = cli("run", CASES / "bb_gaussian_2d.toml", "--set", "grid.n=16",
+                         "--set", "time.nt=8", "--set", "solver.start=monge_ampere",
+                         "--set", "solver.max_iterations=30", "-o", tmp_path / "r.h5")
+    assert code == 0, err
+    assert "Monge-Ampere start failed" in err and "affine" in err
+
+
 @pytest.mark.slow
 def test_affine_start_is_faster_on_a_sharp_gaussian():
     case = load_case(CASES / "bb_gaussian_2d.toml", overrides=["grid.n=32", "time.nt=16"])
@@ -133,16 +200,21 @@ def test_hold_out_products_meet_rtol(seed):
     w = best.w2_squared()
     assert np.abs(history[-2000:] - w).max() <= 2e-4 * w  # converged to a fifth of rtol
     errors = {}
-    for name, start in (("linear", None), ("affine", affine_start)):
+    for name, start in (("linear", None), ("affine", affine_start),
+                        ("monge_ampere", monge_ampere_start)):
         solver, _ = _solve(r0, r1, grid, 8000, start=start, gamma=0.3, rtol=1e-3)
         assert solver.converged
         errors[name] = abs(solver.w2_squared() - w) / w
-    # the default start meets rtol; after the affine start on non-Gaussian data the estimate
-    # can be too small (measured 1.43, 1.02 and below 1 rtol on these seeds: the objective
-    # lands near its limit at once and creeps), a known limit stated in the docs and bounded
-    # here so that it cannot grow unseen
+    # the linear and affine starts meet rtol (measured 0.19, 0.11, 0.04 and 0.56, 0.16, 0.21
+    # rtol on these seeds; with the estimate's window over the last half instead of three
+    # quarters the affine start stopped at 1.43 and 1.02 rtol). After the Monge-Ampere start
+    # the estimate can be too small (measured 0.55, 2.43, 1.31 rtol: the start lands near the
+    # continuous W2^2, whose distance to this coarse grid's value exceeds rtol, and the
+    # objective then creeps), a known limit stated in the docs and bounded here so that it
+    # cannot grow unseen
     assert errors["linear"] <= 1e-3, errors
-    assert errors["affine"] <= 2e-3, errors
+    assert errors["affine"] <= 1e-3, errors
+    assert errors["monge_ampere"] <= 3e-3, errors
 
 
 def test_unknown_start_is_exit_2(cli):
@@ -184,3 +256,26 @@ def test_restart_bit_for_bit_and_multilevel_coarsest_only():
     fine = ml._solver  # started from the prolonged state, not from the affine start
     zu_fine, _ = affine_start(r0, r1, grid, fine.gamma)
     assert not np.array_equal(fine._zu[1], zu_fine[1])
+
+
+def test_restart_bit_for_bit_from_the_monge_ampere_start():
+    """The Monge-Ampere start is deterministic and only sets the initial state: a run
+    continued from state() matches an uninterrupted one bit for bit."""
+    case = load_case(CASES / "bb_product_2d.toml", overrides=["grid.n=16"])
+    problem = get_kind(case.kind).build(case)
+    r0, r1, grid = problem.source.values, problem.target.values, problem.grid_
+
+    def make():
+        return BenamouBrenierSolver(r0, r1, grid, get_backend("numba"), gamma=0.1,
+                                    start=monge_ampere_start)
+    a, b = make(), make()
+    for _ in range(30):
+        a.step()
+    for _ in range(12):
+        b.step()
+    c = make()
+    c.load_state(b.state())
+    for _ in range(18):
+        c.step()
+    np.testing.assert_array_equal(c.density(), a.density())
+    assert c.w2_squared() == a.w2_squared()

@@ -32,7 +32,7 @@ from ot_pde.core.converge import run_study
 from ot_pde.core.registry import get_kind
 from ot_pde.io import ResultFile
 from ot_pde.transport.monge_ampere_grid import CellGrid, CubicSpline, NewtonSolver
-from ot_pde.transport.monge_ampere_grid.solver import decay_rate
+from ot_pde.spacetime.monge_ampere import decay_rate
 
 from .conftest import CASES
 

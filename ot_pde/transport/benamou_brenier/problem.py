@@ -9,6 +9,7 @@ from scipy.linalg import sqrtm
 from ...config import Field, Section, make_schema
 from ...core.problem import FieldData, GridAxis, Problem, Reference
 from ...densities import build_density, density_section, gaussian_pdf, product_factors
+from ...errors import NumericalError
 from ...spacetime import (
     BenamouBrenierSolver,
     MultilevelSolver,
@@ -16,6 +17,7 @@ from ...spacetime import (
     affine_start,
     check_marginals,
     checked_box,
+    monge_ampere_start,
 )
 from .reference import ProductReference
 
@@ -42,12 +44,14 @@ SCHEMA = make_schema({
                             "case's grid; multilevel: the same on coarse-to-fine grids, each "
                             "level warm-started from the previous one (fewer finest-grid "
                             "iterations; its W2^2 estimate can be too small, see the docs)"),
-        "start": Field("str", "linear", choices=("linear", "affine"),
+        "start": Field("str", "linear", choices=("linear", "affine", "monge_ampere"),
                        doc="linear: the densities interpolated linearly in time, zero momentum "
                            "and multipliers; affine: the affine transport between the Gaussians "
                            "of matched moments, with its multipliers (the continuous solution "
                            "for two Gaussians; slower than linear on multimodal data, see the "
-                           "docs)"),
+                           "docs); monge_ampere: the displacement interpolation of the grid "
+                           "Monge-Ampere (Brenier) map, with its multipliers (the affine start "
+                           "if its Newton solve fails, with a warning)"),
         "coarsest": Field("int", 16, minimum=2,
                           doc="multilevel: cells per axis of the coarsest grid (grids are "
                               "halved while every axis stays even and >= coarsest)"),
@@ -57,8 +61,9 @@ SCHEMA = make_schema({
                             doc="Douglas-Rachford relaxation in (0, 2)"),
         "rtol": Field("float", 1e-3, exclusive_minimum=0.0,
                       doc="requested relative accuracy of W2^2 on this grid: stop when the "
-                          "accuracy estimate (larger of the half-history change of W2^2 and "
-                          "the relative primal residual) is below rtol, on every level"),
+                          "accuracy estimate (larger of the W2^2 spread over the last three "
+                          "quarters of the history and the relative primal residual) is below "
+                          "rtol, on every level"),
         "tol": Field("float", None, exclusive_minimum=0.0,
                      doc="optional residual criterion: also require both relative residuals "
                          "below tol"),
@@ -121,6 +126,19 @@ class QuantileReference:
         return np.diff(cdf) / np.diff(faces)
 
 
+def _monge_ampere_or_affine(rho0, rho1, grid, gamma):
+    """The Monge-Ampere start, or the affine one (with a warning) where its Newton fails."""
+    try:
+        return monge_ampere_start(rho0, rho1, grid, gamma)
+    except NumericalError as exc:
+        log.warning("benamou_brenier: the Monge-Ampere start failed (%s); starting from the "
+                    "affine transport instead", exc)
+        return affine_start(rho0, rho1, grid, gamma)
+
+
+_STARTS = {"linear": None, "affine": affine_start, "monge_ampere": _monge_ampere_or_affine}
+
+
 class BenamouBrenierProblem(Problem):
     def __init__(self, case):
         super().__init__(case)
@@ -150,7 +168,7 @@ class BenamouBrenierProblem(Problem):
         s = self.case.section("solver")
         options = dict(gamma=s["gamma"], relaxation=s["relaxation"], tol=s["tol"],
                        rtol=s["rtol"], max_iterations=s["max_iterations"],
-                       start=affine_start if s["start"] == "affine" else None)
+                       start=_STARTS[s["start"]])
         if s["method"] == "multilevel":
             return MultilevelSolver(self.source.values, self.target.values, self.grid_, backend,
                                     coarsest=s["coarsest"], **options)

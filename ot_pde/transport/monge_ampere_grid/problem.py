@@ -10,9 +10,9 @@ from ...config import Field, Section, make_schema
 from ...core.problem import FieldData, GridAxis, Problem, Reference
 from ...densities import build_density, density_section
 from ...errors import InputError, NumericalError
-from .operators import CellGrid, CubicSpline, invert_gradient_map
+from ...spacetime.cellgrid import CellGrid, CubicSpline, invert_gradient_map
+from ...spacetime.monge_ampere import FlowSolver, MongeAmpereEquation, NewtonSolver, decay_rate
 from .reference import ConstructedPotential, Transport1D
-from .solver import FlowSolver, MongeAmpereEquation, NewtonSolver, decay_rate
 
 log = logging.getLogger("ot_pde")
 

@@ -28,7 +28,7 @@ import numpy as np
 import scipy.fft as sfft
 import scipy.sparse as sp
 
-from ...spacetime.box import Box
+from .box import Box
 
 BOUNDARIES = ("periodic", "reflect")
 

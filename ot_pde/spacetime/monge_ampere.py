@@ -39,8 +39,8 @@ import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
-from ...errors import NumericalError
-from .operators import CellGrid, CubicSpline
+from ..errors import NumericalError
+from .cellgrid import CellGrid, CubicSpline
 
 
 def _det_inv(m):
