@@ -168,3 +168,12 @@ def test_miniboone_case_acceptance(cli, tmp_path):
     assert abs(s["log_likelihood_change"]) <= 1e-4
     assert s["transport_cost_after"] < s["transport_cost_before"] - 3 * s["cost_change_stderr"]
     assert math.isfinite(s["euler_residual"])
+
+
+def test_neural_field_in_2d_is_refused(cli, tmp_path):
+    case = tmp_path / "n2.toml"
+    case.write_text(
+        f'[case]\nproblem = "gp_flow"\n[model]\npath = "{ROOT / "checkpoints" / "realnvp_moons.npz"}"'
+        '\n[data]\ntype = "moons"\n[basis]\nfield = "neural"\n')
+    code, _, err = cli("check", case)
+    assert code == 2 and "basis.field" in err and "Traceback" not in err

@@ -36,11 +36,19 @@ class PulledBackShooting:
     r""":math:`J(\theta) = \frac1n\sum_i|y_i - H_\theta(w_i)|^2 + \mu\int_0^1
     \mathrm{mean}_i|v(X_i(t), t)|^2dt`, :math:`y_i = T(w_i)` fixed, and its exact gradient."""
 
-    def __init__(self, field: NeuralAntisymmetricGP, w: np.ndarray, y: np.ndarray,
-                 action_weight: float):
-        self.field, self.w, self.y = field, w, y
+    def __init__(self, field: NeuralAntisymmetricGP, draws, action_weight: float,
+                 resample: bool):
+        self.field, self.draws, self.resample = field, draws, bool(resample)
         self.weight = float(action_weight)
         self.evaluations = 0
+        self.start_chunk(0)
+
+    def start_chunk(self, chunk: int) -> None:
+        """The training pairs ``(w, y = T(w))`` of a chunk: the same draws throughout, or
+        fresh ones per chunk with ``resample`` (L-BFGS restarts between chunks anyway; in high
+        d a fixed sample is overfitted: the empirical OT cost between n draws lies far below
+        W2^2)."""
+        self.w, self.y = self.draws(chunk if self.resample else 0)
 
     def energy(self, theta) -> float:
         """Kinetic energy ``1/2 mean |v(w, 0)|^2`` on the training draws."""
@@ -77,7 +85,7 @@ def results_neural(problem, solver) -> tuple:
     theta = solver.theta
     sample = lambda a: apply_in_chunks(lambda b: (flow.sample(b),), a, xp)[0]  # noqa: E731
     obj = solver.objective
-    s: dict = {"dim": d, "field": "neural", "width": fld.width, "n_coefficients": fld.size,
+    s: dict = {"dim": d, "neural_field": True, "width": fld.width, "n_coefficients": fld.size,
                "time_steps": fld.steps, "lbfgs_iterations": solver.lbfgs_iterations,
                "objective_evaluations": obj.evaluations, "action_weight": obj.weight}
     s["training_cost_before"] = obj.transport_cost(problem.theta0())

@@ -113,6 +113,8 @@ SCHEMA = make_schema({
         "action_weight": Field("float", 0.01, minimum=0.0,
                                doc="neural field: weight of the action int_0^1 |v|^2 dt "
                                    "(Monte Carlo along the particles) in the objective"),
+        "resample": Field("bool", False, doc="neural field: fresh latent draws for every "
+                                             "chunk (against overfitting a fixed sample)"),
     }, doc="shooting optimization of the initial velocity"),
     "comparison": Section({
         "n_eval": Field("int", 10000, minimum=2,
@@ -243,6 +245,8 @@ class ShootingRun:
         from scipy.optimize import minimize
 
         n_iter = min(self.chunk, self.max_iterations - self.lbfgs_iterations)
+        if hasattr(self.objective, "start_chunk"):
+            self.objective.start_chunk(self.iteration)
         f0 = self.objective(self.theta)[0]
         if f0 >= _REJECT:
             raise NumericalError("the shooting path is non-finite or unresolved at the "
@@ -279,6 +283,15 @@ class ShootingRun:
         self.lbfgs_iterations = int(state["lbfgs_iterations"])
         self.converged = bool(int(state["converged"]))
         self.objective.evaluations = int(state["evaluations"])
+
+
+def _pairs(flow, z, seeds, chunk):
+    """Training pairs (w, T(w)) of a chunk: ``z`` for chunk 0, then seeded fresh draws."""
+    if chunk:
+        seq = seeds["train"]
+        z = np.random.default_rng(np.random.SeedSequence(
+            seq.entropy, spawn_key=seq.spawn_key + (chunk,))).standard_normal(z.shape)
+    return z, apply_in_chunks(lambda b: (flow.sample(b),), z, flow.xp)[0]
 
 
 class GPFlowProblem(EvaluatedOnce, Problem):
@@ -384,8 +397,8 @@ class GPFlowProblem(EvaluatedOnce, Problem):
         z = np.random.default_rng(self.seeds["train"]).standard_normal(
             (c.get("solver.n_samples"), self.dim))
         if isinstance(self.field, NeuralAntisymmetricGP):
-            y = apply_in_chunks(lambda b: (flow.sample(b),), z, flow.xp)[0]
-            obj = PulledBackShooting(self.field, z, y, c.get("solver.action_weight"))
+            obj = PulledBackShooting(self.field, lambda k: _pairs(flow, z, self.seeds, k),
+                                     c.get("solver.action_weight"), c.get("solver.resample"))
         elif self.field is not None:
             obj = PenalizedShooting(self.field, flow, z, c.get("solver.fd_step"),
                                     c.get("solver.euler_penalty"))
