@@ -175,6 +175,21 @@ def test_miniboone_case_gives_its_header(cli, tmp_path):
     assert 0.0 < s["euler_residual"] <= 1.0
 
 
+@pytest.mark.slow
+def test_digits_case_gives_its_header(cli, tmp_path):
+    """The shipped 64-dimensional case: a gain on fresh draws, density unchanged."""
+    code, stdout, err = cli("run", ROOT / "cases" / "gp_realnvp_digits.toml", "-o",
+                            tmp_path / "dg.h5", "--json")
+    assert code == 0, err
+    s = json_line(stdout)["summary"]
+    assert abs(s["log_likelihood_change"]) <= 1e-4
+    assert abs(s["gelbrich_bound"] - 215.98) < 3 * s["gelbrich_bound_stderr"]
+    assert abs(s["transport_cost_before"] - 243.03) < 0.05
+    assert s["transport_cost_after"] < s["transport_cost_before"] - 5 * s["cost_change_stderr"]
+    assert abs(s["gap_closed_fraction_gelbrich"] - 0.18) < 0.03
+    assert 0.0 < s["euler_residual"] <= 1.0
+
+
 def test_neural_field_in_2d_is_refused(cli, tmp_path):
     case = tmp_path / "n2.toml"
     case.write_text(
