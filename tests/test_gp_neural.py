@@ -12,7 +12,7 @@ import math
 import numpy as np
 import pytest
 
-from ot_pde.flows.gp.neural import NeuralAntisymmetricGP, quadratic_pressure_gradient
+from ot_pde.flows.gp.neural_field import NeuralAntisymmetricGP, quadratic_pressure_gradient
 
 from .conftest import ROOT, json_line
 
@@ -193,7 +193,8 @@ def test_digits_case_gives_its_header(cli, tmp_path):
 def test_neural_field_in_2d_is_refused(cli, tmp_path):
     case = tmp_path / "n2.toml"
     case.write_text(
-        f'[case]\nproblem = "gp_flow"\n[model]\npath = "{ROOT / "checkpoints" / "realnvp_moons.npz"}"'
-        '\n[data]\ntype = "moons"\n[basis]\nfield = "neural"\n')
+        f'[case]\nproblem = "gp_flow"\n[model]\npath = '
+        f'"{ROOT / "checkpoints" / "realnvp_moons.npz"}"\n[data]\ntype = "moons"\n'
+        '[basis]\nfield = "neural"\n')
     code, _, err = cli("check", case)
     assert code == 2 and "basis.field" in err and "Traceback" not in err

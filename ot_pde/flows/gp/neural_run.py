@@ -2,7 +2,7 @@ r"""The neural antisymmetric field in the ``gp_flow`` kind (``basis.field = "neu
 training objective pulled back to the latent side, and the summary of a run.
 
 **Pulled-back objective.** Let :math:`H` be the time-1 map of the neural field
-(:class:`~ot_pde.flows.gp.neural.NeuralAntisymmetricGP`) and :math:`G = H^{-1}` the
+(:class:`~ot_pde.flows.gp.neural_field.NeuralAntisymmetricGP`) and :math:`G = H^{-1}` the
 rearrangement (the same path run backwards: still exactly :math:`\gamma`-preserving). Since
 :math:`H` preserves :math:`\gamma`, with :math:`w = G(z)\sim\gamma`,
 
@@ -25,7 +25,7 @@ from ...core.problem import FieldData, ParticleData
 from ...errors import NumericalError
 from ..discrete_ot import estimate_w2
 from ..exported.models import apply_in_chunks
-from .neural import NeuralAntisymmetricGP
+from .neural_field import NeuralAntisymmetricGP
 from .summary import gap_to_bound, gelbrich_with_error, likelihood_change, transport_costs
 
 #: objective value of a rejected (non-finite) trial point

@@ -17,7 +17,8 @@ the flow's Jacobian by central differences (``solver.fd_step``).
 For d > 2 the map is the time-1 flow of an exactly Gaussian-preserving antisymmetric-matrix
 field (:class:`~ot_pde.flows.gp.antisymmetric.AntisymmetricGP`) whose time-dependent
 coefficients are all optimized, the Euler condition added to the objective as a penalty
-weighted by ``solver.euler_penalty`` (:class:`PenalizedShooting`).
+weighted by ``solver.euler_penalty`` (:class:`PenalizedShooting`); with ``basis.field =
+"neural"`` the field is an MLP (:mod:`.neural_field`, objective in :mod:`.neural_run`).
 
 Each iteration of the run is a *chunk* of ``solver.chunk`` L-BFGS iterations started from the
 current coefficients (the L-BFGS memory is reset between chunks, so a ``--restart`` continues
@@ -43,7 +44,7 @@ from ..exported.checkpoint import load_checkpoint
 from ..exported.models import apply_in_chunks, build_flow
 from .antisymmetric import AntisymmetricGP, taper_mass
 from .hermite import HermiteEuler
-from .neural import NeuralAntisymmetricGP
+from .neural_field import NeuralAntisymmetricGP
 from .neural_run import PulledBackShooting, results_neural
 from .summary import gap_to_bound, likelihood_change, transport_costs
 

@@ -76,7 +76,7 @@ class NeuralAntisymmetricGP:
 
     def initial(self, rng: np.random.Generator) -> np.ndarray:
         """The identity map (zero output layer) with random hidden features: rows of
-        :math:`W_1` of norm about 1 (u of order |x|), unit time weights and biases."""
+        :math:`W_1` of norm about 1 (u of order ``|x|``), unit time weights and biases."""
         d, H, P = self.dim, self.width, self.n_pairs
         return np.concatenate([rng.standard_normal(H * d) / np.sqrt(d),
                                rng.standard_normal(H), rng.standard_normal(H),
