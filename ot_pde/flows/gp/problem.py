@@ -17,7 +17,8 @@ the flow's Jacobian by central differences (``solver.fd_step``).
 For d > 2 the map is the time-1 flow of an exactly Gaussian-preserving antisymmetric-matrix
 field (:class:`~ot_pde.flows.gp.antisymmetric.AntisymmetricGP`) whose time-dependent
 coefficients are all optimized, the Euler condition added to the objective as a penalty
-weighted by ``solver.euler_penalty`` (:class:`PenalizedShooting`).
+weighted by ``solver.euler_penalty`` (:class:`PenalizedShooting`); with ``basis.field =
+"neural"`` the field is an MLP (:mod:`.neural_field`, objective in :mod:`.neural_run`).
 
 Each iteration of the run is a *chunk* of ``solver.chunk`` L-BFGS iterations started from the
 current coefficients (the L-BFGS memory is reset between chunks, so a ``--restart`` continues
@@ -43,6 +44,9 @@ from ..exported.checkpoint import load_checkpoint
 from ..exported.models import apply_in_chunks, build_flow
 from .antisymmetric import AntisymmetricGP, taper_mass
 from .hermite import HermiteEuler
+from .neural_field import NeuralAntisymmetricGP
+from .neural_run import PulledBackShooting, results_neural
+from .summary import gap_to_bound, likelihood_change, transport_costs
 
 log = logging.getLogger("ot_pde")
 
@@ -69,6 +73,11 @@ SCHEMA = make_schema({
                         doc="total degree K of the Hermite stream function chi in 2D "
                             "((K+1)(K+2)/2 coefficients; default 6), of the entries of the "
                             "antisymmetric matrix field A for d > 2 (default 1)"),
+        "field": Field("str", "hermite", choices=("hermite", "neural"),
+                       doc="d > 2: the antisymmetric matrix field A: Hermite polynomials "
+                           "(exact Euler penalty; small d) or a one-hidden-layer MLP "
+                           "(any d, action penalty, the Morel et al. parametrization)"),
+        "width": Field("int", 32, minimum=1, doc="hidden units of the neural field"),
         "time_degree": Field("int", 1, minimum=0, maximum=8,
                              doc="d > 2 only: Legendre degree in time of A's coefficients "
                                  "(0: a stationary field)"),
@@ -102,6 +111,11 @@ SCHEMA = make_schema({
                                doc="d > 2 only: weight of the Euler penalty "
                                    "int_0^1 |Q(dv/dt + (v.grad)v)|^2 dt added to the "
                                    "transport objective"),
+        "action_weight": Field("float", 0.01, minimum=0.0,
+                               doc="neural field: weight of the action int_0^1 |v|^2 dt "
+                                   "(Monte Carlo along the particles) in the objective"),
+        "resample": Field("bool", False, doc="neural field: fresh latent draws for every "
+                                             "chunk (against overfitting a fixed sample)"),
     }, doc="shooting optimization of the initial velocity"),
     "comparison": Section({
         "n_eval": Field("int", 10000, minimum=2,
@@ -232,6 +246,8 @@ class ShootingRun:
         from scipy.optimize import minimize
 
         n_iter = min(self.chunk, self.max_iterations - self.lbfgs_iterations)
+        if hasattr(self.objective, "start_chunk"):
+            self.objective.start_chunk(self.iteration)
         f0 = self.objective(self.theta)[0]
         if f0 >= _REJECT:
             raise NumericalError("the shooting path is non-finite or unresolved at the "
@@ -270,46 +286,13 @@ class ShootingRun:
         self.objective.evaluations = int(state["evaluations"])
 
 
-def _transport_costs(s: dict, sample, z, gz, ld_fwd):
-    """Into ``s``: E|T(z) - z|^2 before and E|T(G z) - z|^2 after on the draws ``z``, their
-    standard errors, and the largest pointwise defect of G as a Gaussian-preserving map,
-    ln gamma(G z) + ln det DG - ln gamma(z). Returns T(z) and T(G z)."""
-    n = z.shape[0]
-    x0, x1 = sample(z), sample(gz)
-    c0 = np.sum((x0 - z) ** 2, axis=1)
-    c1 = np.sum((x1 - z) ** 2, axis=1)
-    s["transport_cost_before"] = float(c0.mean())
-    s["transport_cost_after"] = float(c1.mean())
-    s["transport_cost_before_stderr"] = float(c0.std(ddof=1) / math.sqrt(n))
-    s["transport_cost_after_stderr"] = float(c1.std(ddof=1) / math.sqrt(n))
-    s["cost_change_stderr"] = float((c1 - c0).std(ddof=1) / math.sqrt(n))
-    defect = -0.5 * np.sum(gz ** 2, 1) + ld_fwd + 0.5 * np.sum(z ** 2, 1)
-    s["gaussian_defect_max_abs"] = float(np.abs(defect).max())
-    return x0, x1
-
-
-def _gap_to_bound(s: dict, est) -> None:
-    """Into ``s``: the discrete-OT bound ``est`` and the fraction of the gap to it closed."""
-    s["ot_lower_bound"] = est.value
-    s["ot_lower_bound_stderr"] = est.stderr
-    gap0 = s["transport_cost_before"] - est.value
-    s["gap_closed_fraction"] = ((s["transport_cost_before"] - s["transport_cost_after"])
-                                / gap0 if gap0 > 0 else 0.0)
-    s["cost_above_bound"] = bool(s["transport_cost_after"]
-                                 >= est.value - 3.0 * est.stderr
-                                 - 3.0 * s["transport_cost_after_stderr"])
-
-
-def _likelihood_change(s: dict, lp, zd, w, ld_back) -> None:
-    """Into ``s``: held-out log-likelihoods before/after, ln p_new(x) = ln p(x) - ln gamma(z)
-    + ln gamma(G^{-1} z) + ln det DG^{-1} with z = T^{-1} x, w = G^{-1} z."""
-    change = -0.5 * np.sum(w ** 2, 1) + 0.5 * np.sum(zd ** 2, 1) + ld_back
-    if not (np.all(np.isfinite(lp)) and np.all(np.isfinite(change))):
-        raise NumericalError("non-finite log-likelihood before/after the rearrangement")
-    s["log_likelihood_before"] = float(lp.mean())
-    s["log_likelihood_after"] = float((lp + change).mean())
-    s["log_likelihood_change"] = float(change.mean())
-    s["log_likelihood_change_max_abs"] = float(np.abs(change).max())
+def _pairs(flow, z, seeds, chunk):
+    """Training pairs (w, T(w)) of a chunk: ``z`` for chunk 0, then seeded fresh draws."""
+    if chunk:
+        seq = seeds["train"]
+        z = np.random.default_rng(np.random.SeedSequence(
+            seq.entropy, spawn_key=seq.spawn_key + (chunk,))).standard_normal(z.shape)
+    return z, apply_in_chunks(lambda b: (flow.sample(b),), z, flow.xp)[0]
 
 
 class GPFlowProblem(EvaluatedOnce, Problem):
@@ -328,9 +311,12 @@ class GPFlowProblem(EvaluatedOnce, Problem):
             raise InputError(f"expected taper_outer > taper_inner, got {r2:g} <= {r1:g}",
                              source=where, key="basis.taper_outer")
         # "field" (the d > 2 field's random nodes) comes last: it was added after the others
-        self._seeds = self.seed_streams("train", "eval", "data", "ot", "init", "field")
+        self.seeds = self.seed_streams("train", "eval", "data", "ot", "init", "field")
         degree = case.get("basis.degree")
         if self.dim == 2:
+            if case.get("basis.field") == "neural":
+                raise InputError("the neural field is for d > 2 (2D flows use the Hermite "
+                                 "Euler geodesic)", source=where, key="basis.field")
             self.field = None
             self.euler = HermiteEuler(6 if degree is None else degree, case.get("time.steps"),
                                       taper=(r1, r2))
@@ -340,6 +326,11 @@ class GPFlowProblem(EvaluatedOnce, Problem):
         if case.get("data.type") in TOY_SETS:
             raise InputError(f"the toy data sets are 2D; this flow has d = {self.dim} (use "
                              f"type = \"model\")", source=where, key="data.type")
+        self.euler = None
+        if case.get("basis.field") == "neural":
+            self.field = NeuralAntisymmetricGP(self.dim, case.get("basis.width"),
+                                               case.get("time.steps"))
+            return
         n_params, n_pressure, n_nodes = AntisymmetricGP.sizes(
             self.dim, degree, case.get("basis.time_degree"))
         if n_params > _MAX_PARAMS or n_nodes * self.dim * n_pressure > _MAX_PENALTY_MATRIX:
@@ -350,13 +341,18 @@ class GPFlowProblem(EvaluatedOnce, Problem):
                              f"entries, limit {_MAX_PENALTY_MATRIX:.3g}); lower basis.degree "
                              f"(degree 0 = rotations) if d allows", source=where,
                              key="basis.degree")
-        self.euler = None
         self.field = AntisymmetricGP(self.dim, degree, case.get("basis.time_degree"),
                                      case.get("time.steps"), taper=(r1, r2),
-                                     seed=self._seeds["field"])
+                                     seed=self.seeds["field"])
 
     def describe(self) -> str:
         c = self.case
+        if isinstance(self.field, NeuralAntisymmetricGP):
+            return (f"{self.meta['model_type']} flow ({Path(self.checkpoint.path).name}, d = "
+                    f"{self.dim}) rearranged by a neural antisymmetric-matrix field (width "
+                    f"{self.field.width}, {self.field.size} parameters), action weight "
+                    f"{c.get('solver.action_weight'):g}, RK4 {self.field.steps} steps, "
+                    f"{c.get('solver.n_samples')} latent samples")
         if self.field is not None:
             f = self.field
             return (f"{self.meta['model_type']} flow ({Path(self.checkpoint.path).name}, "
@@ -388,24 +384,29 @@ class GPFlowProblem(EvaluatedOnce, Problem):
                 GridAxis("mode", np.arange(self.euler.size, dtype=np.float64), "1",
                          "Hermite mode index (m, n by total degree)", "other")]
 
-    def _theta0(self) -> np.ndarray:
+    def theta0(self) -> np.ndarray:
         amp = self.case.get("initial.amplitude")
-        rng = np.random.default_rng(self._seeds["init"])
+        rng = np.random.default_rng(self.seeds["init"])
+        if isinstance(self.field, NeuralAntisymmetricGP):
+            return self.field.initial(rng)
         d = rng.standard_normal((self.field or self.euler).size)
         return amp * d / np.linalg.norm(d)
 
     def make_solver(self, backend: Backend) -> ShootingRun:
         c = self.case
         flow = build_flow(self.checkpoint, backend, c.get("model.steps"))
-        z = np.random.default_rng(self._seeds["train"]).standard_normal(
+        z = np.random.default_rng(self.seeds["train"]).standard_normal(
             (c.get("solver.n_samples"), self.dim))
-        if self.field is not None:
+        if isinstance(self.field, NeuralAntisymmetricGP):
+            obj = PulledBackShooting(self.field, lambda k: _pairs(flow, z, self.seeds, k),
+                                     c.get("solver.action_weight"), c.get("solver.resample"))
+        elif self.field is not None:
             obj = PenalizedShooting(self.field, flow, z, c.get("solver.fd_step"),
                                     c.get("solver.euler_penalty"))
         else:
             obj = Shooting(self.euler, flow, z, c.get("solver.fd_step"),
                            c.get("solver.max_energy_drift"))
-        run = ShootingRun(obj, self._theta0(), c.get("solver.max_iterations"),
+        run = ShootingRun(obj, self.theta0(), c.get("solver.max_iterations"),
                           c.get("solver.chunk"), c.get("solver.gtol"))
         run.flow = flow
         return run
@@ -415,6 +416,8 @@ class GPFlowProblem(EvaluatedOnce, Problem):
         return (id(solver), solver.iteration, solver.theta.tobytes())
 
     def _results(self, solver: ShootingRun) -> tuple:
+        if isinstance(self.field, NeuralAntisymmetricGP):
+            return results_neural(self, solver)
         if self.field is not None:
             return self._results_nd(solver)
         c, flow, eu = self.case, solver.flow, self.euler
@@ -427,29 +430,29 @@ class GPFlowProblem(EvaluatedOnce, Problem):
 
         # training objective before/after
         obj = solver.objective
-        s["training_cost_before"] = float(obj(self._theta0())[0])
+        s["training_cost_before"] = float(obj(self.theta0())[0])
         s["training_cost_after"] = float(obj(theta)[0])
 
         # transport costs on fresh draws
         n = c.get("comparison.n_eval")
-        z = np.random.default_rng(self._seeds["eval"]).standard_normal((n, 2))
+        z = np.random.default_rng(self.seeds["eval"]).standard_normal((n, 2))
         with np.errstate(all="ignore"):
             theta_end, gz, ld_fwd, path = eu.integrate(theta, z, logdet=True)
         if not (np.all(np.isfinite(gz)) and np.all(np.isfinite(theta_end))):
             raise NumericalError("the rearrangement G is non-finite on the evaluation samples")
-        x0, x1 = _transport_costs(s, sample, z, gz, ld_fwd)
+        x0, x1 = transport_costs(s, sample, z, gz, ld_fwd)
 
         # the discrete-OT lower bound of the (unchanged) model distribution
         est = estimate_w2(lambda m, rng: rng.standard_normal((m, 2)),
                           lambda m, rng: sample(rng.standard_normal((m, 2))),
                           c.get("comparison.ot_sizes"), c.get("comparison.ot_repeats"),
-                          np.random.default_rng(self._seeds["ot"]), 2)
-        _gap_to_bound(s, est)
+                          np.random.default_rng(self.seeds["ot"]), 2)
+        gap_to_bound(s, est)
 
         # log-likelihood of held-out data before/after: ln p_new(x) = ln p(x) - ln gamma(z)
         # + ln gamma(G^{-1} z) - int div v  (z = T^{-1} x, G^{-1} by RK4 backwards in time)
         kind, m = c.get("data.type"), c.get("data.n_test")
-        rng = np.random.default_rng(self._seeds["data"])
+        rng = np.random.default_rng(self.seeds["data"])
         if kind in TOY_SETS:
             data = toy_data.sample(kind, m, rng)
             zd, lp = apply_in_chunks(flow.to_latent, data, xp)
@@ -458,7 +461,7 @@ class GPFlowProblem(EvaluatedOnce, Problem):
             zd = apply_in_chunks(flow.to_latent, zd, xp)[0]
         with np.errstate(all="ignore"):
             _, w, ld_back, _ = eu.integrate(theta_end, zd, backward=True, logdet=True)
-        _likelihood_change(s, lp, zd, w, ld_back)
+        likelihood_change(s, lp, zd, w, ld_back)
 
         # how geodesic: the Galerkin-dropped part of the Euler tendency along the path
         res = np.array([eu.euler_residual(p) for p in path])
@@ -509,32 +512,32 @@ class GPFlowProblem(EvaluatedOnce, Problem):
                    "euler_penalty_weight": obj.weight,
                    "penalty_nodes": int(fld.nodes.shape[0]),
                    "penalty_quadrature_exact": fld.quadrature == "gauss_hermite"}
-        s["training_cost_before"] = obj.transport_cost(self._theta0())
+        s["training_cost_before"] = obj.transport_cost(self.theta0())
         s["training_cost_after"] = obj.transport_cost(theta)
         s["euler_penalty"] = float(fld.penalty(theta))
 
         n = c.get("comparison.n_eval")
-        z = np.random.default_rng(self._seeds["eval"]).standard_normal((n, d))
+        z = np.random.default_rng(self.seeds["eval"]).standard_normal((n, d))
         with np.errstate(all="ignore"):
             gz, ld_fwd, _ = fld.integrate(theta, z, logdet=True)
         if not np.all(np.isfinite(gz)):
             raise NumericalError("the rearrangement G is non-finite on the evaluation samples")
-        x0, x1 = _transport_costs(s, sample, z, gz, ld_fwd)
+        x0, x1 = transport_costs(s, sample, z, gz, ld_fwd)
 
         est = estimate_w2(lambda m, rng: rng.standard_normal((m, d)),
                           lambda m, rng: sample(rng.standard_normal((m, d))),
                           c.get("comparison.ot_sizes"), c.get("comparison.ot_repeats"),
-                          np.random.default_rng(self._seeds["ot"]), d)
-        _gap_to_bound(s, est)
+                          np.random.default_rng(self.seeds["ot"]), d)
+        gap_to_bound(s, est)
         s["gelbrich_bound"] = gelbrich_bound(x0)
 
         m = c.get("data.n_test")
-        rng = np.random.default_rng(self._seeds["data"])
+        rng = np.random.default_rng(self.seeds["data"])
         zd, lp = apply_in_chunks(flow.to_data, rng.standard_normal((m, d)), xp)
         zd = apply_in_chunks(flow.to_latent, zd, xp)[0]
         with np.errstate(all="ignore"):
             w, ld_back, _ = fld.integrate(theta, zd, backward=True, logdet=True)
-        _likelihood_change(s, lp, zd, w, ld_back)
+        likelihood_change(s, lp, zd, w, ld_back)
 
         times = np.linspace(0.0, 1.0, fld.steps + 1)
         res = np.array([fld.residual(theta, t) for t in times])
