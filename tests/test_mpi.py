@@ -177,7 +177,8 @@ def test_mpi_ising_with_the_fitted_base_equals_serial(tmp_path, mpiexec):
 def test_mpi_restart_continues_a_serial_checkpoint(tmp_path, mpiexec):
     """A serial run's checkpoint continued on 2 ranks ends where the serial run ends."""
     full, part = tmp_path / "full.h5", tmp_path / "part.h5"
-    case = (*ISING, "--set", "training.lr_final=1e-3",  # = lr: ignores training.iterations
+    case = (*ISING, "--set", "training.lr=1e-3", "--set", "training.lr_final=1e-3",
+            # lr_final = lr: the schedule ignores training.iterations
             "--keep-checkpoint")  # part restarts from its state; the final states compared
     assert _ot_pde("run", *case, "--set", "training.iterations=20", "-o", full).returncode == 0
     first = _ot_pde("run", *case, "--set", "training.iterations=10", "-o", part)
