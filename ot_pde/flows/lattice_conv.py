@@ -57,6 +57,7 @@ import numpy as np
 
 from ..backends import NUMBA
 from .potentials import ACTIVATIONS, Potential
+from .potentials.one_hidden_layer import hidden_layer_cotangent
 
 
 def _numba_kernels():
@@ -223,18 +224,8 @@ class LatticeConvolution(Potential):
         x_bar = self._unpatch(g @ W1)
         if not want_params:
             return x_bar, None
-        theta_bar = xp.zeros(self.n_params)
-        out = self._unpack(theta_bar)
-        out["W1"][...] = g.T @ X + 2.0 * (w2 * q)[:, None] * W1
-        if A is not None:
-            out["W1"] += s1.T @ A
-        gsum = g.sum(axis=0)
-        if self.bias:
-            out["b"][...] = gsum
-        if self.time_dependent:
-            out["c"][...] = float(t) * gsum
-        out["w2"][...] = dw2
-        return x_bar, theta_bar
+        return x_bar, hidden_layer_cotangent(self, t, g, g.T @ X + 2.0 * (w2 * q)[:, None] * W1,
+                                             dw2, None if A is None else s1.T @ A)
 
     def param_vjp_value(self, x, t, c):
         xp = self.xp
@@ -245,13 +236,4 @@ class LatticeConvolution(Potential):
         w2 = self._views["w2"]
         cc = xp.repeat(c, self.dim)
         g = (cc[:, None] * self._derivs(xp, z, False)[0]) * w2
-        theta_bar = xp.zeros(self.n_params)
-        out = self._unpack(theta_bar)
-        out["W1"][...] = g.T @ X
-        gsum = g.sum(axis=0)
-        if self.bias:
-            out["b"][...] = gsum
-        if self.time_dependent:
-            out["c"][...] = float(t) * gsum
-        out["w2"][...] = cc @ self._sigma(xp, z)
-        return theta_bar
+        return hidden_layer_cotangent(self, t, g, g.T @ X, cc @ self._sigma(xp, z))

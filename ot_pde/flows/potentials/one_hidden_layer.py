@@ -16,6 +16,26 @@ def _numba_kernels():
     return _kernels_numba
 
 
+def hidden_layer_cotangent(potential, t, g, W1_bar, w2_bar, W1_extra=None):
+    r"""The flat cotangent of a hidden layer's blocks ``W1``, ``b``, ``c``, ``w2`` (those the
+    potential has), for pre-activation cotangent rows ``g``: :math:`\bar b = \sum g`,
+    :math:`\bar c = t\sum g`. ``W1_extra`` is added after ``W1_bar`` is cast into the float64
+    result, so a float32 twin accumulates both in float64. Shared by
+    :class:`OneHiddenLayer` and the lattice convolution, whose units are rows of patches."""
+    theta_bar = potential.xp.zeros(potential.n_params)
+    out = potential._unpack(theta_bar)
+    out["W1"][...] = W1_bar
+    if W1_extra is not None:
+        out["W1"] += W1_extra
+    gsum = g.sum(axis=0)
+    if potential.bias:
+        out["b"][...] = gsum
+    if potential.time_dependent:
+        out["c"][...] = float(t) * gsum
+    out["w2"][...] = w2_bar
+    return theta_bar
+
+
 class OneHiddenLayer(Potential):
     r"""One hidden layer: :math:`\varphi(x, t) = \sum_{j=1}^{m} w_j\,\sigma(z_j)`,
     :math:`z_j = W_j\cdot x + c_j t + b_j`.
@@ -231,18 +251,8 @@ class OneHiddenLayer(Potential):
         x_bar = g @ W1
         if not want_params:
             return x_bar, None
-        theta_bar = xp.zeros(self.n_params)
-        out = self._unpack(theta_bar)
-        out["W1"][...] = g.T @ x + 2.0 * (w2 * q)[:, None] * W1
-        if a is not None:
-            out["W1"] += s1.T @ a
-        gsum = g.sum(axis=0)
-        if self.bias:
-            out["b"][...] = gsum
-        if self.time_dependent:
-            out["c"][...] = float(t) * gsum
-        out["w2"][...] = dw2
-        return x_bar, theta_bar
+        return x_bar, hidden_layer_cotangent(self, t, g, g.T @ x + 2.0 * (w2 * q)[:, None] * W1,
+                                             dw2, None if a is None else s1.T @ a)
 
     def _check_time(self):
         if not self.time_dependent:
@@ -298,15 +308,6 @@ class OneHiddenLayer(Potential):
         w2 = self._views["w2"]
         d1 = self._derivs(xp, z, False)[0]
         g = (c[:, None] * d1) * w2
-        theta_bar = xp.zeros(self.n_params)
-        out = self._unpack(theta_bar)
-        out["W1"][...] = g.T @ x
-        gsum = g.sum(axis=0)
-        if self.bias:
-            out["b"][...] = gsum
-        if self.time_dependent:
-            out["c"][...] = float(t) * gsum
-        out["w2"][...] = c @ self._sigma(xp, z)
-        return theta_bar
+        return hidden_layer_cotangent(self, t, g, g.T @ x, c @ self._sigma(xp, z))
 
 
