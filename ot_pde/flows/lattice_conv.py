@@ -51,13 +51,16 @@ permutations. Memory: arrays of :math:`B\times N\times\max(m, k^2)`.
 """
 from __future__ import annotations
 
-import math
 
 import numpy as np
 
 from ..backends import NUMBA
-from .potentials import ACTIVATIONS, Potential
-from .potentials.one_hidden_layer import hidden_layer_cotangent
+from .potentials import Potential
+from .potentials.one_hidden_layer import (
+    declare_hidden_layer,
+    hidden_layer_cotangent,
+    hidden_preactivations,
+)
 
 
 def _numba_kernels():
@@ -115,26 +118,10 @@ class LatticeConvolution(Potential):
             raise ValueError(f"kernel must be an odd integer from 1 to L = {L}, got {kernel!r}")
         if int(channels) != channels or channels < 1:
             raise ValueError(f"channels must be a positive integer, got {channels!r}")
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"unknown activation {activation!r}; expected one of "
-                             f"{', '.join(ACTIVATIONS)}")
         self.L, self.kernel, self.channels = int(L), int(kernel), int(channels)
-        self.activation = activation
-        self.bias, self.time_dependent = bool(bias), bool(time_dependent)
-        self._code, self._sigma, self._derivs = ACTIVATIONS[activation]
         m, Q, N = self.channels, self.kernel ** 2, self.dim
-        rng = np.random.default_rng(rng)
-        layout = [("W1", (m, Q))]
-        init = {"W1": rng.standard_normal((m, Q)) / math.sqrt(Q)}
-        if self.bias:
-            layout.append(("b", (m,)))
-            init["b"] = 0.5 * rng.standard_normal(m)
-        if self.time_dependent:
-            layout.append(("c", (m,)))
-            init["c"] = 0.5 * rng.standard_normal(m)
-        layout.append(("w2", (m,)))
-        init["w2"] = rng.standard_normal(m) / math.sqrt(m * N)
-        self._declare(layout, init)
+        declare_hidden_layer(self, activation, m, Q, bias, time_dependent, rng,
+                             output_fan=m * N)
         idx = patch_indices(self.L, self.kernel)
         # the scatter P^T as k^2 gathers: offset q maps p to idx[p, q], a permutation of the
         # sites, so (sum_p P_p^T G_p)_s = sum_q G[inv_q(s), q]
@@ -166,13 +153,7 @@ class LatticeConvolution(Potential):
         return v.reshape(-1, self.dim).sum(axis=1)
 
     def _pre(self, X, t):
-        p = self._views
-        z = X @ p["W1"].T
-        if self.bias:
-            z += p["b"]
-        if self.time_dependent:
-            z += float(t) * p["c"]
-        return z
+        return hidden_preactivations(self, X, t)
 
     def _norms(self):
         W1 = self._views["W1"]

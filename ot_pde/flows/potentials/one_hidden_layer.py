@@ -16,6 +16,46 @@ def _numba_kernels():
     return _kernels_numba
 
 
+def declare_hidden_layer(potential, activation: str, width: int, inputs: int, bias: bool,
+                         time_dependent: bool, rng, output_fan: int) -> None:
+    r"""Set up a hidden layer of ``width`` units on ``inputs`` numbers on ``potential``: the
+    activation, ``bias`` and ``time_dependent`` attributes and the parameter blocks ``W1``
+    (width, inputs), ``b``, ``c``, ``w2``, drawn in that order from ``rng``:
+    :math:`W\sim N(0, 1/\text{inputs})`, :math:`b, c\sim N(0, 1/4)`,
+    :math:`w\sim N(0, 1/\text{output\_fan})`. Shared by :class:`OneHiddenLayer` and the
+    lattice convolution."""
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {activation!r}; expected one of "
+                         f"{', '.join(ACTIVATIONS)}")
+    potential.activation = activation
+    potential.bias, potential.time_dependent = bool(bias), bool(time_dependent)
+    potential._code, potential._sigma, potential._derivs = ACTIVATIONS[activation]
+    m = width
+    rng = np.random.default_rng(rng)
+    layout = [("W1", (m, inputs))]
+    init = {"W1": rng.standard_normal((m, inputs)) / math.sqrt(inputs)}
+    if potential.bias:
+        layout.append(("b", (m,)))
+        init["b"] = 0.5 * rng.standard_normal(m)
+    if potential.time_dependent:
+        layout.append(("c", (m,)))
+        init["c"] = 0.5 * rng.standard_normal(m)
+    layout.append(("w2", (m,)))
+    init["w2"] = rng.standard_normal(m) / math.sqrt(output_fan)
+    potential._declare(layout, init)
+
+
+def hidden_preactivations(potential, X, t):
+    """Pre-activations :math:`z = X W^T + b + c t` of rows ``X``, shape ``(rows, m)``."""
+    p = potential._views
+    z = X @ p["W1"].T
+    if potential.bias:
+        z += p["b"]
+    if potential.time_dependent:
+        z += float(t) * p["c"]
+    return z
+
+
 def hidden_layer_cotangent(potential, t, g, W1_bar, w2_bar, W1_extra=None):
     r"""The flat cotangent of a hidden layer's blocks ``W1``, ``b``, ``c``, ``w2`` (those the
     potential has), for pre-activation cotangent rows ``g``: :math:`\bar b = \sum g`,
@@ -96,40 +136,16 @@ class OneHiddenLayer(Potential):
     def __init__(self, dim: int, width: int, activation: str = "logcosh", bias: bool = True,
                  time_dependent: bool = False, backend=None, rng=0):
         super().__init__(dim, backend)
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"unknown activation {activation!r}; expected one of "
-                             f"{', '.join(ACTIVATIONS)}")
         if int(width) != width or width < 1:
             raise ValueError(f"width must be a positive integer, got {width!r}")
         self.width = m = int(width)
-        self.activation = activation
-        self.bias = bool(bias)
-        self.time_dependent = bool(time_dependent)
-        self._code, self._sigma, self._derivs = ACTIVATIONS[activation]
-        rng = np.random.default_rng(rng)
-        d = self.dim
-        layout = [("W1", (m, d))]
-        init = {"W1": rng.standard_normal((m, d)) / math.sqrt(d)}
-        if self.bias:
-            layout.append(("b", (m,)))
-            init["b"] = 0.5 * rng.standard_normal(m)
-        if self.time_dependent:
-            layout.append(("c", (m,)))
-            init["c"] = 0.5 * rng.standard_normal(m)
-        layout.append(("w2", (m,)))
-        init["w2"] = rng.standard_normal(m) / math.sqrt(m)
-        self._declare(layout, init)
+        declare_hidden_layer(self, activation, m, self.dim, bias, time_dependent, rng,
+                             output_fan=m)
         self._kernels = self.backend.bind({NUMBA: _numba_kernels}, default=lambda: None)
 
     def _pre(self, x, t):
         """Pre-activations :math:`z = X W^T + b + c t`, shape ``(B, m)``."""
-        p = self._views
-        z = x @ p["W1"].T
-        if self.bias:
-            z += p["b"]
-        if self.time_dependent:
-            z += float(t) * p["c"]
-        return z
+        return hidden_preactivations(self, x, t)
 
     def _norms(self):
         W1 = self._views["W1"]
