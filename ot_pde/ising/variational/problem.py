@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import NamedTuple
 
 import numpy as np
 
@@ -99,7 +100,18 @@ SCHEMA = make_schema({
                                      "lattice_reflections"), composable=True),
     "time": time_section(T=1.0, n_steps=10),
     "training": Section({**training_fields(iterations=1000, batch_size=64, lr=1e-2),
-                         "shards": SHARDS_FIELD, "dtype": DTYPE_FIELD},
+                         "shards": SHARDS_FIELD, "dtype": DTYPE_FIELD,
+                         "anneal_betas": Field(
+                             "float_list", None, exclusive_minimum=0.0,
+                             doc="warm-up: train first at each of these inverse temperatures "
+                                 "in turn (anneal_iterations each, a fresh Adam state and "
+                                 "learning-rate schedule each), then training.iterations at "
+                                 "lattice.beta; the estimators run at lattice.beta only. "
+                                 "N(0, I) base only; a scan warm-starts by itself"),
+                         "anneal_iterations": Field(
+                             "int", None, minimum=1,
+                             doc="Adam steps at each temperature of anneal_betas; default "
+                                 "training.iterations")},
                         doc="reverse-KL training (Adam)"),
     "scan": Section({
         "betas": Field("float_list", None, exclusive_minimum=0.0,
@@ -212,24 +224,69 @@ class FittedBase:
         self.model.params, self.fitted = params, bool(state["base_fitted"])
 
 
-class IsingTrainingRun(TrainingRun):
-    """Adds the batch estimate of ln Z_Ising / N (minus the loss, shifted) to each history row,
-    and keeps the flow's base (fitted before the first step) in the checkpoint."""
+class Stage(NamedTuple):
+    """One temperature of a staged training: its relaxation, Adam steps and the flow's base."""
+    relax: IsingRelaxation
+    iterations: int
+    base: FittedBase
 
-    def __init__(self, *args, constant: float, n_sites: int, base: FittedBase, **kw):
-        super().__init__(*args, **kw)
-        self.constant, self.n_sites, self.base = constant, n_sites, base
+
+class IsingTrainingRun(TrainingRun):
+    """Training through ``stages`` in turn, each warm-started from the previous one.
+
+    At the first step of each stage the objective becomes that stage's relaxation, Adam
+    starts afresh and the learning-rate schedule restarts. The stage follows from the
+    iteration count alone, so a restart or an MPI run goes on bit-for-bit. Each history row
+    gets the temperature and the batch estimate of ln Z_Ising / N (minus the loss, shifted);
+    the checkpoint keeps the current stage's base (fitted before its first step). One stage
+    is a plain run; ``training.anneal_betas`` puts warm-up stages before it; a scan
+    (:class:`ScanRun`) also estimates at the end of each.
+    """
+
+    def __init__(self, potential, trainer: Trainer, stages: list[Stage], lr: float,
+                 lr_final: float | None):
+        super().__init__(potential, trainer, sum(st.iterations for st in stages), lr,
+                         lr_final)
+        self.stages = stages
+        self.starts = np.cumsum([0] + [st.iterations for st in stages[:-1]])
+        self._stage = None
+
+    def stage_at(self, k: int) -> int:
+        """The stage iteration ``k`` trains in (the last one once training is over)."""
+        return int(np.searchsorted(self.starts, k, side="right")) - 1
+
+    @property
+    def base(self) -> FittedBase:
+        return self.stages[self.stage_at(self.iteration)].base
 
     def step(self) -> dict:
-        diag = super().step()
-        diag["lnZ_per_site_batch"] = (self.constant - diag["loss"]) / self.n_sites
-        return diag
+        k = self.iteration
+        s = self.stage_at(k)
+        stage = self.stages[s]
+        if s != self._stage:
+            self.trainer.objective = ReverseKL(stage.relax.log_prob, stage.relax.grad_log_prob,
+                                               base=stage.base.for_training())
+            self._stage = s
+        if k == self.starts[s] and k > 0:
+            self.trainer.optimizer = Adam(self.potential.n_params, lr=self.lr)
+        local = k - int(self.starts[s])
+        lr = geometric_lr(self.lr, self.lr_final, local, stage.iterations)
+        self.trainer.optimizer.lr = lr
+        diag = self.trainer.step()
+        if local + 1 == stage.iterations:
+            self.stage_done(s)
+        return {"loss": diag["loss"], "grad_norm": diag["grad_norm"], "lr": lr,
+                "beta": stage.relax.beta,
+                "lnZ_per_site_batch": (stage.relax.constant - diag["loss"]) / stage.relax.N}
+
+    def stage_done(self, s: int) -> None:
+        """Called after the last step of stage ``s``."""
 
     def state(self) -> dict:
         return {**super().state(), **self.base.state()}
 
     def load_state(self, state) -> None:
-        self.base.load_state(state)
+        self.stages[self.stage_at(int(state["iteration"]))].base.load_state(state)
         super().load_state(state)
 
 
@@ -252,6 +309,13 @@ class IsingVariationalProblem(Problem):
             except ValueError as exc:
                 raise InputError(f"at scan beta {b:g}: {exc}", source=where,
                                  key="lattice.alpha") from None
+        for b in case.get("training.anneal_betas") or []:
+            try:
+                relaxation(case, b)
+            except ValueError as exc:
+                raise InputError(f"at anneal beta {b:g}: {exc}", source=where,
+                                 key="lattice.alpha") from None
+        self._check_annealing()
         self.generators = check_model(case, self.N)
         checked_shards(case)  # 'ot-pde check' catches more shards than samples
         self.dtype = checked_dtype(case, self.N)
@@ -265,6 +329,24 @@ class IsingVariationalProblem(Problem):
         self._seeds = self.seed_streams("init", "batches", "eval", "base")
         self._cache = None
 
+    def _check_annealing(self) -> None:
+        c, where = self.case, self.case.source
+        if not c.get("training.anneal_betas"):
+            if c.get("training.anneal_iterations") is not None:
+                raise InputError("anneal_iterations is set but anneal_betas is empty: list the "
+                                 "warm-up temperatures, or drop anneal_iterations",
+                                 source=where, key="training.anneal_iterations")
+            return
+        if c.get("scan.betas"):
+            raise InputError("a scan warm-starts through its own temperatures: put the "
+                             "warm-up temperatures at the front of scan.betas instead",
+                             source=where, key="training.anneal_betas")
+        if c.get("base.family") != "gaussian":
+            raise InputError(f"annealing needs the N(0, I) base (the {c.get('base.family')} "
+                             "base is fitted at one temperature); got base.family = "
+                             f"{c.get('base.family')!r}", source=where,
+                             key="training.anneal_betas")
+
     # -- set-up -----------------------------------------------------------------------------
     def describe(self) -> str:
         c = self.case
@@ -277,7 +359,7 @@ class IsingVariationalProblem(Problem):
                 f"{c.get('time.scheme')} steps")
 
     def max_iterations(self) -> int:
-        return self.case.get("training.iterations") * len(self.case.get("scan.betas") or [0])
+        return sum(stage.iterations for stage in self.training_stages())
 
     def build_potential(self, backend: Backend):
         return build_potential(self.case, self.N, backend,
@@ -286,19 +368,28 @@ class IsingVariationalProblem(Problem):
     def make_solver(self, backend: Backend):
         c = self.case
         potential = self.build_potential(backend)
-        if c.get("scan.betas"):
-            return ScanRun(self, potential, backend)
-        base = FittedBase(self, self.relax, 0)
-        trainer = Trainer(potential, ReverseKL(self.relax.log_prob, self.relax.grad_log_prob,
-                                               base=base.for_training()),
-                          batch_size=c.get("training.batch_size"),
+        # the objective is set by IsingTrainingRun at each stage
+        trainer = Trainer(potential, None, batch_size=c.get("training.batch_size"),
                           optimizer=Adam(potential.n_params, lr=c.get("training.lr")),
                           seed=np.random.default_rng(self._seeds["batches"]), xp=backend.xp,
                           shards=checked_shards(c, self.comm), comm=self.comm,
                           dtype=self.dtype, **flow_options(c))
-        return IsingTrainingRun(potential, trainer, c.get("training.iterations"),
-                                c.get("training.lr"), c.get("training.lr_final"),
-                                constant=self.relax.constant, n_sites=self.N, base=base)
+        run = ScanRun if c.get("scan.betas") else IsingTrainingRun
+        return run(potential, trainer, self.training_stages(), c.get("training.lr"),
+                   c.get("training.lr_final"))
+
+    def training_stages(self) -> list[Stage]:
+        """The scan's temperatures, or the warm-up temperatures and then the case's."""
+        c = self.case
+        if c.get("scan.betas"):
+            return [Stage(relax, c.get("training.iterations"), FittedBase(self, relax, k))
+                    for k, relax in enumerate(relaxation(c, b) for b in c.get("scan.betas"))]
+        warm = c.get("training.anneal_iterations") or c.get("training.iterations")
+        # warm-up stages need the N(0, I) base (_check_annealing): it has no state
+        return ([Stage(relaxation(c, b), warm, FittedBase(self, self.relax, 0))
+                 for b in c.get("training.anneal_betas") or []]
+                + [Stage(self.relax, c.get("training.iterations"),
+                         FittedBase(self, self.relax, 0))])
 
     def grid(self) -> list[GridAxis]:
         betas = self.case.get("scan.betas")
@@ -390,89 +481,46 @@ def scan_fields(case) -> dict:
     return {**SCAN_FIELDS, **(SCAN_AIS_FIELDS if case.get("estimate.ais_chains") else {})}
 
 
-class ScanRun:
-    """Training through a list of temperatures, warm-starting each from the previous one.
+class ScanRun(IsingTrainingRun):
+    """A staged training that runs the estimators after the last step at each temperature
+    and fills one entry of :attr:`results`; :meth:`state` holds the results so far, so
+    ``--restart`` continues bit-for-bit."""
 
-    One :class:`~ot_pde.flows.training.Trainer` runs throughout (its iteration count is the
-    run's); at each new temperature its objective and Adam state are replaced. After the last
-    step at a temperature the estimators run and fill one entry of :attr:`results`. The
-    learning-rate schedule restarts at each temperature. :meth:`state` holds the scan index
-    and the results so far, so ``--restart`` continues bit-for-bit.
-    """
-
-    def __init__(self, problem: IsingVariationalProblem, potential, backend: Backend):
-        c = problem.case
-        self.problem, self.potential = problem, potential
-        self.betas = [float(b) for b in c.get("scan.betas")]
-        self.per_beta = c.get("training.iterations")
-        self.lr, self.lr_final = c.get("training.lr"), c.get("training.lr_final")
-        self.results = {name: np.full(len(self.betas), np.nan) for name in scan_fields(c)}
-        self.trainer = Trainer(potential, None, batch_size=c.get("training.batch_size"),
-                               seed=np.random.default_rng(problem._seeds["batches"]),
-                               optimizer=Adam(potential.n_params, lr=self.lr),
-                               xp=backend.xp, shards=checked_shards(c, problem.comm),
-                               comm=problem.comm, dtype=problem.dtype, **flow_options(c))
-        self._enter(0)
-
-    def _enter(self, k: int) -> None:
-        """Move to temperature ``k``: its relaxation (built once, not per step), a fresh Adam."""
-        self.index = k
-        if k < len(self.betas):
-            p = self.problem
-            self.relax = relaxation(p.case, self.betas[k])
-            self.base = FittedBase(p, self.relax, k)
-            self.trainer.objective = ReverseKL(self.relax.log_prob, self.relax.grad_log_prob,
-                                               base=self.base.for_training())
-            self.trainer.optimizer = Adam(self.potential.n_params, lr=self.lr)
+    def __init__(self, *args, **kw):
+        super().__init__(*args, **kw)
+        self.problem = self.stages[0].base.problem
+        self.betas = [stage.relax.beta for stage in self.stages]
+        self.results = {name: np.full(len(self.stages), np.nan)
+                        for name in scan_fields(self.problem.case)}
 
     @property
-    def iteration(self) -> int:
-        return self.trainer.iteration
+    def index(self) -> int:
+        """Temperatures estimated so far."""
+        return len(self.stages) if self.finished else self.stage_at(self.iteration)
 
-    @property
-    def finished(self) -> bool:
-        return self.index >= len(self.betas)
-
-    def step(self) -> dict:
-        local = self.iteration - self.index * self.per_beta
-        lr = geometric_lr(self.lr, self.lr_final, local, self.per_beta)
-        self.trainer.optimizer.lr = lr
-        diag = self.trainer.step()
-        relax = self.relax
-        row = {"loss": diag["loss"], "grad_norm": diag["grad_norm"], "lr": lr,
-               "beta": self.betas[self.index],
-               "lnZ_per_site_batch": (relax.constant - diag["loss"]) / relax.N}
-        if local + 1 == self.per_beta:
-            # the evaluation generator is seeded per temperature: a restart reproduces it
-            rng = np.random.default_rng([self.problem._seeds["eval"].entropy, self.index])
-            summary, _ = estimate(self.problem, self.potential, relax, rng, self.problem.comm,
-                                  self.base)
-            for name, values in self.results.items():
-                values[self.index] = summary.get(name, np.nan)
-            log.info("beta = %.6g: ln Z/N variational %.6f +- %.6f, importance %.6f +- %.6f, "
-                     "exact %.6f", relax.beta, summary["lnZ_per_site_variational"],
-                     summary["lnZ_per_site_variational_stderr"],
-                     summary["lnZ_per_site_importance"],
-                     summary["lnZ_per_site_importance_stderr"], summary["lnZ_per_site_exact"])
-            self._enter(self.index + 1)
-        return row
+    def stage_done(self, s: int) -> None:
+        # the evaluation generator is seeded per temperature: a restart reproduces it
+        p, relax = self.problem, self.stages[s].relax
+        rng = np.random.default_rng([p._seeds["eval"].entropy, s])
+        summary, _ = estimate(p, self.potential, relax, rng, p.comm, self.stages[s].base)
+        for name, values in self.results.items():
+            values[s] = summary.get(name, np.nan)
+        log.info("beta = %.6g: ln Z/N variational %.6f +- %.6f, importance %.6f +- %.6f, "
+                 "exact %.6f", relax.beta, summary["lnZ_per_site_variational"],
+                 summary["lnZ_per_site_variational_stderr"],
+                 summary["lnZ_per_site_importance"],
+                 summary["lnZ_per_site_importance_stderr"], summary["lnZ_per_site_exact"])
 
     def state(self) -> dict:
-        state = self.trainer.state()
-        state["scan_index"] = self.index
-        if not self.finished:
-            state.update(self.base.state())
+        state = super().state()
         for name, values in self.results.items():
             state[f"scan_{name}"] = values.copy()
         return state
 
     def load_state(self, state) -> None:
-        self._enter(int(state["scan_index"]))
-        if not self.finished:
-            self.base.load_state(state)
+        super().load_state(state)
         for name in self.results:
             self.results[name] = np.array(state[f"scan_{name}"], dtype=np.float64)
-        self.trainer.load_state(state)
 
 
 def build(case) -> IsingVariationalProblem:
