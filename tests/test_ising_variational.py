@@ -291,14 +291,12 @@ def test_L8_beta_scan_case(cli, tmp_path):
 
 @pytest.mark.slow
 def test_L8_composed_flow_from_the_gaussian(cli, tmp_path):
-    """cases/ising_L8_critical.toml: a symmetry-composed flow from N(0, I) at beta_c, with
-    training.shards = 1 and 2. Issue 18 asks 1.5 % for the variational estimate; the case
-    reaches 2.80 % (measured with one shard; 2.92 % in the field variables), so this asserts the
-    level it reaches (a regression test, not the acceptance), the log-density carried
-    consistently (log-det check; 2.9e-7 measured) and the two shardings within 0.3 % of each
-    other (3.3e-4 measured at 300 iterations). The importance estimates are not asserted: the
-    weights are heavy-tailed (ESS fraction 0.002), as the docs say. 2 x 21 min on the loaded
-    2-core machine."""
+    """cases/ising_L8_critical.toml: a symmetry-composed flow from N(0, I) at beta_c, warmed
+    up through beta = 0.3 and 0.4 (training.anneal_betas), with training.shards = 1 and 2.
+    Issue 18 asks the variational estimate within 1.5 % (measured 0.86 % with one shard), the
+    importance estimate within 3 standard errors (measured 0.96, ESS fraction 0.35), the two
+    shardings within 0.3 % of each other; the log-density carried consistently (log-det
+    check; 7.7e-8 measured). 2 x 25 min on a quiet 2-core machine (61 min each at load 6)."""
     from .conftest import CASES
 
     summaries = []
@@ -309,9 +307,10 @@ def test_L8_composed_flow_from_the_gaussian(cli, tmp_path):
         assert code == 0, err
         summaries.append(json_line(stdout)["summary"])
     for s in summaries:
-        assert s["relative_error_variational"] <= 0.035
+        assert s["relative_error_variational"] <= 0.015
         assert s["lnZ_per_site_variational"] < s["lnZ_per_site_exact"]
-        assert 0 < s["ess_fraction"] <= 1
+        assert s["importance_error_in_stderr"] <= 3.0
+        assert s["ess_fraction"] > 0.1
         assert s["logdet_error_per_site"] <= 1e-5
     a, b = (s["lnZ_per_site_variational"] for s in summaries)
     assert abs(a - b) / abs(a) <= 0.003
