@@ -18,8 +18,9 @@ def _gaussian_pair(grid, m0, m1, s):
 
 
 @pytest.mark.parametrize("n_faces", [2, 3, 8, 33])
-def test_averaging_solve_equals_dense_inverse(n_faces, backend_name):
+def test_averaging_solve_equals_dense_inverse(n_faces, backend_name, monkeypatch):
     """Id + A^T A solved by DCT (numpy, cupy) or Thomas sweeps (numba) = the dense inverse."""
+    monkeypatch.setattr(bb, "COMPILED_FROM", 0)  # the compiled kernels on this small grid
     a = np.zeros((n_faces - 1, n_faces))
     i = np.arange(n_faces - 1)
     a[i, i] = a[i, i + 1] = 0.5
@@ -41,6 +42,17 @@ def test_averaging_solve_equals_dense_inverse(n_faces, backend_name):
     expected_m = (np.linalg.inv(np.eye(5) + a_space.T @ a_space)
                   @ (zu[1] + zv[1] @ a_space).T).T
     np.testing.assert_allclose(backend.to_numpy(u[1]), expected_m, atol=1e-13)
+
+
+def test_small_grids_skip_the_compiled_kernels():
+    """Below COMPILED_FROM space-time cells the numba backend runs the numpy kernels (loading
+    numba costs more than they lose there); from it on, its own."""
+    if "numba" not in available_backends():
+        pytest.skip("numba not installed")
+    numba = get_backend("numba")
+    small = bb._select_kernels(numba, bb.COMPILED_FROM - 1)
+    assert small.prox is kinetic_prox_numpy and small.interpolation_lines is None
+    assert bb._select_kernels(numba, bb.COMPILED_FROM).interpolation_lines is not None
 
 
 def test_numba_threaded_and_serial_line_solves_agree():
@@ -122,9 +134,10 @@ def _iterate(backend, iterations=300):
     return s
 
 
-def test_backends_agree(backend_name):
+def test_backends_agree(backend_name, monkeypatch):
     """numpy and every other backend give the same iterate after the same iterations."""
     ref = _iterate("numpy")
+    monkeypatch.setattr(bb, "COMPILED_FROM", 0)  # the compiled kernels on this small grid
     other = _iterate(backend_name)
     np.testing.assert_allclose(other.density(), ref.density(), rtol=0, atol=1e-10)
     np.testing.assert_allclose(other.momentum(), ref.momentum(), rtol=0, atol=1e-10)

@@ -135,13 +135,20 @@ class _Kernels:
 #: space-time cells from which the numba backend runs threaded (below, waking the threads
 #: costs more than the work: its kernels run serially and the DCTs on one thread)
 THREADS_FROM = 1 << 16
+#: space-time cells from which the numba backend runs its compiled kernels at all. Below,
+#: it runs the numpy ones: importing numba and loading the kernels from its cache costs
+#: 0.8-1 s per process (measured: 0.4 s the import, 0.6 s the first call, at load ~5), while
+#: the numpy kernels cost at most ~1 ms more per iteration there (2048 cells: 0.85 ms against
+#: 1.07 ms in 1D, 2.5 against 1.4 ms in 2D; 8192 cells in 1D: 4.0 against 2.2 ms), so the
+#: load would pay only after about a thousand iterations.
+COMPILED_FROM = 1 << 13
 
 
 def _select_kernels(backend: Backend, cells: int) -> _Kernels:
     """The one table binding the solver's kernels to a backend (``cells``: the grid size)."""
     import scipy.fft
 
-    if backend.name == "numba":
+    if backend.name == "numba" and cells >= COMPILED_FROM:
         from . import _kernels_numba as nb
 
         # scipy's DCT threads over the lines of the transform: worth it on the numba
