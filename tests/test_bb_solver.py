@@ -6,6 +6,7 @@ import pytest
 from scipy.optimize import minimize
 
 from ot_pde.backends import available_backends, get_backend
+from ot_pde.spacetime import _dct
 from ot_pde.spacetime import solver as bb
 from ot_pde.spacetime._prox import kinetic_prox_numpy
 
@@ -52,7 +53,27 @@ def test_small_grids_skip_the_compiled_kernels():
     numba = get_backend("numba")
     small = bb._select_kernels(numba, bb.COMPILED_FROM - 1)
     assert small.prox is kinetic_prox_numpy and small.interpolation_lines is None
+    assert small.fft is _dct
     assert bb._select_kernels(numba, bb.COMPILED_FROM).interpolation_lines is not None
+
+
+@pytest.mark.parametrize("shape,axis", [((1,), 0), ((2, 3), 0), ((5, 7), 1), ((4, 33, 3), 1),
+                                        ((6, 8, 9), 2)])
+def test_numpy_fft_dct_is_scipys(shape, axis):
+    """The DCT-II of small grids (numpy's FFT, Makhoul's reordering) and its inverse are
+    scipy.fft's orthonormal ones, along one axis and along all of them."""
+    import scipy.fft
+
+    x = np.random.default_rng(7).normal(size=shape)
+    ortho = {"type": 2, "norm": "ortho"}
+    np.testing.assert_allclose(_dct.dct(x, axis=axis, **ortho),
+                               scipy.fft.dct(x, axis=axis, **ortho), rtol=0, atol=1e-14)
+    np.testing.assert_allclose(_dct.idct(x, axis=axis, **ortho),
+                               scipy.fft.idct(x, axis=axis, **ortho), rtol=0, atol=1e-14)
+    np.testing.assert_allclose(_dct.dctn(x, **ortho), scipy.fft.dctn(x, **ortho),
+                               rtol=0, atol=1e-13)
+    np.testing.assert_allclose(_dct.idctn(_dct.dctn(x, **ortho), **ortho), x,
+                               rtol=0, atol=1e-13)
 
 
 def test_numba_threaded_and_serial_line_solves_agree():
