@@ -57,6 +57,23 @@ def test_small_grids_skip_the_compiled_kernels():
     assert bb._select_kernels(numba, bb.COMPILED_FROM).interpolation_lines is not None
 
 
+def test_small_case_imports_neither_numba_nor_scipy(tmp_path):
+    """The 1D case's process stays small: numba's import and cache load and scipy.fft's import
+    (with scipy.special) were 1.5 s of its 2.5-3 s, the iterations 0.1 s."""
+    import subprocess
+    import sys
+
+    from .conftest import CASES
+
+    script = ("import sys; from ot_pde.cli import main; "
+              f"code = main(['run', {str(CASES / 'bb_translation_1d.toml')!r}, '-o', "
+              f"{str(tmp_path / 'r.h5')!r}, '-q']); "
+              "print(code, sorted(m for m in ('numba', 'scipy') if m in sys.modules))")
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=120)
+    assert run.stdout.split("\n")[-2] == "0 []", run.stdout + run.stderr
+
+
 @pytest.mark.parametrize("shape,axis", [((1,), 0), ((2, 3), 0), ((5, 7), 1), ((4, 33, 3), 1),
                                         ((6, 8, 9), 2)])
 def test_numpy_fft_dct_is_scipys(shape, axis):
