@@ -62,7 +62,8 @@ def _linear_at(values: np.ndarray, idx: list) -> np.ndarray:
     return out
 
 
-def _sym_sqrt(c: np.ndarray) -> np.ndarray:
+def sym_sqrt(c: np.ndarray) -> np.ndarray:
+    """The symmetric positive square root of a symmetric positive semi-definite matrix."""
     w, v = np.linalg.eigh(c)
     return (v * np.sqrt(np.maximum(w, 0.0))) @ v.T
 
@@ -80,9 +81,9 @@ def moments(rho: np.ndarray, grid: SpaceTimeGrid) -> tuple[np.ndarray, np.ndarra
 
 def affine_map(mean0, cov0, mean1, cov1) -> np.ndarray:
     """The symmetric positive matrix ``A`` of the Brenier map between two Gaussians."""
-    r0 = _sym_sqrt(cov0)
+    r0 = sym_sqrt(cov0)
     r0_inv = np.linalg.inv(r0)
-    a = r0_inv @ _sym_sqrt(r0 @ cov1 @ r0) @ r0_inv
+    a = r0_inv @ sym_sqrt(r0 @ cov1 @ r0) @ r0_inv
     return 0.5 * (a + a.T)
 
 

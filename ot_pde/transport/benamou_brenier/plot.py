@@ -113,7 +113,8 @@ def plot(result, png_path) -> None:
             and rho.ndim == 3
         step = max(1, len(x) // 12)
         if has_m:  # one scale for every panel: the largest arrow spans two arrow spacings
-            m_max = float(np.hypot(result.field("m_x"), result.field("m_y")).max()) or 1.0
+            m_x, m_y = result.field("m_x"), result.field("m_y")  # read once: gzip-compressed
+            m_max = float(np.hypot(m_x, m_y).max()) or 1.0
             scale = m_max / (2 * step * (x[1] - x[0]))
         for i, (ax, j, frame) in enumerate(zip(axes, picks, frames)):
             image = ax.imshow(frame.T, origin="lower", extent=extent, vmin=0, vmax=vmax,
@@ -124,8 +125,8 @@ def plot(result, png_path) -> None:
                            colors="w", linestyles="--", linewidths=0.8)
             if has_m:  # the momentum at the nearest cell-centre time
                 k = int(np.argmin(np.abs(t_mid - t[j])))
-                mx, my = result.field("m_x")[k], result.field("m_y")[k]
-                ax.quiver(x[::step], y[::step], mx[::step, ::step].T, my[::step, ::step].T,
+                ax.quiver(x[::step], y[::step], m_x[k][::step, ::step].T,
+                          m_y[k][::step, ::step].T,
                           color="w", alpha=0.8, width=0.006, angles="xy",
                           scale_units="xy", scale=scale)
             ax.set_title(f"t = {t[j]:.2f}", fontsize=10)
