@@ -23,10 +23,10 @@ and, when ``normalize = true`` (the default, stated in every shipped case), scal
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.special import erf
 
 from .config import Field, Section
 from .errors import InputError
@@ -156,6 +156,8 @@ def _outside_mass_diagonal(mean, std, lower, upper) -> float:
     """Mass of a Gaussian with independent coordinates outside a box (exact)."""
     lo = (np.asarray(lower) - mean) / (np.sqrt(2) * std)
     hi = (np.asarray(upper) - mean) / (np.sqrt(2) * std)
+    # math.erf on the d bounds: scipy.special costs ~0.4 s to import, a fifth of a small run
+    erf = np.vectorize(math.erf, otypes=[float])
     return float(1.0 - np.prod(0.5 * (erf(hi) - erf(lo))))
 
 

@@ -6,6 +6,7 @@ import pytest
 from scipy.optimize import minimize
 
 from ot_pde.backends import available_backends, get_backend
+from ot_pde.spacetime import _dct
 from ot_pde.spacetime import solver as bb
 from ot_pde.spacetime._prox import kinetic_prox_numpy
 
@@ -18,8 +19,9 @@ def _gaussian_pair(grid, m0, m1, s):
 
 
 @pytest.mark.parametrize("n_faces", [2, 3, 8, 33])
-def test_averaging_solve_equals_dense_inverse(n_faces, backend_name):
+def test_averaging_solve_equals_dense_inverse(n_faces, backend_name, monkeypatch):
     """Id + A^T A solved by DCT (numpy, cupy) or Thomas sweeps (numba) = the dense inverse."""
+    monkeypatch.setattr(bb, "COMPILED_FROM", 0)  # the compiled kernels on this small grid
     a = np.zeros((n_faces - 1, n_faces))
     i = np.arange(n_faces - 1)
     a[i, i] = a[i, i + 1] = 0.5
@@ -41,6 +43,54 @@ def test_averaging_solve_equals_dense_inverse(n_faces, backend_name):
     expected_m = (np.linalg.inv(np.eye(5) + a_space.T @ a_space)
                   @ (zu[1] + zv[1] @ a_space).T).T
     np.testing.assert_allclose(backend.to_numpy(u[1]), expected_m, atol=1e-13)
+
+
+def test_small_grids_skip_the_compiled_kernels():
+    """Below COMPILED_FROM space-time cells the numba backend runs the numpy kernels (loading
+    numba costs more than they lose there); from it on, its own."""
+    if "numba" not in available_backends():
+        pytest.skip("numba not installed")
+    numba = get_backend("numba")
+    small = bb._select_kernels(numba, bb.COMPILED_FROM - 1)
+    assert small.prox is kinetic_prox_numpy and small.interpolation_lines is None
+    assert small.fft is _dct
+    assert bb._select_kernels(numba, bb.COMPILED_FROM).interpolation_lines is not None
+
+
+def test_small_case_imports_neither_numba_nor_scipy(tmp_path):
+    """The 1D case's process stays small: numba's import and cache load and scipy.fft's import
+    (with scipy.special) were 1.5 s of its 2.5-3 s, the iterations 0.1 s."""
+    import subprocess
+    import sys
+
+    from .conftest import CASES
+
+    script = ("import sys; from ot_pde.cli import main; "
+              f"code = main(['run', {str(CASES / 'bb_translation_1d.toml')!r}, '-o', "
+              f"{str(tmp_path / 'r.h5')!r}, '-q']); "
+              "print(code, sorted(m for m in ('numba', 'scipy') if m in sys.modules))")
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=120)
+    assert run.stdout.split("\n")[-2] == "0 []", run.stdout + run.stderr
+
+
+@pytest.mark.parametrize("shape,axis", [((1,), 0), ((2, 3), 0), ((5, 7), 1), ((4, 33, 3), 1),
+                                        ((6, 8, 9), 2)])
+def test_numpy_fft_dct_is_scipys(shape, axis):
+    """The DCT-II of small grids (numpy's FFT, Makhoul's reordering) and its inverse are
+    scipy.fft's orthonormal ones, along one axis and along all of them."""
+    import scipy.fft
+
+    x = np.random.default_rng(7).normal(size=shape)
+    ortho = {"type": 2, "norm": "ortho"}
+    np.testing.assert_allclose(_dct.dct(x, axis=axis, **ortho),
+                               scipy.fft.dct(x, axis=axis, **ortho), rtol=0, atol=1e-14)
+    np.testing.assert_allclose(_dct.idct(x, axis=axis, **ortho),
+                               scipy.fft.idct(x, axis=axis, **ortho), rtol=0, atol=1e-14)
+    np.testing.assert_allclose(_dct.dctn(x, **ortho), scipy.fft.dctn(x, **ortho),
+                               rtol=0, atol=1e-13)
+    np.testing.assert_allclose(_dct.idctn(_dct.dctn(x, **ortho), **ortho), x,
+                               rtol=0, atol=1e-13)
 
 
 def test_numba_threaded_and_serial_line_solves_agree():
@@ -122,9 +172,10 @@ def _iterate(backend, iterations=300):
     return s
 
 
-def test_backends_agree(backend_name):
+def test_backends_agree(backend_name, monkeypatch):
     """numpy and every other backend give the same iterate after the same iterations."""
     ref = _iterate("numpy")
+    monkeypatch.setattr(bb, "COMPILED_FROM", 0)  # the compiled kernels on this small grid
     other = _iterate(backend_name)
     np.testing.assert_allclose(other.density(), ref.density(), rtol=0, atol=1e-10)
     np.testing.assert_allclose(other.momentum(), ref.momentum(), rtol=0, atol=1e-10)

@@ -33,6 +33,7 @@ from ot_pde.core.registry import get_kind
 from ot_pde.spacetime.solver import BenamouBrenierSolver, SpaceTimeGrid
 from ot_pde.spacetime.start import (
     AffineGeodesic,
+    _linear_at,
     affine_map,
     affine_start,
     moments,
@@ -52,6 +53,20 @@ def _gaussian(grid, mean, cov):
 
 M0, C0 = np.array([0.35, 0.45]), np.array([[0.0064, 0.001], [0.001, 0.004]])
 M1, C1 = np.array([0.6, 0.55]), np.array([[0.003, -0.0005], [-0.0005, 0.005]])
+
+
+@pytest.mark.parametrize("shape", [(7,), (5, 6), (4, 3, 5), (1, 4)])
+def test_linear_interpolation_is_scipys(shape):
+    """The start's own multilinear interpolation (no scipy.ndimage import) is
+    map_coordinates(order=1, mode="nearest"), inside the grid and beyond its ends."""
+    from scipy.ndimage import map_coordinates
+
+    rng = np.random.default_rng(5)
+    values = rng.normal(size=shape)
+    idx = [rng.uniform(-2.0, n + 1.0, size=(40, 3)) for n in shape]
+    np.testing.assert_allclose(_linear_at(values, idx),
+                               map_coordinates(values, idx, order=1, mode="nearest"),
+                               rtol=0, atol=1e-14)
 
 
 def test_affine_map_is_the_bures_map_and_moments_match():

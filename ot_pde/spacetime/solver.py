@@ -126,7 +126,7 @@ class _Kernels:
 
     prox: Callable                     # kinetic proximal map, contract of _prox.kinetic_prox_numpy
     residual_sq_norms: Callable        # (|x|^2, |y - x|^2, |x - x_prev|^2) over lists of arrays
-    fft: ModuleType                    # scipy.fft or cupyx.scipy.fft (the Poisson solve)
+    fft: ModuleType                    # scipy.fft, cupyx.scipy.fft or ._dct (the Poisson solve)
     dct_workers: dict                  # extra keywords of its dctn/idctn (threads on the CPU)
     interpolation_lines: Callable | None = None  # O(n) line solves replacing the DCT ones
     thomas_factors: Callable | None = None       # their factorization, per axis length
@@ -135,10 +135,23 @@ class _Kernels:
 #: space-time cells from which the numba backend runs threaded (below, waking the threads
 #: costs more than the work: its kernels run serially and the DCTs on one thread)
 THREADS_FROM = 1 << 16
+#: space-time cells from which the numba backend runs its compiled kernels at all. Below,
+#: it runs the numpy ones (and both CPU backends the DCTs of :mod:`._dct`, on numpy's FFT,
+#: instead of scipy.fft): importing numba and loading the kernels from its cache costs
+#: 0.8-1 s per process (measured: 0.4 s the import, 0.6 s the first call, at load ~5), while
+#: the numpy kernels cost at most ~1 ms more per iteration there (2048 cells: 0.85 ms against
+#: 1.07 ms in 1D, 2.5 against 1.4 ms in 2D; 8192 cells in 1D: 4.0 against 2.2 ms), so the
+#: load would pay only after about a thousand iterations.
+COMPILED_FROM = 1 << 13
 
 
 def _select_kernels(backend: Backend, cells: int) -> _Kernels:
     """The one table binding the solver's kernels to a backend (``cells``: the grid size)."""
+    if cells < COMPILED_FROM and backend.name in ("numpy", "numba"):
+        # numpy's FFT, not scipy.fft, whose import (0.4-0.6 s) also outweighs the work here
+        from . import _dct
+
+        return _Kernels(_prox.kinetic_prox_numpy, _residual_sq_norms_xp, _dct, {})
     import scipy.fft
 
     if backend.name == "numba":

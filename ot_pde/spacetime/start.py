@@ -35,12 +35,35 @@ discretization, the constraints and the result, are those of the plain method.
 from __future__ import annotations
 
 import numpy as np
-from scipy.ndimage import map_coordinates
 
 from .solver import SpaceTimeGrid, _average, _average_adjoint
 
 
-def _sym_sqrt(c: np.ndarray) -> np.ndarray:
+def _linear_at(values: np.ndarray, idx: list) -> np.ndarray:
+    """Multilinear interpolation of ``values`` at the fractional indices ``idx`` (one array
+    per axis, all of one shape), the end values beyond the first and last entries: what
+    ``scipy.ndimage.map_coordinates(values, idx, order=1, mode="nearest")`` gives, written
+    here because importing scipy.ndimage costs ~0.2 s, a tenth of a small run."""
+    base, frac = [], []
+    for k, c in enumerate(idx):
+        n = values.shape[k]
+        c = np.clip(c, 0.0, n - 1)
+        i = np.minimum(np.floor(c).astype(np.int64), max(n - 2, 0))
+        base.append(i)
+        frac.append(c - i)
+    out = np.zeros(np.shape(idx[0]))
+    for corner in np.ndindex(*(2,) * values.ndim):
+        weight = 1.0
+        for f, bit in zip(frac, corner):
+            weight = weight * (f if bit else 1.0 - f)
+        at = tuple(np.minimum(i + bit, n - 1)
+                   for i, bit, n in zip(base, corner, values.shape))
+        out += weight * values[at]
+    return out
+
+
+def sym_sqrt(c: np.ndarray) -> np.ndarray:
+    """The symmetric positive square root of a symmetric positive semi-definite matrix."""
     w, v = np.linalg.eigh(c)
     return (v * np.sqrt(np.maximum(w, 0.0))) @ v.T
 
@@ -58,9 +81,9 @@ def moments(rho: np.ndarray, grid: SpaceTimeGrid) -> tuple[np.ndarray, np.ndarra
 
 def affine_map(mean0, cov0, mean1, cov1) -> np.ndarray:
     """The symmetric positive matrix ``A`` of the Brenier map between two Gaussians."""
-    r0 = _sym_sqrt(cov0)
+    r0 = sym_sqrt(cov0)
     r0_inv = np.linalg.inv(r0)
-    a = r0_inv @ _sym_sqrt(r0 @ cov1 @ r0) @ r0_inv
+    a = r0_inv @ sym_sqrt(r0 @ cov1 @ r0) @ r0_inv
     return 0.5 * (a + a.T)
 
 
@@ -84,7 +107,7 @@ class AffineGeodesic:
         zero outside the box."""
         g = self.grid
         idx = [(x[..., k] - g.lower[k]) / g.spacing[k] - 0.5 for k in range(g.ndim)]
-        vals = map_coordinates(rho, idx, order=1, mode="nearest")
+        vals = _linear_at(rho, idx)
         inside = np.all([(x[..., k] >= g.lower[k]) & (x[..., k] <= g.upper[k])
                          for k in range(g.ndim)], axis=0)
         return np.where(inside, vals, 0.0)
@@ -248,8 +271,7 @@ def _particles(grid: SpaceTimeGrid, disp: np.ndarray, rho0: np.ndarray, per_axis
     axes = [grid.centers(k)[:, None] + grid.spacing[k] * offsets[None, :] for k in range(d)]
     x = np.stack(np.meshgrid(*[a.ravel() for a in axes], indexing="ij"), axis=-1)
     idx = [(x[..., k] - grid.lower[k]) / grid.spacing[k] - 0.5 for k in range(d)]
-    moved = np.stack([map_coordinates(disp[..., k], idx, order=1, mode="nearest")
-                      for k in range(d)], axis=-1)
+    moved = np.stack([_linear_at(disp[..., k], idx) for k in range(d)], axis=-1)
     mass = rho0
     for k in range(d):
         mass = np.repeat(mass, per_axis, axis=k)

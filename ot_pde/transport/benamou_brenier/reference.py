@@ -19,9 +19,16 @@ graded mesh (relative accuracy ~1e-14, checked against closed forms in the tests
 from __future__ import annotations
 
 import numpy as np
-from scipy.special import ndtr
 
 _NEWTON_STEPS = 100
+
+
+def ndtr(x):
+    """The standard normal CDF (``scipy.special.ndtr``), imported on the first call: only
+    product cases need it, and scipy.special costs ~0.4 s to import."""
+    from scipy.special import ndtr as scipy_ndtr
+
+    return scipy_ndtr(x)
 
 
 class TruncatedMixture1D:
