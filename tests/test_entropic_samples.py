@@ -265,6 +265,39 @@ def test_training_restarts_bit_for_bit():
     assert np.array_equal(obj.params(), want)
 
 
+@pytest.mark.parametrize("optimizer", ["newton", "adam"])
+def test_sharded_training_agrees_with_one_shard(optimizer):
+    """The batch summed in 2 or 3 shards (the unit of MPI data parallelism) follows the
+    one-shard run up to round-off: the dual history to 1e-12 and the learned potentials'
+    values to 1e-9 after 30 steps, each centred (the constant of phi against psi's, and the
+    antisymmetric part of S, are directions the dual does not see: only the Newton step's
+    1e-8 damping holds them, so round-off moves them by 1e-8)."""
+    chol = np.linalg.cholesky(A)
+    sampler = lambda n, rng: M0 + rng.standard_normal((n, 2)) @ chol.T  # noqa: E731
+    pts = M0 + np.random.default_rng(9).standard_normal((50, 2))
+
+    def run(shards):
+        obj, _ = _pair(width=6, eps=0.3)
+        train = DualTraining(obj, iterations=30, batch=64, lr=0.3, lr_final=0.05, seed=4,
+                             sampler=sampler, shards=shards, optimizer=optimizer,
+                             adam_lr=1e-2, adam_lr_final=1e-3)
+        hist = [train.step()["dual"] for _ in range(30)]
+        phi, psi = obj.phi.value(pts), obj.psi.value(pts)
+        return np.array(hist), phi - phi.mean(), psi - psi.mean()
+
+    want = run(1)
+    for shards in (2, 3):
+        got = run(shards)
+        assert np.max(np.abs(got[0] - want[0])) < 1e-12, shards
+        for a, b in zip(got[1:], want[1:]):
+            assert np.max(np.abs(a - b)) < 1e-9, shards
+
+
+def test_shards_must_fit_the_batch(gauss, cli, tmp_path):
+    code, _, err = cli("run", gauss, "-o", tmp_path / "r.h5", "--set", "potentials.shards=300")
+    assert code == 2 and "potentials.shards" in err.strip().splitlines()[-1], err
+
+
 def test_runner_restart_continues_bit_for_bit(gauss, cli, tmp_path, monkeypatch):
     """Interrupted (Ctrl-C) at step 15 of 40, then continued from the checkpoint."""
     import h5py

@@ -317,3 +317,45 @@ def test_mpi_wall_time_stop_and_restart(tmp_path, mpiexec):
     rest = _ot_pde("run", *case, "-o", part, "--restart", ranks=2, mpiexec=mpiexec)
     assert rest.returncode == 0, rest.stderr
     assert np.array_equal(_history(part)["loss"], _history(tmp_path / "full.h5")["loss"])
+
+
+def test_mpi_entropic_samples_reproduce_serial_and_restart(tmp_path, mpiexec):
+    """Learned entropic potentials (quadratic + 8-unit networks, Newton/Adam, psi's
+    regression) trained in 2 shards: 2 ranks give the serial history and summary to the bit,
+    and a serial checkpoint continued on 2 ranks ends where the serial run ends."""
+    from .test_entropic_samples import GAUSS_TOML
+
+    case = tmp_path / "ek.toml"
+    case.write_text(GAUSS_TOML.replace("iterations = 600", "iterations = 30\nwidth = 8\n"
+                                       "shards = 2\nn_test = 2000\ndraws = 4\n"
+                                       # constant rates: the schedule ignores iterations
+                                       "lr = 0.3\nlr_final = 0.3\nadam_lr_final = 1e-3")
+                    .replace("n_eval = 50000", "n_eval = 2000")
+                    .replace("nll_points = 1000", "nll_points = 50")
+                    .replace("samples = 4000", "samples = 200")
+                    .replace("every = 100", "every = 10"))
+    common = ("--backend", "numpy", "--json", "-q")
+    serial = _ot_pde("run", case, "-o", tmp_path / "serial.h5", *common)
+    assert serial.returncode == 0, serial.stderr
+    parallel = _ot_pde("run", case, "-o", tmp_path / "mpi.h5", *common, ranks=2,
+                       mpiexec=mpiexec)
+    assert parallel.returncode == 0, parallel.stderr
+    want, got = _history(tmp_path / "serial.h5"), _history(tmp_path / "mpi.h5")
+    assert len(got["dual"]) == 30
+    for name in ("dual", "plan_mass", "grad_norm"):
+        assert np.array_equal(got[name], want[name]), name
+    s, p = json_line(serial.stdout)["summary"], json_line(parallel.stdout)["summary"]
+    for d in (s, p):
+        d.pop("wall_seconds"), d.pop("recovery_seconds")
+    assert p == s
+    part = tmp_path / "part.h5"
+    first = _ot_pde("run", case, "-o", part, "--set", "potentials.iterations=10",
+                    "--keep-checkpoint", *common)
+    assert first.returncode == 0, first.stderr
+    with h5py.File(part, "r+") as f:  # as if the 30-step run had been killed after step 10
+        f.attrs["status"] = "interrupted"
+        f.attrs["case_toml"] = f.attrs["case_toml"].replace("iterations = 10",
+                                                            "iterations = 30")
+    rest = _ot_pde("run", case, "-o", part, "--restart", *common, ranks=2, mpiexec=mpiexec)
+    assert rest.returncode == 0, rest.stderr
+    assert np.array_equal(_history(part)["dual"], want["dual"])

@@ -9,6 +9,7 @@ import numpy as np
 
 from ...errors import InputError, NumericalError
 from ...flows.training import Adam, geometric_lr
+from ...parallel import block_range
 from .neural import MASS_LIMIT, SAFEGUARD_TRIES, DualObjective, quadratic_transform
 
 #: Adam steps of psi's network on each batch's regression targets (psi must track phi)
@@ -43,13 +44,28 @@ class DualTraining:
     nearly deterministic plan, with a condition number growing like :math:`1/\varepsilon`, and
     diagonal Adam crawls). Every update is shrunk while it would make the batch's plan mass
     overflow (:meth:`_safeguard`).
+
+    Data parallelism (``shards``, ``comm``) as in :class:`~ot_pde.flows.training.Trainer`:
+    every rank draws the whole batch from the same generator, the batch's rows (data, target
+    samples and their proposal draws alike) are cut into ``shards`` contiguous shards, each
+    rank evaluates the estimators on its shards (:func:`~ot_pde.parallel.block_range`), and
+    every sum over the batch is the shards' parts gathered from all ranks and added in shard
+    order (:meth:`_batch_sum`). The arithmetic does not depend on how the shards are spread
+    over ranks: a run is the same to the bit on 1 to ``shards`` ranks, and every rank takes
+    the same steps. Different ``shards`` differ by round-off in the sums.
     """
 
     def __init__(self, objective: DualObjective, *, iterations: int, batch: int, lr: float,
                  lr_final: float, seed: int, train=None, sampler=None, optimizer: str = "newton",
-                 adam_lr: float = 1e-3, adam_lr_final: float | None = None, beta: float = 0.9):
+                 adam_lr: float = 1e-3, adam_lr_final: float | None = None, beta: float = 0.9,
+                 shards: int = 1, comm=None):
         if (train is None) == (sampler is None):
             raise ValueError("give exactly one of train and sampler")
+        if not 1 <= shards <= batch:
+            raise ValueError(f"shards must lie in [1, batch = {batch}], got {shards!r}")
+        if comm is not None and shards < comm.Get_size():
+            raise ValueError(f"{shards} shard(s) cannot be spread over {comm.Get_size()} MPI "
+                             "ranks")
         if optimizer not in ("adam", "newton"):
             raise ValueError(f"unknown optimizer {optimizer!r}")
         self.objective = objective
@@ -61,6 +77,7 @@ class DualTraining:
         self.train, self.sampler = train, sampler
         self.optimizer = optimizer
         self.beta = float(beta)
+        self.shards, self.comm = int(shards), comm
         self.rng = np.random.default_rng(seed)
         n_phi = objective.phi.n_params
         if optimizer == "newton":
@@ -100,7 +117,7 @@ class DualTraining:
         k, n_it = self.iteration, self.iterations
         lr = geometric_lr(self.lr, self.lr_final, k, n_it)
         if self.optimizer == "adam":
-            res = obj.value_and_grad(xs, y, xi)
+            res = self._dual(xs, y, xi, want_grad=True)
             self._check(res["value"], res["grad"], res["mass"])
             self.adam.lr = lr
             theta = obj.params()
@@ -109,7 +126,7 @@ class DualTraining:
         else:
             # Gauss-Seidel: phi by the semi-dual, then psi by J at the new phi
             adam_lr = geometric_lr(self.adam_lr, self.adam_lr_final, k, n_it)
-            semi = obj.semi_dual(xs, y, xi, want_curvature=True)
+            semi = self._semi_dual(xs, y, xi, want_curvature=True)
             self._check(semi["value"], semi["grad"], 1.0)
             theta = obj.params()
             self.curv_phi = self._newton(theta, semi["grad"], self.lin_phi, self.curv_phi,
@@ -118,22 +135,76 @@ class DualTraining:
             shrink = self._safeguard(theta, xs, y, xi, semi=True)
             obj.psi.set_quadratic(*quadratic_transform(obj.phi, obj.target, obj.epsilon))
             if len(self.hid_psi):
-                theta = obj.params()
-                grad_psi = np.zeros(obj.n_params)
-                target = obj.transform_share(y, xi)
-                for _ in range(PSI_REGRESSION_STEPS):
-                    reg, offset = obj.transform_regression(y, target)
-                    grad_psi[obj.phi.n_params:] = -reg
-                    self._adam_step(self.adam_psi, theta, grad_psi, self.hid_psi, adam_lr)
-                    # the constant is fitted exactly (least squares): c absorbs the mean misfit
-                    theta[obj.phi.n_params + obj.psi.n_quad - 1] -= offset
-                    obj.set_params(theta)
-            res = obj.value_and_grad(xs, y, xi, want_grad=False)
+                self._regress_psi(y, xi, adam_lr)
+            res = self._dual(xs, y, xi, want_grad=False)
             res["grad"] = semi["grad"]
         self.iteration += 1
         return {"dual": res["value"], "plan_mass": res["mass"],
                 "grad_norm": float(np.linalg.norm(res["grad"])), "lr": lr,
                 "step_shrink": shrink}
+
+    # -- sums over the batch, shard by shard ----------------------------------------------------
+    def _my_shards(self):
+        """``(lo, hi)`` row ranges of this rank's shards of the batch."""
+        mine = range(self.shards)
+        if self.comm is not None:
+            mine = range(*block_range(self.shards, self.comm.Get_size(), self.comm.Get_rank()))
+        return [block_range(self.batch, self.shards, k) for k in mine]
+
+    def _batch_sum(self, part):
+        """``part(lo, hi)``, a dict of floats, arrays or None for the rows ``lo:hi``, summed
+        over the shards of all ranks in shard order (``allgather`` and an ordered sum, not
+        ``Allreduce``: the bits must not depend on the ranks)."""
+        parts = [part(lo, hi) for lo, hi in self._my_shards()]
+        if self.comm is not None:
+            parts = [p for rank_parts in self.comm.allgather(parts) for p in rank_parts]
+        out = dict(parts[0])
+        for p in parts[1:]:
+            for key, v in p.items():
+                out[key] = None if v is None or out[key] is None else out[key] + v
+        return out
+
+    def _semi_dual(self, xs, y, xi, want_curvature=False):
+        obj = self.objective
+
+        def part(lo, hi):
+            r = obj.semi_dual(xs[lo:hi], y[lo:hi], xi[lo:hi], want_curvature=want_curvature,
+                              total=self.batch)
+            return {key: r[key] for key in ("value", "grad", "curvature")}
+
+        return self._batch_sum(part)
+
+    def _dual(self, xs, y, xi, want_grad):
+        obj = self.objective
+
+        def part(lo, hi):
+            r = obj.value_and_grad(xs[lo:hi], y[lo:hi], xi[lo:hi], want_grad=want_grad,
+                                   total=self.batch)
+            return {key: r[key] for key in ("value", "grad", "mass")}
+
+        return self._batch_sum(part)
+
+    def _regress_psi(self, y, xi, adam_lr):
+        """:data:`PSI_REGRESSION_STEPS` Adam steps of psi's network on the transform targets
+        of this batch; the constant is fitted exactly (least squares: it absorbs the mean
+        misfit)."""
+        obj = self.objective
+        target = np.empty(self.batch)
+        for lo, hi in self._my_shards():  # each rank needs the targets of its rows only
+            target[lo:hi] = obj.transform_share(y[lo:hi], xi[lo:hi])
+
+        def part(lo, hi):
+            grad, offset = obj.transform_regression(y[lo:hi], target[lo:hi], total=self.batch)
+            return {"grad": grad, "offset": offset}
+
+        theta = obj.params()
+        grad_psi = np.zeros(obj.n_params)
+        for _ in range(PSI_REGRESSION_STEPS):
+            reg = self._batch_sum(part)
+            grad_psi[obj.phi.n_params:] = -reg["grad"]
+            self._adam_step(self.adam_psi, theta, grad_psi, self.hid_psi, adam_lr)
+            theta[obj.phi.n_params + obj.psi.n_quad - 1] -= reg["offset"]
+            obj.set_params(theta)
 
     def _check(self, value, grad, mass):
         if grad is None or not (math.isfinite(value) and np.all(np.isfinite(grad))):
@@ -176,9 +247,9 @@ class DualTraining:
             obj.set_params(old + factor * delta)
             with np.errstate(over="ignore", invalid="ignore"):
                 if semi:
-                    ok = math.isfinite(obj.semi_dual(xs, y, xi)["value"])
+                    ok = math.isfinite(self._semi_dual(xs, y, xi)["value"])
                 else:
-                    mass = obj.value_and_grad(xs, y, xi, want_grad=False)["mass"]
+                    mass = self._dual(xs, y, xi, want_grad=False)["mass"]
                     ok = math.isfinite(mass) and mass < MASS_LIMIT
             if ok:
                 return factor

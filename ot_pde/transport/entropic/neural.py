@@ -294,31 +294,38 @@ class DualObjective:
                                self.phi.n_params + self.psi.linear_index()])
 
     def value_and_grad(self, xs, y, xi, want_grad: bool = True, want_curvature: bool = False,
-                       proposal=None):
+                       proposal=None, total: int | None = None):
         r"""``{"value", "grad", "mass", "curvature"}``: :math:`J` on data ``xs``, target
         samples ``y`` (also the proposal's conditioning points) and draws ``xi``
         ``(len(y), K, d)``; its gradient; the estimated plan mass :math:`I`; and (with
         ``want_curvature``) :math:`F = \varepsilon^{-1}\iint \partial\ell\,\partial\ell^T\,d\pi`,
         :math:`\ell = \varphi(x) + \psi(y)`, in the linear parameters (:meth:`linear_index`):
         minus the Hessian of
-        :math:`J` there (exact, since :math:`J` is linear-exponential in them)."""
+        :math:`J` there (exact, since :math:`J` is linear-exponential in them).
+
+        ``total``: the rows are one shard of a batch of ``total`` data and ``total`` target
+        samples; every term is then this shard's share, normalized by ``total``, so the
+        shards' results add up to the batch's (default: the rows are the batch, and the data
+        and the target samples may differ in number)."""
         eps = self.epsilon
         x, logw, psiy = self.log_weights(y, xi, proposal)
+        n, k = logw.shape
+        total_xs = len(xs) if total is None else int(total)
+        total = n if total is None else int(total)
         with np.errstate(over="ignore"):
             w = np.exp(logw)
-        mass = float(w.mean())
+        mass = float(w.sum() / (total * k))
         phi_x = self.phi.value(xs)
-        value = float(phi_x.mean() + psiy.mean()) - eps * mass
+        value = float(phi_x.sum() / total_xs + psiy.sum() / total) - eps * mass
         out = {"value": value, "grad": None, "mass": mass, "curvature": None,
                "terms": (phi_x, psiy - eps * w.mean(axis=1))}
         if not want_grad or not math.isfinite(value):
             return out
-        n, k = w.shape
-        wn = w / (n * k)
+        wn = w / (total * k)
         flat = x.reshape(n * k, -1)
-        g_phi = self.phi.param_grad(xs, np.full(len(xs), 1.0 / len(xs))) \
+        g_phi = self.phi.param_grad(xs, np.full(len(xs), 1.0 / total_xs)) \
             - self.phi.param_grad(flat, wn.reshape(-1))
-        g_psi = self.psi.param_grad(y, np.full(n, 1.0 / n) - wn.sum(axis=1))
+        g_psi = self.psi.param_grad(y, np.full(n, 1.0 / total) - wn.sum(axis=1))
         out["grad"] = np.concatenate([g_phi, g_psi])
         if want_curvature == "psi":
             fy = self.psi.linear_features(y)
@@ -342,18 +349,19 @@ class DualObjective:
         top = hv.max(axis=1, keepdims=True)
         return -eps * (np.log(np.exp(hv - top).mean(axis=1)) + top[:, 0])
 
-    def transform_regression(self, y, target):
+    def transform_regression(self, y, target, total: int | None = None):
         r"""Gradient in :math:`\psi`'s parameters, and the mean, of the squared misfit
         :math:`|h_\psi(y) - r(y)|^2` of :math:`\psi`'s network to ``target`` =
         :meth:`transform_share`. A regression, well conditioned, instead of :math:`J`'s
         exponential in :math:`\psi`: ascending :math:`J` in the network of :math:`\psi`
-        diverged on the 2D data sets."""
+        diverged on the 2D data sets. ``total`` as in :meth:`value_and_grad`."""
+        total = len(y) if total is None else int(total)
         resid = self.psi.net_value_grad(y)[0] - target
         grad = np.zeros(self.psi.n_params)
-        grad[self.psi.n_quad:] = self.psi.net.param_vjp_value(y, 0.0, 2.0 * resid / len(y))
-        return grad, float(resid.mean())
+        grad[self.psi.n_quad:] = self.psi.net.param_vjp_value(y, 0.0, 2.0 * resid / total)
+        return grad, float(resid.sum() / total)
 
-    def semi_dual(self, xs, y, xi, want_curvature: bool = False):
+    def semi_dual(self, xs, y, xi, want_curvature: bool = False, total: int | None = None):
         r"""The semi-dual in :math:`\varphi`: :math:`\psi` replaced by the transform
         :math:`\psi_\varphi(y) = \varepsilon\log\nu(y) - \varepsilon\log Z_\varphi(y)`,
         :math:`Z_\varphi(y) = \int e^{(\varphi(x) - |x-y|^2/2)/\varepsilon}dx`, which makes the
@@ -366,11 +374,14 @@ class DualObjective:
         \mathbb E_\nu\mathbb E_{\pi(x|y)}\partial\varphi` (self-normalized weights); curvature
         :math:`\varepsilon^{-1}\mathbb E_\nu\mathrm{Cov}_{\pi(x|y)}` of the linear features.
         Unlike :math:`J`'s, this curvature does not couple :math:`\varphi` to :math:`\psi`: its
-        conditioning does not degrade as :math:`\varepsilon \to 0`."""
+        conditioning does not degrade as :math:`\varepsilon \to 0`. ``total`` as in
+        :meth:`value_and_grad`."""
         eps, d = self.epsilon, self.phi.dim
         p_inv, p_isqrt, half_logdet, b = conditional_proposal(self.phi)
         x = ((b + y) @ p_inv)[:, None, :] + math.sqrt(eps) * xi @ p_isqrt
         n, k = xi.shape[:2]
+        total_xs = len(xs) if total is None else int(total)
+        total = n if total is None else int(total)
         flat = x.reshape(n * k, d)
         log_q = -0.5 * d * (LOG_2PI + math.log(eps)) + half_logdet - 0.5 * (xi ** 2).sum(-1)
         logr = (self.phi.value(flat).reshape(n, k)
@@ -381,15 +392,17 @@ class DualObjective:
         log_z = (np.log(tot / k) + top)[:, 0]
         sw = r / tot
         phi_x = self.phi.value(xs)
-        value = float(phi_x.mean() + eps * (self.target.log_prob(y) - log_z).mean()) - eps
-        grad = self.phi.param_grad(xs, np.full(len(xs), 1.0 / len(xs))) \
-            - self.phi.param_grad(flat, (sw / n).reshape(-1))
+        value = float(phi_x.sum() / total_xs
+                      + eps * ((self.target.log_prob(y) - log_z).sum() / total)) \
+            - eps * (n / total)
+        grad = self.phi.param_grad(xs, np.full(len(xs), 1.0 / total_xs)) \
+            - self.phi.param_grad(flat, (sw / total).reshape(-1))
         out = {"value": value, "grad": grad, "curvature": None}
         if want_curvature:
             f = self.phi.linear_features(flat).reshape(n, k, -1)
             fbar = (sw[..., None] * f).sum(1)
-            second = (f * (sw / n)[..., None]).reshape(n * k, -1).T @ f.reshape(n * k, -1)
-            out["curvature"] = (second - fbar.T @ fbar / n) / eps
+            second = (f * (sw / total)[..., None]).reshape(n * k, -1).T @ f.reshape(n * k, -1)
+            out["curvature"] = (second - fbar.T @ fbar / total) / eps
         return out
 
 

@@ -63,6 +63,11 @@ SCHEMA = make_schema({
             "iterations": Field("int", 1000, minimum=1, doc="stochastic ascent steps"),
             "batch": Field("int", 256, minimum=2,
                            doc="data samples and target samples per step"),
+            "shards": Field("int", 1, minimum=1,
+                            doc="parts the batch is summed in, the unit of data-parallel "
+                                "training under MPI: the history is the same to the bit on "
+                                "any number of ranks up to shards (each rank takes whole "
+                                "shards), so set it to a multiple of the ranks you will use"),
             "draws": Field("int", 4, minimum=1,
                            doc="importance-sampling draws x ~ q(x|y) per target sample"),
             "lr": Field("float", 0.5, exclusive_minimum=0.0,

@@ -128,6 +128,8 @@ def _ffjord_checkerboard_log_prob(x):
 class SampleProblem(Problem):
     """Learned potentials between a sampled source and a Gaussian target."""
 
+    mpi_mode = "replicated"  # data-parallel training (DualTraining's comm); evaluation on each rank
+
     def __init__(self, case):
         super().__init__(case)
         where = case.source
@@ -199,7 +201,22 @@ class SampleProblem(Problem):
             {"sampler": self.source.sample}
         return DualTraining(objective, iterations=o["iterations"], batch=o["batch"], lr=o["lr"],
                             lr_final=o["lr_final"], seed=seed, optimizer=o["optimizer"],
-                            adam_lr=o["adam_lr"], adam_lr_final=o["adam_lr_final"], **kwargs)
+                            adam_lr=o["adam_lr"], adam_lr_final=o["adam_lr_final"],
+                            shards=self._checked_shards(), comm=self.comm, **kwargs)
+
+    def _checked_shards(self) -> int:
+        shards, batch = self.opts["shards"], self.opts["batch"]
+        if shards > batch:
+            raise InputError(f"potentials.shards = {shards} exceeds potentials.batch = {batch}",
+                             source=self.case.source, key="potentials.shards")
+        ranks = 1 if self.comm is None else self.comm.Get_size()
+        if shards < ranks:
+            raise InputError(f"potentials.shards = {shards} cannot be spread over {ranks} MPI "
+                             "ranks (each rank takes whole shards): set it to a multiple of "
+                             "the number of ranks; the serial run with the same shards gives "
+                             "the same history to the bit", source=self.case.source,
+                             key="potentials.shards")
+        return shards
 
     def grid(self) -> list[GridAxis]:
         if self.box is None:
