@@ -269,11 +269,10 @@ def test_L4_critical_case_meets_the_acceptance(cli, tmp_path):
 @pytest.mark.slow
 def test_L8_beta_scan_case(cli, tmp_path):
     """cases/ising_beta_scan_L8.toml, from N(0, I), warm-started through the temperatures:
-    issue 18 asks every variational error <= 1.5 %; measured 0.54 / 0.90 / 1.19 / 1.59 /
-    1.15 %, so beta_c is asserted at the 1.5 % asked and the scan at the 1.7 % it reaches
-    (beta = 0.5 misses: 1.59 % with one shard, 1.66 % with two, whose round-off differs, so
-    the bound leaves that spread). The importance estimate at beta_c within 3 standard errors
-    (measured 0.34, ESS fraction 0.19). 26 min on the loaded 2-core machine."""
+    issue 18 asks every variational error <= 1.5 %; measured 0.54 / 0.90 / 1.19 / 1.01 / 0.94
+    / 0.97 % at 0.3 / 0.4 / beta_c / 0.47 / 0.5 / 0.6. The importance estimates within 3
+    standard errors at every point (measured at most 1.16, ESS fractions 0.10 to 0.56).
+    36 min on the loaded 2-core machine."""
     from ot_pde.io import open_result
 
     from .conftest import CASES
@@ -281,12 +280,13 @@ def test_L8_beta_scan_case(cli, tmp_path):
     out = tmp_path / "scan.h5"
     code, stdout, err = cli("run", CASES / "ising_beta_scan_L8.toml", "-o", out, "--json")
     assert code == 0, err
-    assert json_line(stdout)["summary"]["max_relative_error_variational"] <= 0.017
+    s = json_line(stdout)["summary"]
+    assert s["max_relative_error_variational"] <= 0.015
+    assert s["max_importance_error_in_stderr"] <= 3.0
     with open_result(out) as rf:
         rel = np.asarray(rf.field("relative_error_variational"))
-        in_stderr = np.asarray(rf.field("importance_error_in_stderr"))
-    assert rel[2] <= 0.015 and np.all(rel > 0)
-    assert in_stderr[2] <= 3.0
+        ess = np.asarray(rf.field("ess_fraction"))
+    assert np.all(rel > 0) and np.all(ess > 0.05)
 
 
 @pytest.mark.slow
