@@ -151,9 +151,15 @@ def _case(tmp_path, extra=""):
     return case
 
 
-def test_shooting_on_realnvp_moons(cli, tmp_path):
+@pytest.mark.parametrize("extra", [
+    (),
+    # the pulled-back objective on fresh pairs per chunk, coefficients on a finer path
+    ("--set", "solver.pulled_back=true", "--set", "solver.resample=true",
+     "--set", "time.coefficient_substeps=2"),
+])
+def test_shooting_on_realnvp_moons(cli, tmp_path, extra):
     code, out, err = cli("run", _case(tmp_path), "-o", tmp_path / "r.h5", "--backend",
-                         "numpy", "--json", "--set", "solver.max_iterations=2")
+                         "numpy", "--json", "--set", "solver.max_iterations=2", *extra)
     assert code == 0, err
     res = json_line(out)
     s = res["summary"]
@@ -173,16 +179,21 @@ def test_shooting_on_realnvp_moons(cli, tmp_path):
 
 
 @pytest.mark.slow
-def test_restart_is_bit_for_bit(cli, tmp_path):
+@pytest.mark.parametrize("sets", [
+    (),
+    ("--set", "solver.pulled_back=true", "--set", "solver.resample=true",
+     "--set", "time.coefficient_substeps=2"),
+])
+def test_restart_is_bit_for_bit(cli, tmp_path, sets):
     case = _case(tmp_path)
     full, part = tmp_path / "full.h5", tmp_path / "part.h5"
-    assert cli("run", case, "-o", full, "--backend", "numpy")[0] == 0
+    assert cli("run", case, "-o", full, "--backend", "numpy", *sets)[0] == 0
     code, _, err = cli("run", case, "-o", part, "--backend", "numpy", "--set",
-                       "solver.max_iterations=2", "--keep-checkpoint")  # restarted below
+                       "solver.max_iterations=2", "--keep-checkpoint", *sets)  # restarted below
     assert code == 0, err
     with h5py.File(part, "r+") as f:
         f.attrs["status"] = "interrupted"
-    code, _, err = cli("run", case, "-o", part, "--backend", "numpy", "--restart")
+    code, _, err = cli("run", case, "-o", part, "--backend", "numpy", "--restart", *sets)
     assert code == 0, err
     with h5py.File(full, "r") as a, h5py.File(part, "r") as b:
         assert np.array_equal(a["fields/theta0"][()], b["fields/theta0"][()])

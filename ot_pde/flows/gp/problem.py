@@ -120,8 +120,8 @@ SCHEMA = make_schema({
         "action_weight": Field("float", 0.01, minimum=0.0,
                                doc="neural field: weight of the action int_0^1 |v|^2 dt "
                                    "(Monte Carlo along the particles) in the objective"),
-        "resample": Field("bool", False, doc="neural field: fresh latent draws for every "
-                                             "chunk (against overfitting a fixed sample)"),
+        "resample": Field("bool", False, doc="neural field or pulled_back: fresh latent "
+                                             "draws for every chunk (against overfitting)"),
         "control_variate": Field("bool", False,
                                  doc="neural field: subtract the affine control variate "
                                      "(flows.gp.neural_run.affine_control_variate)"),
@@ -419,8 +419,8 @@ class GPFlowProblem(EvaluatedOnce, Problem):
             obj = PenalizedShooting(self.field, flow, z, c.get("solver.fd_step"),
                                     c.get("solver.euler_penalty"))
         elif c.get("solver.pulled_back"):
-            obj = PulledBackGeodesic(self.euler, z, _pairs(flow, z, self.seeds, 0)[1],
-                                     c.get("solver.max_energy_drift"))
+            obj = PulledBackGeodesic(self.euler, lambda k: _pairs(flow, z, self.seeds, k),
+                                     c.get("solver.max_energy_drift"), c.get("solver.resample"))
         else:
             obj = Shooting(self.euler, flow, z, c.get("solver.fd_step"),
                            c.get("solver.max_energy_drift"))

@@ -33,14 +33,19 @@ _REJECT = 1e10
 
 
 class PulledBackGeodesic:
-    r""":math:`J(\varphi_0) = \frac1n\sum_i|T(w_i) - H_{\varphi_0}(w_i)|^2` and its gradient;
-    ``targets`` are :math:`T(w_i)` for the latent draws ``w``."""
+    r""":math:`J(\varphi_0) = \frac1n\sum_i|T(w_i) - H_{\varphi_0}(w_i)|^2` and its gradient
+    on the pairs :math:`(w_i, T(w_i))` of ``draws(chunk)``."""
 
-    def __init__(self, euler: HermiteEuler, w: np.ndarray, targets: np.ndarray,
-                 max_drift: float):
-        self.euler, self.w, self.y = euler, w, targets
+    def __init__(self, euler: HermiteEuler, draws, max_drift: float, resample: bool):
+        self.euler, self.draws, self.resample = euler, draws, bool(resample)
         self.max_drift = float(max_drift)
         self.evaluations = 0
+        self.start_chunk(0)
+
+    def start_chunk(self, chunk: int) -> None:
+        """The pairs ``(w, T(w))`` of a chunk (``draws(k)``): fresh ones per chunk with
+        ``resample``, against fitting one sample's particulars."""
+        self.w, self.y = self.draws(chunk if self.resample else 0)
 
     def __call__(self, phi):
         self.evaluations += 1
