@@ -54,10 +54,11 @@ def test_field_preserves_the_gaussian_pointwise(taper):
         assert np.abs(fd - jac[:, :, j]).max() < 1e-6 * (1 + np.abs(jac).max())
 
 
-def test_radial_steady_state_stays_steady():
+@pytest.mark.parametrize("substeps", [0, 3])
+def test_radial_steady_state_stays_steady(substeps):
     """v = f(|x|) x^perp is an exact steady Euler solution: coefficients unchanged, particles
     on circles, zero Euler residual."""
-    eu = HermiteEuler(4, 32, taper=(3.0, 4.0))
+    eu = HermiteEuler(4, 32, taper=(3.0, 4.0), substeps=substeps)
     theta = radial_theta(eu, [1.0, 0.3])
     v = eu.velocity(theta, np.array([[1.0, 0.5], [-2.0, 0.3]]))
     assert np.abs(np.sum(v * np.array([[1.0, 0.5], [-2.0, 0.3]]), 1)).max() < 1e-13
@@ -82,13 +83,32 @@ def test_energy_conservation_converges_at_rk4_order():
     assert orders.min() >= 3.7, (drifts, orders)
 
 
-def test_gaussian_log_likelihood_defect_is_integration_error():
+def test_coefficient_substeps_resolve_a_stiff_path():
+    """The coefficient ODE on its own finer path: the energy drift falls by the RK4 order in
+    the substeps (a degree-6 path that 48 coupled steps leave at a drift of 1e-2), and the
+    particles still converge to the same map."""
+    d = np.random.default_rng(0).standard_normal(HermiteEuler(6, 1).size)
+    theta = d / np.linalg.norm(d)        # energy 0.5
+    z = np.random.default_rng(1).standard_normal((200, 2))
+    drift, ends = {}, {}
+    for sub in (0, 2, 4):
+        eu = HermiteEuler(6, 48, taper=(3.0, 4.0), substeps=sub)
+        te, ends[sub], _, _ = eu.integrate(theta, z)
+        drift[sub] = abs(eu.energy(te) - 0.5) / 0.5
+    assert drift[0] > 5e-3
+    assert drift[2] < 1e-4 and drift[4] < drift[2] / 10.0, drift
+    fine = HermiteEuler(6, 192, taper=(3.0, 4.0), substeps=4).integrate(theta, z)[1]
+    assert np.abs(ends[4] - fine).max() < np.abs(ends[0] - fine).max()
+
+
+@pytest.mark.parametrize("substeps", [0, 2])
+def test_gaussian_log_likelihood_defect_is_integration_error(substeps):
     """ln gamma(G z) + ln det DG(z) - ln gamma(z) = 0 in continuous time; RK4 leaves O(dt^4)."""
     z = np.random.default_rng(4).standard_normal((2000, 2))
     theta = 0.2 * np.random.default_rng(5).standard_normal(HermiteEuler(4, 1).size)
     defects = []
     for steps in (32, 64):
-        eu = HermiteEuler(4, steps, taper=(3.0, 4.0))
+        eu = HermiteEuler(4, steps, taper=(3.0, 4.0), substeps=substeps)
         _, gz, ld, _ = eu.integrate(theta, z, logdet=True)
         defects.append(np.abs(_log_gamma(gz) + ld - _log_gamma(z)).mean())
         # the inverse by backward RK4 returns the points
@@ -99,8 +119,10 @@ def test_gaussian_log_likelihood_defect_is_integration_error():
     assert defects[0] / defects[1] > 8.0
 
 
-def test_adjoint_gradient_matches_finite_differences():
-    eu = HermiteEuler(3, 6, taper=(2.0, 3.0))
+@pytest.mark.parametrize("substeps", [0, 2])
+def test_adjoint_gradient_matches_finite_differences(substeps):
+    """Coupled RK4 (substeps 0) and the coefficients on a finer path of their own."""
+    eu = HermiteEuler(3, 6, taper=(2.0, 3.0), substeps=substeps)
     rng = np.random.default_rng(6)
     z, target = rng.standard_normal((40, 2)), rng.standard_normal((40, 2))
     w = np.array([1.0, 2.0])
@@ -129,9 +151,15 @@ def _case(tmp_path, extra=""):
     return case
 
 
-def test_shooting_on_realnvp_moons(cli, tmp_path):
+@pytest.mark.parametrize("extra", [
+    (),
+    # the pulled-back objective on fresh pairs per chunk, coefficients on a finer path
+    ("--set", "solver.pulled_back=true", "--set", "solver.resample=true",
+     "--set", "time.coefficient_substeps=2"),
+])
+def test_shooting_on_realnvp_moons(cli, tmp_path, extra):
     code, out, err = cli("run", _case(tmp_path), "-o", tmp_path / "r.h5", "--backend",
-                         "numpy", "--json", "--set", "solver.max_iterations=2")
+                         "numpy", "--json", "--set", "solver.max_iterations=2", *extra)
     assert code == 0, err
     res = json_line(out)
     s = res["summary"]
@@ -151,16 +179,21 @@ def test_shooting_on_realnvp_moons(cli, tmp_path):
 
 
 @pytest.mark.slow
-def test_restart_is_bit_for_bit(cli, tmp_path):
+@pytest.mark.parametrize("sets", [
+    (),
+    ("--set", "solver.pulled_back=true", "--set", "solver.resample=true",
+     "--set", "time.coefficient_substeps=2"),
+])
+def test_restart_is_bit_for_bit(cli, tmp_path, sets):
     case = _case(tmp_path)
     full, part = tmp_path / "full.h5", tmp_path / "part.h5"
-    assert cli("run", case, "-o", full, "--backend", "numpy")[0] == 0
+    assert cli("run", case, "-o", full, "--backend", "numpy", *sets)[0] == 0
     code, _, err = cli("run", case, "-o", part, "--backend", "numpy", "--set",
-                       "solver.max_iterations=2", "--keep-checkpoint")  # restarted below
+                       "solver.max_iterations=2", "--keep-checkpoint", *sets)  # restarted below
     assert code == 0, err
     with h5py.File(part, "r+") as f:
         f.attrs["status"] = "interrupted"
-    code, _, err = cli("run", case, "-o", part, "--backend", "numpy", "--restart")
+    code, _, err = cli("run", case, "-o", part, "--backend", "numpy", "--restart", *sets)
     assert code == 0, err
     with h5py.File(full, "r") as a, h5py.File(part, "r") as b:
         assert np.array_equal(a["fields/theta0"][()], b["fields/theta0"][()])
@@ -168,6 +201,40 @@ def test_restart_is_bit_for_bit(cli, tmp_path):
         assert a.attrs["summary" if "summary" in a.attrs else "status"] is not None
         for key in ("transport_cost_after", "log_likelihood_change"):
             assert a["summary"].attrs[key] == b["summary"].attrs[key]
+
+
+@pytest.mark.slow
+def test_moons_case_gives_its_header(cli, tmp_path):
+    """The shipped gp_realnvp_moons (about 15 min on a loaded core): the numbers of its
+    header. 58 % of the gap to its discrete-OT bound; issue 24 asks for 60 %, not met."""
+    code, stdout, err = cli("run", ROOT / "cases" / "gp_realnvp_moons.toml", "-o",
+                            tmp_path / "m.h5", "--json")
+    assert code == 0, err
+    s = json_line(stdout)["summary"]
+    assert abs(s["transport_cost_before"] - 1.9798) < 1e-3
+    assert abs(s["transport_cost_after"] - 1.3820) < 5e-3
+    assert abs(s["ot_lower_bound"] - 0.9499) < 1e-3
+    assert abs(s["gap_closed_fraction"] - 0.580) < 0.005
+    assert abs(s["log_likelihood_change"]) <= 1e-5
+    assert s["log_likelihood_change_max_abs"] <= 1e-3
+    assert s["energy_drift"] < 1e-5
+
+
+@pytest.mark.slow
+def test_eight_gaussians_case_gives_its_header(cli, tmp_path):
+    """The shipped gp_realnvp_eight_gaussians (about 11 min on a loaded core): 58 % of the
+    gap to its discrete-OT bound (issue 24 asks for 60 %, not met)."""
+    code, stdout, err = cli("run", ROOT / "cases" / "gp_realnvp_eight_gaussians.toml", "-o",
+                            tmp_path / "e.h5", "--json")
+    assert code == 0, err
+    s = json_line(stdout)["summary"]
+    assert abs(s["transport_cost_before"] - 4.6618) < 1e-3
+    assert abs(s["transport_cost_after"] - 3.4820) < 5e-3
+    assert abs(s["ot_lower_bound"] - 2.6172) < 1e-3
+    assert abs(s["gap_closed_fraction"] - 0.577) < 0.005
+    assert abs(s["log_likelihood_change"]) <= 1e-5
+    assert s["log_likelihood_change_max_abs"] <= 1e-3
+    assert s["energy_drift"] < 1e-5
 
 
 @pytest.mark.slow

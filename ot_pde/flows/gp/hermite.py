@@ -108,10 +108,17 @@ class HermiteEuler:
         \gamma\chi\rho(|x|)`, :math:`\rho = 1` for :math:`|x| \le r_1`, 0 beyond
         :math:`r_2` (quintic smoothstep), so the field stays exactly
         :math:`\gamma`-preserving and bounded.
+    substeps : int
+        0: RK4 on the coupled system (coefficients and particles share the stages). ``m >=
+        1``: the coefficient ODE (stiff at higher energy and degree) is integrated alone by RK4
+        with ``2 m`` steps per particle step, and the particles' RK4 reads the coefficients at
+        the step's start, middle and end from that finer path (see module notes).
     """
 
-    def __init__(self, degree: int, steps: int, t_final: float = 1.0, taper=None):
+    def __init__(self, degree: int, steps: int, t_final: float = 1.0, taper=None,
+                 substeps: int = 0):
         self.degree = K = int(degree)
+        self.substeps = int(substeps)
         self.taper = None if taper is None else (float(taper[0]), float(taper[1]))
         self.steps = int(steps)
         self.dt = float(t_final) / self.steps
@@ -206,6 +213,8 @@ class HermiteEuler:
         ``store``, the stage states for :meth:`adjoint` as ``path, stages``.
         """
         h = -self.dt if backward else self.dt
+        if self.substeps:
+            return self._integrate_split(theta0, x0, h, logdet, store)
         th, x = np.array(theta0, dtype=np.float64), np.array(x0, dtype=np.float64)
         ld = np.zeros(x.shape[0]) if logdet else None
         path = [th.copy()]
@@ -229,13 +238,94 @@ class HermiteEuler:
         path = np.array(path)
         return th, x, ld, ((path, stages) if store else path)
 
+    def _coefficient_path(self, theta0, h):
+        """RK4 of the coefficients alone, ``2 substeps`` steps per particle step ``h``: the
+        nodes ``(2 substeps steps + 1, P)`` and each fine step's four stage states."""
+        hf = h / (2 * self.substeps)
+        th = np.array(theta0, dtype=np.float64)
+        nodes, fine = [th], []
+        for _ in range(2 * self.substeps * self.steps):
+            k1 = self.rhs(th)
+            t2 = th + 0.5 * hf * k1
+            k2 = self.rhs(t2)
+            t3 = th + 0.5 * hf * k2
+            k3 = self.rhs(t3)
+            t4 = th + hf * k3
+            k4 = self.rhs(t4)
+            fine.append((th, t2, t3, t4))
+            th = th + (hf / 6.0) * (k1 + 2.0 * k2 + 2.0 * k3 + k4)
+            nodes.append(th)
+        return np.array(nodes), fine
+
+    def _particle_rhs(self, theta, x, logdet):
+        if logdet:
+            v, jac, _ = self.velocity(theta, x, gradient=True)
+            return v, jac[:, 0, 0] + jac[:, 1, 1]
+        return self.velocity(theta, x), None
+
+    def _integrate_split(self, theta0, x0, h, logdet, store):
+        """:meth:`integrate` with the coefficients from :meth:`_coefficient_path` (RK4 of the
+        non-autonomous particle ODE: stages 2 and 3 both read the mid-step coefficients)."""
+        nodes, fine = self._coefficient_path(theta0, h)
+        x = np.array(x0, dtype=np.float64)
+        ld = np.zeros(x.shape[0]) if logdet else None
+        m2 = 2 * self.substeps
+        stages = []
+        for n in range(self.steps):
+            ia, ib, ic = m2 * n, m2 * n + m2 // 2, m2 * (n + 1)
+            k1 = self._particle_rhs(nodes[ia], x, logdet)
+            x2 = x + 0.5 * h * k1[0]
+            k2 = self._particle_rhs(nodes[ib], x2, logdet)
+            x3 = x + 0.5 * h * k2[0]
+            k3 = self._particle_rhs(nodes[ib], x3, logdet)
+            x4 = x + h * k3[0]
+            k4 = self._particle_rhs(nodes[ic], x4, logdet)
+            if store:
+                stages.append(((ia, x), (ib, x2), (ib, x3), (ic, x4)))
+            x = x + (h / 6.0) * (k1[0] + 2.0 * k2[0] + 2.0 * k3[0] + k4[0])
+            if logdet:
+                ld = ld + (h / 6.0) * (k1[1] + 2.0 * k2[1] + 2.0 * k3[1] + k4[1])
+        path = nodes[::m2]
+        return nodes[-1], x, ld, ((path, (nodes, fine, stages)) if store else path)
+
+    def _vjp_velocity(self, theta, x, g_x):
+        """Cotangent of the particle velocity at ``(theta, x)``: ``(d_theta, d_x)``."""
+        _, jac, (bx, by) = self.velocity(theta, x, gradient=True)
+        return bx.T @ g_x[:, 0] + by.T @ g_x[:, 1], np.einsum("mi,mij->mj", g_x, jac)
+
     def _vjp(self, theta, x, g_theta, g_x):
         """Cotangent of the right-hand side at ``(theta, x)``: returns ``(d_theta, d_x)``."""
-        d_theta = np.einsum("qpr,q,r->p", self.Csym, g_theta, theta)
-        _, jac, (bx, by) = self.velocity(theta, x, gradient=True)
-        d_theta += bx.T @ g_x[:, 0] + by.T @ g_x[:, 1]
-        d_x = np.einsum("mi,mij->mj", g_x, jac)
-        return d_theta, d_x
+        d_theta, d_x = self._vjp_velocity(theta, x, g_x)
+        return d_theta + np.einsum("qpr,q,r->p", self.Csym, g_theta, theta), d_x
+
+    def _adjoint_split(self, stored, lam_x, lam_t):
+        """Adjoint of :meth:`_integrate_split`: the particle steps deposit their coefficient
+        cotangents on the fine nodes, then the coefficient RK4 is reversed."""
+        nodes, fine, stages = stored
+        h = self.dt
+        dep = np.zeros_like(nodes)
+        b = (h / 6.0, h / 3.0, h / 3.0, h / 6.0)
+        for (s1, s2, s3, s4) in reversed(stages):
+            gt4, gx4 = self._vjp_velocity(nodes[s4[0]], s4[1], b[3] * lam_x)
+            gt3, gx3 = self._vjp_velocity(nodes[s3[0]], s3[1], b[2] * lam_x + h * gx4)
+            gt2, gx2 = self._vjp_velocity(nodes[s2[0]], s2[1], b[1] * lam_x + 0.5 * h * gx3)
+            gt1, gx1 = self._vjp_velocity(nodes[s1[0]], s1[1], b[0] * lam_x + 0.5 * h * gx2)
+            dep[s1[0]] += gt1
+            dep[s2[0]] += gt2 + gt3
+            dep[s4[0]] += gt4
+            lam_x = lam_x + gx1 + gx2 + gx3 + gx4
+        hf = h / (2 * self.substeps)
+        bf = (hf / 6.0, hf / 3.0, hf / 3.0, hf / 6.0)
+        jt = lambda th, u: np.einsum("qpr,q,r->p", self.Csym, u, th)  # noqa: E731
+        lam_t = lam_t + dep[-1]
+        for j in range(len(fine) - 1, -1, -1):
+            t1, t2, t3, t4 = fine[j]
+            u4 = jt(t4, bf[3] * lam_t)
+            u3 = jt(t3, bf[2] * lam_t + hf * u4)
+            u2 = jt(t2, bf[1] * lam_t + 0.5 * hf * u3)
+            u1 = jt(t1, bf[0] * lam_t + 0.5 * hf * u2)
+            lam_t = lam_t + u1 + u2 + u3 + u4 + dep[j]
+        return lam_t, lam_x
 
     def adjoint(self, stages, g_x_end, g_theta_end=None):
         """Discrete adjoint of the forward RK4 steps: d(objective)/d(theta0) from the
@@ -243,6 +333,8 @@ class HermiteEuler:
         h = self.dt
         lam_t = np.zeros(self.size) if g_theta_end is None else np.array(g_theta_end, float)
         lam_x = np.array(g_x_end, dtype=np.float64)
+        if self.substeps:
+            return self._adjoint_split(stages, lam_x, lam_t)
         b = (h / 6.0, h / 3.0, h / 3.0, h / 6.0)
         for (s1, s2, s3, s4) in reversed(stages):
             gt4, gx4 = self._vjp(*s4, b[3] * lam_t, b[3] * lam_x)

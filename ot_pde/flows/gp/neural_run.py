@@ -37,11 +37,14 @@ class PulledBackShooting:
     \mathrm{mean}_i|v(X_i(t), t)|^2dt`, :math:`y_i = T(w_i)` fixed, and its exact gradient."""
 
     def __init__(self, field: NeuralAntisymmetricGP, draws, action_weight: float,
-                 resample: bool):
+                 resample: bool, control_variate: bool = False):
         self.field, self.draws, self.resample = field, draws, bool(resample)
         self.weight = float(action_weight)
         self.evaluations = 0
         self.start_chunk(0)
+        self.sym, self.shift = None, None
+        if control_variate:
+            self.sym, self.shift = affine_control_variate(self.w, self.y)
 
     def start_chunk(self, chunk: int) -> None:
         """The training pairs ``(w, y = T(w))`` of a chunk: the same draws throughout, or
@@ -68,13 +71,41 @@ class PulledBackShooting:
             hw, _, action, stages = self.field.integrate(theta, self.w, store=True)
             if not np.all(np.isfinite(hw)):
                 return reject
-            diff = hw - self.y
-            f = float(np.mean(np.sum(diff * diff, axis=1))) + self.weight * action
+            if self.sym is None:
+                diff = hw - self.y
+                f = float(np.mean(np.sum(diff * diff, axis=1)))
+            else:
+                # |y - H|^2 = |y|^2 - 2 y.H + |H|^2 with |H|^2 replaced by H.M H + c.H,
+                # whose expectation is tr M whatever theta (H(w) ~ gamma)
+                mh = hw @ self.sym
+                diff = mh + 0.5 * self.shift - self.y
+                f = float(np.mean(np.sum(self.y * self.y - 2.0 * self.y * hw + mh * hw
+                                         + self.shift * hw, axis=1))) \
+                    + hw.shape[1] - float(np.trace(self.sym))
+            f += self.weight * action
             g, _ = self.field.adjoint(theta, stages, (2.0 / diff.shape[0]) * diff,
                                       self.weight)
         if not (math.isfinite(f) and np.all(np.isfinite(g))):
             return reject
         return f, g
+
+
+def affine_control_variate(w: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    r"""``(M, c)``: the symmetric part of the least-squares affine fit :math:`y\approx Aw + b`
+    and :math:`c = 2b`.
+
+    For any fixed symmetric M and vector c, :math:`\mathbb E[H(w)^\top MH(w) + c\cdot H(w)]
+    = \operatorname{tr}M` for every :math:`\gamma`-preserving H, so replacing :math:`|H|^2` by
+    it in :math:`|y - H|^2` leaves the expected objective and its gradient unchanged. With this
+    choice the per-sample gradient at the identity is :math:`-2(y - Mw - b)\cdot\partial H`:
+    the part of the targets that is the gradient of a quadratic (which no rearrangement can
+    improve on to first order) no longer adds sampling noise.
+    """
+    n, d = w.shape
+    design = np.concatenate([w, np.ones((n, 1))], axis=1)
+    coef = np.linalg.lstsq(design, y, rcond=None)[0]          # (d + 1, d): y = w A^T + b
+    a = coef[:d].T
+    return 0.5 * (a + a.T), 2.0 * coef[d]
 
 
 def results_neural(problem, solver) -> tuple:

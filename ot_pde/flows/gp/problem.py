@@ -46,6 +46,7 @@ from .antisymmetric import AntisymmetricGP, taper_mass
 from .hermite import HermiteEuler
 from .neural_field import NeuralAntisymmetricGP
 from .neural_run import PulledBackShooting, results_neural
+from .pullback import PulledBackGeodesic
 from .summary import gap_to_bound, likelihood_change, transport_costs
 
 log = logging.getLogger("ot_pde")
@@ -90,6 +91,11 @@ SCHEMA = make_schema({
     "time": Section({
         "steps": Field("int", 48, minimum=1, resolution="inverse",
                        doc="RK4 steps on t in [0, 1]"),
+        "coefficient_substeps": Field(
+            "int", 0, minimum=0, maximum=64,
+            doc="2D only: 0 integrates the Galerkin coefficients with the particles (shared "
+                "RK4 stages); m >= 1 integrates them alone with 2m RK4 steps per particle "
+                "step (their ODE is stiff at higher energy and degree; nearly free)"),
     }, doc="time stepping of the geodesic (RK4 of the particles)"),
     "initial": Section({
         "amplitude": Field("float", 0.0, minimum=0.0,
@@ -114,8 +120,15 @@ SCHEMA = make_schema({
         "action_weight": Field("float", 0.01, minimum=0.0,
                                doc="neural field: weight of the action int_0^1 |v|^2 dt "
                                    "(Monte Carlo along the particles) in the objective"),
-        "resample": Field("bool", False, doc="neural field: fresh latent draws for every "
-                                             "chunk (against overfitting a fixed sample)"),
+        "resample": Field("bool", False, doc="neural field or pulled_back: fresh latent "
+                                             "draws for every chunk (against overfitting)"),
+        "control_variate": Field("bool", False,
+                                 doc="neural field: subtract the affine control variate "
+                                     "(flows.gp.neural_run.affine_control_variate)"),
+        "pulled_back": Field("bool", False,
+                             doc="2D only: fit T(w) ~ H(w) with H = G^-1 the geodesic's map "
+                                 "(the flow evaluated once, smooth in the coefficients; "
+                                 "see flows.gp.pullback)"),
     }, doc="shooting optimization of the initial velocity"),
     "comparison": Section({
         "n_eval": Field("int", 10000, minimum=2,
@@ -319,7 +332,8 @@ class GPFlowProblem(EvaluatedOnce, Problem):
                                  "Euler geodesic)", source=where, key="basis.field")
             self.field = None
             self.euler = HermiteEuler(6 if degree is None else degree, case.get("time.steps"),
-                                      taper=(r1, r2))
+                                      taper=(r1, r2),
+                                      substeps=case.get("time.coefficient_substeps"))
             return
         # d > 2: antisymmetric Hermite matrix field, Euler condition as a penalty
         degree = 1 if degree is None else degree
@@ -399,10 +413,14 @@ class GPFlowProblem(EvaluatedOnce, Problem):
             (c.get("solver.n_samples"), self.dim))
         if isinstance(self.field, NeuralAntisymmetricGP):
             obj = PulledBackShooting(self.field, lambda k: _pairs(flow, z, self.seeds, k),
-                                     c.get("solver.action_weight"), c.get("solver.resample"))
+                                     c.get("solver.action_weight"), c.get("solver.resample"),
+                                     c.get("solver.control_variate"))
         elif self.field is not None:
             obj = PenalizedShooting(self.field, flow, z, c.get("solver.fd_step"),
                                     c.get("solver.euler_penalty"))
+        elif c.get("solver.pulled_back"):
+            obj = PulledBackGeodesic(self.euler, lambda k: _pairs(flow, z, self.seeds, k),
+                                     c.get("solver.max_energy_drift"), c.get("solver.resample"))
         else:
             obj = Shooting(self.euler, flow, z, c.get("solver.fd_step"),
                            c.get("solver.max_energy_drift"))
@@ -422,16 +440,17 @@ class GPFlowProblem(EvaluatedOnce, Problem):
             return self._results_nd(solver)
         c, flow, eu = self.case, solver.flow, self.euler
         xp = flow.xp
-        theta = solver.theta
+        obj = solver.objective
+        theta = (obj.rearrangement(solver.theta) if isinstance(obj, PulledBackGeodesic)
+                 else solver.theta)
         sample = lambda a: apply_in_chunks(lambda b: (flow.sample(b),), a, xp)[0]  # noqa: E731
         s: dict = {"degree": eu.degree, "n_coefficients": eu.size, "time_steps": eu.steps,
                    "lbfgs_iterations": solver.lbfgs_iterations,
                    "objective_evaluations": solver.objective.evaluations}
 
         # training objective before/after
-        obj = solver.objective
         s["training_cost_before"] = float(obj(self.theta0())[0])
-        s["training_cost_after"] = float(obj(theta)[0])
+        s["training_cost_after"] = float(obj(solver.theta)[0])
 
         # transport costs on fresh draws
         n = c.get("comparison.n_eval")
