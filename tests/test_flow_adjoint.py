@@ -501,3 +501,28 @@ def test_trainer_bad_state():
         trainer.load_state({**state, "params": np.zeros(3)})
     with pytest.raises(InputError, match="lacks"):
         trainer.load_state({k: v for k, v in state.items() if k != "rng_state"})
+
+
+def test_clip_norm_rescales_large_gradients_only():
+    """clip_norm: a step whose gradient norm exceeds the bound is Adam's step on the gradient
+    rescaled to the bound; below the bound the step is unchanged; the reported norm is the
+    unclipped one; a non-positive bound is refused."""
+    plain = _make_trainer("reverse_kl")
+    p0 = plain.potential.params.copy()
+    batch = plain.objective.draw(np.random.default_rng(11), 8, 3)
+    _, g = tr.loss_and_grad(plain.potential, plain.objective, batch, n_steps=3)
+    norm = float(np.linalg.norm(g))
+    bound = 0.25 * norm
+    clipped = _make_trainer("reverse_kl", clip_norm=bound)
+    clipped.potential.set_params(p0)
+    info = clipped.step()
+    assert info["grad_norm"] == pytest.approx(norm, rel=1e-12)
+    want = tr.Adam(len(p0), lr=0.02).step(p0.copy(), g * (bound / norm))
+    np.testing.assert_allclose(clipped.potential.params, want, rtol=1e-12, atol=1e-14)
+    loose = _make_trainer("reverse_kl", clip_norm=10.0 * norm)
+    loose.potential.set_params(p0)
+    loose.step()
+    plain.step()
+    np.testing.assert_array_equal(loose.potential.params, plain.potential.params)
+    with pytest.raises(ValueError, match="clip_norm"):
+        _make_trainer("reverse_kl", clip_norm=0.0)

@@ -300,6 +300,11 @@ class Trainer:
         with a float32 twin of the potential (``astype``) whose parameters are copied from
         the float64 ones before each step; Adam and the parameters stay float64, and so does
         everything evaluated with :attr:`potential` outside training.
+    clip_norm : float, optional
+        Rescale a gradient whose Euclidean norm exceeds this to that norm before the Adam
+        update (the reported ``grad_norm`` stays the unclipped one). A rare spike otherwise
+        moves Adam's first moment far along one direction and inflates its second moment for
+        about 1/(1 - beta2) steps. Stateless, so restarts and shards stay bit-for-bit.
     comm : mpi4py communicator, optional
         Data-parallel training over its ranks: every rank draws the whole batch from the same
         generator (the random stream does not depend on the number of ranks), computes the
@@ -311,7 +316,7 @@ class Trainer:
     def __init__(self, potential, objective, *, batch_size: int, n_steps: int, T: float = 1.0,
                  scheme: str = "rk4", optimizer: Adam | None = None,
                  seed: int | np.random.Generator = 0, xp=np, shards: int = 1, comm=None,
-                 dtype=np.float64):
+                 dtype=np.float64, clip_norm: float | None = None):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
         if not 1 <= shards <= batch_size:
@@ -320,6 +325,9 @@ class Trainer:
             raise ValueError(f"{shards} shard(s) cannot be spread over {comm.Get_size()} MPI "
                              "ranks: set training.shards to a multiple of the number of ranks "
                              "(the serial run with the same shards gives the same history)")
+        if clip_norm is not None and not clip_norm > 0.0:
+            raise ValueError(f"clip_norm must be > 0 (or None), got {clip_norm!r}")
+        self.clip_norm = None if clip_norm is None else float(clip_norm)
         self.potential = potential
         self.objective = objective
         self.batch_size = int(batch_size)
@@ -369,6 +377,8 @@ class Trainer:
         if not (math.isfinite(value) and np.all(np.isfinite(grad))):
             raise NumericalError(f"{self.objective.name}: non-finite loss ({value}) or gradient "
                                  f"(norm {grad_norm}) at iteration {self.iteration}")
+        if self.clip_norm is not None and grad_norm > self.clip_norm:
+            grad = grad * (self.clip_norm / grad_norm)
         self.potential.set_params(self.optimizer.step(to_host(self.potential.params), grad))
         self.iteration += 1
         return {"loss": value, "grad_norm": grad_norm}

@@ -108,6 +108,11 @@ SCHEMA = make_schema({
                                  "learning-rate schedule each), then training.iterations at "
                                  "lattice.beta; the estimators run at lattice.beta only. "
                                  "N(0, I) base only; a scan warm-starts by itself"),
+                         "clip_norm": Field(
+                             "float", None, exclusive_minimum=0.0,
+                             doc="rescale gradients whose norm exceeds this to this norm "
+                                 "before the Adam step (default: no clipping); the history "
+                                 "keeps the unclipped grad_norm"),
                          "anneal_iterations": Field(
                              "int", None, minimum=1,
                              doc="Adam steps at each temperature of anneal_betas; default "
@@ -373,7 +378,8 @@ class IsingVariationalProblem(Problem):
                           optimizer=Adam(potential.n_params, lr=c.get("training.lr")),
                           seed=np.random.default_rng(self._seeds["batches"]), xp=backend.xp,
                           shards=checked_shards(c, self.comm), comm=self.comm,
-                          dtype=self.dtype, **flow_options(c))
+                          dtype=self.dtype, clip_norm=c.get("training.clip_norm"),
+                          **flow_options(c))
         run = ScanRun if c.get("scan.betas") else IsingTrainingRun
         return run(potential, trainer, self.training_stages(), c.get("training.lr"),
                    c.get("training.lr_final"))
