@@ -276,7 +276,7 @@ def bench_training(quick: bool = False) -> None:
     z = np.random.default_rng(2018).standard_normal((BATCH, DIM))
     backend = "numba" if "numba" in available_backends() else "numpy"
     pot = OneHiddenLayer(DIM, WIDTH, "logcosh", bias=False, time_dependent=False,
-                         backend=backend, rng=0)
+                         backend=get_backend(backend), rng=0)
     objective = ReverseKL(relax.log_prob, relax.grad_log_prob)
     flow = dict(T=TRAIN_T, n_steps=N_STEPS)
     twin = pot.astype(np.float32)
