@@ -28,16 +28,25 @@ log = logging.getLogger("ot_pde")
 __all__ = ["OutputLock", "check_fresh_output", "check_output_path"]
 
 
-def _writer_pid(path: Path) -> int | None:
-    """The ``writer_pid`` root attribute of ``path``, if it can be read right now."""
-    try:
-        import h5py
+def _writer_pid(path: Path, tries: int = 5, pause: float = 0.05) -> int | None:
+    """The ``writer_pid`` root attribute of ``path``, if it can be read within ``tries``
+    attempts ``pause`` seconds apart (only on the refusal path, so at most a fifth of a
+    second there)."""
+    import time
 
-        with h5py.File(path, "r", locking=False) as f:
-            pid = f.attrs.get("writer_pid")
-            return int(pid) if pid is not None else None
-    except Exception:  # the other run may be writing this very moment: no pid then
-        return None
+    import h5py
+
+    for attempt in range(tries):
+        try:
+            with h5py.File(path, "r", locking=False) as f:
+                pid = f.attrs.get("writer_pid")
+            if pid is not None:
+                return int(pid)
+        except Exception:  # the other run is writing this very moment: try again shortly
+            pass
+        if attempt + 1 < tries:  # (or has not recorded its pid yet)
+            time.sleep(pause)
+    return None
 
 
 class OutputLock:
