@@ -343,8 +343,8 @@ def test_L16_composed_flow_from_the_gaussian(cli, tmp_path):
     under mpiexec -n 2; 1.78 % with one shard), so the test holds it to 1.9 %, the annealed
     estimate within 3 standard errors (measured 2.0; 1.0 with one shard), the log-det check
     within the 1e-5 per site asked (7.2e-8). The test runs it in one process (the same
-    arithmetic as two ranks): about 40 min with two threads on a quiet 2-core machine, 31 min
-    under mpiexec -n 2."""
+    arithmetic as two ranks): about 41 min with two threads on a quiet 2-core machine
+    (estimated from 2.0 iterations per second, not timed), 31 min under mpiexec -n 2."""
     from .conftest import CASES
 
     code, stdout, err = cli("run", CASES / "ising_L16_maflow.toml", "-o", tmp_path / "r.h5",

@@ -17,6 +17,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -32,8 +33,6 @@ def _writer_pid(path: Path, tries: int = 5, pause: float = 0.05) -> int | None:
     """The ``writer_pid`` root attribute of ``path``, if it can be read within ``tries``
     attempts ``pause`` seconds apart (only on the refusal path, so at most a fifth of a
     second there)."""
-    import time
-
     import h5py
 
     for attempt in range(tries):
