@@ -62,3 +62,21 @@ def test_the_api_page_lists_every_public_module():
             public.add(".".join(parts))
     assert sorted(public - listed) == []
     assert sorted(listed - public) == []
+
+
+#: headline results quoted outside their case: (case, the header's pattern, the documents)
+HEADLINES = [
+    ("ising_L16_maflow", r"relative error\s+([0-9.]+ %)",
+     ("README.md", "docs/kinds/ising_variational.rst", "CHANGELOG.md")),
+]
+
+
+def test_headline_numbers_agree_with_their_case_headers():
+    """A headline number changed in a case's Expected line is changed where it is quoted."""
+    for case, pattern, documents in HEADLINES:
+        header = (ROOT / "cases" / f"{case}.toml").read_text(encoding="utf-8")
+        expected = re.search(r"^# Expected:(.*?)^# Run time", header, re.M | re.S)
+        value = re.search(pattern, expected.group(1).replace("#", " ")).group(1)
+        for document in documents:
+            text = (ROOT / document).read_text(encoding="utf-8")
+            assert value in text, f"{document} does not quote {case}'s {value}"

@@ -79,6 +79,8 @@ def test_annealed_training_restarts_bit_for_bit(cli, tmp_path, at):
 
 @pytest.mark.parametrize("extra,key", [
     ("training.anneal_iterations = 5", "training.anneal_iterations"),  # no temperatures
+    ("training.anneal_lr_final = 1e-3", "training.anneal_lr_final"),  # no temperatures
+    ("[training]\nanneal_betas = [0.3]\nanneal_lr_final = 0.0", "training.anneal_lr_final"),
     ("[scan]\nbetas = [0.3, 0.4]", "training.anneal_betas"),  # a scan warms up by itself
     ('[base]\nfamily = "checkerboard_mixture"', "training.anneal_betas"),  # fitted at one beta
     ("[training]\nanneal_betas = [0.0]", "training.anneal_betas"),
@@ -96,3 +98,28 @@ def test_bad_annealing_input_exits_2(cli, tmp_path, extra, key):
     code, _, err = cli("run", case, "-o", tmp_path / "r.h5")
     assert code == 2, err
     assert key in err and str(case) in err
+
+
+def test_warm_up_and_last_temperature_decay_to_their_own_final_rates(cli, tmp_path):
+    """anneal_lr_final ends each warm-up temperature's schedule, lr_final the last one's; the
+    warm-up is then the run with lr_final = anneal_lr_final, to the bit."""
+    base = ANNEALED.replace("anneal_betas", "anneal_iterations = 20\nanneal_betas")
+    own = base.replace("anneal_betas", "lr_final = 1e-3\nanneal_lr_final = 4e-3\nanneal_betas")
+    same = base.replace("anneal_betas", "lr_final = 4e-3\nanneal_betas")
+    histories = []
+    for name, text in (("own", own), ("same", same)):
+        case = tmp_path / f"{name}.toml"
+        case.write_text(text)
+        code, _, err = cli("run", case, "-o", tmp_path / f"{name}.h5", "--backend", "numpy")
+        assert code == 0, err
+        with ResultFile(tmp_path / f"{name}.h5") as rf:
+            histories.append(rf.history())
+    h, ref = histories
+    lr = h["lr"]
+    first = lr[0]
+    ratio = 4e-3 / first
+    assert np.isclose(lr[19], first * ratio ** (19 / 20), rtol=1e-12)  # warm-up: to 4e-3
+    assert lr[40] == first  # the last temperature restarts the schedule ...
+    assert np.isclose(lr[59], first * (1e-3 / first) ** (19 / 20), rtol=1e-12)  # ... to 1e-3
+    assert np.array_equal(h["loss"][:40], ref["loss"][:40])
+    assert not np.array_equal(h["loss"][40:], ref["loss"][40:])

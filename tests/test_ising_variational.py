@@ -339,19 +339,19 @@ def test_L16_critical_case_meets_the_acceptance(cli, tmp_path):
 @pytest.mark.slow
 def test_L16_composed_flow_from_the_gaussian(cli, tmp_path):
     """cases/ising_L16_maflow.toml: the symmetry-composed flow from N(0, I) at L = 16, warmed
-    up through beta = 0.3 and 0.4. Issue 18 asks 1.5 %; the case reaches 1.77 % (measured
-    under mpiexec -n 2; 1.78 % with one shard), so the test holds it to 1.9 %, the annealed
-    estimate within 3 standard errors (measured 2.0; 1.0 with one shard), the log-det check
-    within the 1e-5 per site asked (7.2e-8). The test runs it in one process (the same
-    arithmetic as two ranks): about 41 min with two threads on a quiet 2-core machine
-    (estimated from 2.0 iterations per second, not timed), 31 min under mpiexec -n 2."""
+    up through beta = 0.3 and 0.4, evaluated with averaged parameters. Issue 18 asks 1.5 %;
+    the case reaches 1.62 % (measured under mpiexec -n 2), so the test holds it to 1.75 %, the
+    annealed estimate within 3 standard errors (measured 2.9), the log-det check within the
+    1e-5 per site asked (8.2e-8). The test runs it in one process (the same arithmetic as two
+    ranks): about 45 min with two threads on a quiet 2-core machine (estimated from 2.0
+    iterations per second, not timed), 31 min under mpiexec -n 2."""
     from .conftest import CASES
 
     code, stdout, err = cli("run", CASES / "ising_L16_maflow.toml", "-o", tmp_path / "r.h5",
                             "--json")
     assert code == 0, err
     s = json_line(stdout)["summary"]
-    assert s["relative_error_variational"] <= 0.019
+    assert s["relative_error_variational"] <= 0.0175
     assert s["lnZ_per_site_variational"] < s["lnZ_per_site_exact"]
     assert s["ais_error_in_stderr"] <= 3.0
     assert s["logdet_error_per_site"] <= 1e-5

@@ -113,6 +113,18 @@ SCHEMA = make_schema({
                              doc="rescale gradients whose norm exceeds this to this norm "
                                  "before the Adam step (default: no clipping); the history "
                                  "keeps the unclipped grad_norm"),
+                         "anneal_lr_final": Field(
+                             "float", None, exclusive_minimum=0.0,
+                             doc="learning rate at the last step of each warm-up temperature "
+                                 "(the rate decays geometrically from lr); default "
+                                 "training.lr_final"),
+                         "average_decay": Field(
+                             "float", None, minimum=0.0, exclusive_maximum=1.0,
+                             doc="the estimators use an exponential moving average of the "
+                                 "parameters over the last stage's steps, a_k = d a_(k-1) + "
+                                 "(1 - d) theta_k (about 1/(1 - d) steps; a scan: over each "
+                                 "temperature's steps); training never sees it. Default: the "
+                                 "last step's parameters"),
                          "anneal_iterations": Field(
                              "int", None, minimum=1,
                              doc="Adam steps at each temperature of anneal_betas; default "
@@ -230,10 +242,12 @@ class FittedBase:
 
 
 class Stage(NamedTuple):
-    """One temperature of a staged training: its relaxation, Adam steps and the flow's base."""
+    """One temperature of a staged training: its relaxation, Adam steps and the flow's base,
+    and the learning rate at its last step (None: the run's ``lr_final``)."""
     relax: IsingRelaxation
     iterations: int
     base: FittedBase
+    lr_final: float | None = None
 
 
 class IsingTrainingRun(TrainingRun):
@@ -249,9 +263,9 @@ class IsingTrainingRun(TrainingRun):
     """
 
     def __init__(self, potential, trainer: Trainer, stages: list[Stage], lr: float,
-                 lr_final: float | None):
+                 lr_final: float | None, average_decay: float | None = None):
         super().__init__(potential, trainer, sum(st.iterations for st in stages), lr,
-                         lr_final)
+                         lr_final, average_decay)
         self.stages = stages
         self.starts = np.cumsum([0] + [st.iterations for st in stages[:-1]])
         self._stage = None
@@ -275,9 +289,13 @@ class IsingTrainingRun(TrainingRun):
         if k == self.starts[s] and k > 0:
             self.trainer.optimizer = Adam(self.potential.n_params, lr=self.lr)
         local = k - int(self.starts[s])
-        lr = geometric_lr(self.lr, self.lr_final, local, stage.iterations)
+        lr_final = self.lr_final if stage.lr_final is None else stage.lr_final
+        lr = geometric_lr(self.lr, lr_final, local, stage.iterations)
         self.trainer.optimizer.lr = lr
         diag = self.trainer.step()
+        if local == 0:
+            self.restart_average()  # each stage averages its own steps
+        self._update_average()
         if local + 1 == stage.iterations:
             self.stage_done(s)
         return {"loss": diag["loss"], "grad_norm": diag["grad_norm"], "lr": lr,
@@ -337,10 +355,11 @@ class IsingVariationalProblem(Problem):
     def _check_annealing(self) -> None:
         c, where = self.case, self.case.source
         if not c.get("training.anneal_betas"):
-            if c.get("training.anneal_iterations") is not None:
-                raise InputError("anneal_iterations is set but anneal_betas is empty: list the "
-                                 "warm-up temperatures, or drop anneal_iterations",
-                                 source=where, key="training.anneal_iterations")
+            for key in ("anneal_iterations", "anneal_lr_final"):
+                if c.get(f"training.{key}") is not None:
+                    raise InputError(f"{key} is set but anneal_betas is empty: list the "
+                                     f"warm-up temperatures, or drop {key}",
+                                     source=where, key=f"training.{key}")
             return
         if c.get("scan.betas"):
             raise InputError("a scan warm-starts through its own temperatures: put the "
@@ -382,7 +401,7 @@ class IsingVariationalProblem(Problem):
                           **flow_options(c))
         run = ScanRun if c.get("scan.betas") else IsingTrainingRun
         return run(potential, trainer, self.training_stages(), c.get("training.lr"),
-                   c.get("training.lr_final"))
+                   c.get("training.lr_final"), c.get("training.average_decay"))
 
     def training_stages(self) -> list[Stage]:
         """The scan's temperatures, or the warm-up temperatures and then the case's."""
@@ -392,7 +411,8 @@ class IsingVariationalProblem(Problem):
                     for k, relax in enumerate(relaxation(c, b) for b in c.get("scan.betas"))]
         warm = c.get("training.anneal_iterations") or c.get("training.iterations")
         # warm-up stages need the N(0, I) base (_check_annealing): it has no state
-        return ([Stage(relaxation(c, b), warm, FittedBase(self, self.relax, 0))
+        return ([Stage(relaxation(c, b), warm, FittedBase(self, self.relax, 0),
+                       c.get("training.anneal_lr_final"))
                  for b in c.get("training.anneal_betas") or []]
                 + [Stage(self.relax, c.get("training.iterations"),
                          FittedBase(self, self.relax, 0))])
@@ -434,9 +454,10 @@ class IsingVariationalProblem(Problem):
                     solver.results["importance_error_in_stderr"][:solver.index]))
             self._cache = (key, (summary, []))
             return self._cache[1]
-        summary, keep = estimate(self, solver.potential, self.relax,
-                                 np.random.default_rng(self._seeds["eval"]), self.comm,
-                                 solver.base)
+        with solver.averaged() as potential:
+            summary, keep = estimate(self, potential, self.relax,
+                                     np.random.default_rng(self._seeds["eval"]), self.comm,
+                                     solver.base)
         particles = [
             ParticleData("x", keep["x"], "1", "flow samples in the relaxed variables"),
             ParticleData("spins", keep["spins"], "1", "spins drawn from p(s | x)"),
@@ -508,7 +529,8 @@ class ScanRun(IsingTrainingRun):
         # the evaluation generator is seeded per temperature: a restart reproduces it
         p, relax = self.problem, self.stages[s].relax
         rng = np.random.default_rng([p._seeds["eval"].entropy, s])
-        summary, _ = estimate(p, self.potential, relax, rng, p.comm, self.stages[s].base)
+        with self.averaged() as potential:
+            summary, _ = estimate(p, potential, relax, rng, p.comm, self.stages[s].base)
         for name, values in self.results.items():
             values[s] = summary.get(name, np.nan)
         log.info("beta = %.6g: ln Z/N variational %.6f +- %.6f, importance %.6f +- %.6f, "
