@@ -468,8 +468,9 @@ class TrainingRun:
     there is nothing to iterate and the potential stays at its initialization.
 
     With ``average_decay = d`` the run also keeps an exponential moving average of the
-    parameters after each step, ``a_k = d a_{k-1} + (1 - d) theta_k`` (``a`` starts at the
-    first step's parameters; :meth:`restart_average` starts it again), for evaluation
+    parameters after each step, bias-corrected as Adam's moments are: after k steps
+    ``a_k = sum_i d^(k-i) theta_i (1 - d) / (1 - d^k)``, so that a short average does not
+    lean on its first step (``k`` counts the steps since the average started), for evaluation
     (:meth:`averaged`): Adam's steps at a finite learning rate leave the parameters jittering
     about the optimum the rate can resolve, and their average sits closer to it. Training
     itself never sees the average, so the loss history is the same with or without it.
@@ -487,19 +488,18 @@ class TrainingRun:
         self.average_decay = average_decay
         self.average = None  # the moving average (host float64), None before a first step
 
-    def restart_average(self) -> None:
-        """The next step starts the average afresh (a new stage of a staged training)."""
-        self.average = None
-
-    def _update_average(self) -> None:
+    def _update_average(self, k: int) -> None:
+        """Fold in the parameters after the ``k``-th step of the average (k = 1 starts it)."""
         if self.average_decay is None:
             return
         params = np.array(to_host(self.potential.params), dtype=np.float64)
-        if self.average is None:
+        if self.average is None or k == 1:
             self.average = params
         else:
+            # the bias-corrected recursion: the weight of the new step is (1 - d) / (1 - d^k)
             d = self.average_decay
-            self.average = d * self.average + (1.0 - d) * params
+            w = (1.0 - d) / (1.0 - d ** k)
+            self.average = (1.0 - w) * self.average + w * params
 
     @contextmanager
     def averaged(self):
@@ -509,8 +509,8 @@ class TrainingRun:
             yield self.potential
             return
         own = to_host(self.potential.params).copy()
-        self.potential.set_params(self.average)
         try:
+            self.potential.set_params(self.average)
             yield self.potential
         finally:
             self.potential.set_params(own)
@@ -530,7 +530,7 @@ class TrainingRun:
         lr = self.learning_rate(self.iteration)
         self.trainer.optimizer.lr = lr
         diag = self.trainer.step()
-        self._update_average()
+        self._update_average(self.iteration)
         return {"loss": diag["loss"], "grad_norm": diag["grad_norm"], "lr": lr}
 
     def state(self) -> dict:

@@ -121,10 +121,10 @@ SCHEMA = make_schema({
                          "average_decay": Field(
                              "float", None, minimum=0.0, exclusive_maximum=1.0,
                              doc="the estimators use an exponential moving average of the "
-                                 "parameters over the last stage's steps, a_k = d a_(k-1) + "
-                                 "(1 - d) theta_k (about 1/(1 - d) steps; a scan: over each "
-                                 "temperature's steps); training never sees it. Default: the "
-                                 "last step's parameters"),
+                                 "parameters over the last stage's steps, the weight of a step "
+                                 "d^(steps after it), bias-corrected as Adam's moments (about "
+                                 "1/(1 - d) steps; a scan: over each temperature's steps); "
+                                 "training never sees it. Default: the last step's parameters"),
                          "anneal_iterations": Field(
                              "int", None, minimum=1,
                              doc="Adam steps at each temperature of anneal_betas; default "
@@ -293,9 +293,7 @@ class IsingTrainingRun(TrainingRun):
         lr = geometric_lr(self.lr, lr_final, local, stage.iterations)
         self.trainer.optimizer.lr = lr
         diag = self.trainer.step()
-        if local == 0:
-            self.restart_average()  # each stage averages its own steps
-        self._update_average()
+        self._update_average(local + 1)  # each stage averages its own steps
         if local + 1 == stage.iterations:
             self.stage_done(s)
         return {"loss": diag["loss"], "grad_norm": diag["grad_norm"], "lr": lr,
