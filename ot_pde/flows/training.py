@@ -493,7 +493,7 @@ class TrainingRun:
         if self.average_decay is None:
             return
         params = np.array(to_host(self.potential.params), dtype=np.float64)
-        if self.average is None or k == 1:
+        if k == 1:  # a restart from a checkpoint of iteration 0 also comes here
             self.average = params
         else:
             # the bias-corrected recursion: the weight of the new step is (1 - d) / (1 - d^k)
