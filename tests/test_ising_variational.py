@@ -128,6 +128,35 @@ def test_short_run_writes_estimates_with_the_exact_values(cli, tmp_path):
     assert code == 0, err
 
 
+def test_threads_keep_the_loss_history_to_the_bit(cli, tmp_path):
+    """training.threads = 2 computes the two shards of a composed float32 training on two
+    threads, one BLAS thread each: the history and the estimates are those of one thread
+    with one BLAS thread (the arithmetic of MPI ranks of one thread), to the bit."""
+    from threadpoolctl import threadpool_limits
+
+    case = tmp_path / "ising.toml"
+    case.write_text(SMALL.replace('symmetry = ["spin_flip"]', 'symmetry = []\n'
+                                  'compose = ["spin_flip", "lattice_translations"]'))
+    runs = []
+    for threads in (1, 2):
+        out = tmp_path / f"t{threads}.h5"
+        with threadpool_limits(limits=1 if threads == 1 else None, user_api="blas"):
+            code, stdout, err = cli("run", case, "-o", out, "--json", "--set",
+                                    "training.shards=2", "--set",
+                                    f"training.threads={threads}", "--set",
+                                    "training.dtype=float32")
+        assert code == 0, err
+        with ResultFile(out) as rf:
+            runs.append((json_line(stdout)["summary"]["lnZ_per_site_variational"],
+                         {k: np.asarray(v) for k, v in rf.history().items()}))
+    (a, ha), (b, hb) = runs
+    assert a == b
+    for key in ("loss", "grad_norm"):
+        np.testing.assert_array_equal(ha[key], hb[key])
+    code, _, err = cli("check", case, "--set", "training.threads=0")
+    assert code == 2 and "training.threads" in err
+
+
 @pytest.mark.parametrize("extra", [
     ["lattice.variables=whitened"],
     ["lattice.variables=whitened", "model.family=lattice_conv", "model.kernel=3",
@@ -254,7 +283,7 @@ def test_relaxation_matches_the_original_codes_published_values():
 @pytest.mark.slow
 def test_L4_critical_case_meets_the_acceptance(cli, tmp_path):
     """Acceptance 2: L = 4 at beta_c, variational ln Z/N within 0.5 % of brute force
-    (measured 0.29 %), importance estimate within 3 standard errors (measured 0.42)."""
+    (measured 0.28 %), importance estimate within 3 standard errors (measured 0.2)."""
     from .conftest import CASES
 
     code, stdout, err = cli("run", CASES / "ising_L4_critical.toml", "-o", tmp_path / "r.h5",
@@ -294,9 +323,9 @@ def test_L8_composed_flow_from_the_gaussian(cli, tmp_path):
     """cases/ising_L8_critical.toml: a symmetry-composed flow from N(0, I) at beta_c, warmed
     up through beta = 0.3 and 0.4 (training.anneal_betas), with training.shards = 1 and 2.
     Issue 18 asks the variational estimate within 1.5 % (measured 0.86 % with one shard), the
-    importance estimate within 3 standard errors (measured 0.96, ESS fraction 0.35), the two
+    importance estimate within 3 standard errors (measured 0.99, ESS fraction 0.34), the two
     shardings within 0.3 % of each other (measured 2.9e-6 relative); the log-density carried consistently (log-det
-    check; 7.7e-8 measured). 2 x 25 min on a quiet 2-core machine (61 min each at load 6)."""
+    check; 7.8e-8 measured). 2 x 7 min with one thread beside another job."""
     from .conftest import CASES
 
     summaries = []
@@ -338,20 +367,19 @@ def test_L16_critical_case_meets_the_acceptance(cli, tmp_path):
 
 @pytest.mark.slow
 def test_L16_composed_flow_from_the_gaussian(cli, tmp_path):
-    """cases/ising_L16_maflow.toml: the symmetry-composed flow from N(0, I) at L = 16, warmed
-    up through beta = 0.3 and 0.4, evaluated with averaged parameters. Issue 18 asks 1.5 %;
-    the case reaches 1.62 % (measured under mpiexec -n 2), so the test holds it to 1.75 %, the
-    annealed estimate within 3 standard errors (measured 2.9), the log-det check within the
-    1e-5 per site asked (8.2e-8). The test runs it in one process (the same arithmetic as two
-    ranks): about 45 min with two threads on a quiet 2-core machine (estimated from 2.0
-    iterations per second, not timed), 31 min under mpiexec -n 2."""
+    """cases/ising_L16_maflow.toml: the symmetry-composed flow (width 1024) from N(0, I) at
+    L = 16, warmed up through beta = 0.3 and 0.4, evaluated with averaged parameters. Issue 18
+    asks 1.5 %; the case reaches 1.27 % (measured under mpiexec -n 2), the annealed estimate
+    within 3 standard errors (measured 0.6), the log-det check within the 1e-5 per site asked
+    (2.7e-7). The test runs it in one process, its two shards on two threads (the same
+    arithmetic as two ranks); 38 min under mpiexec -n 2 on a quiet 2-core machine."""
     from .conftest import CASES
 
     code, stdout, err = cli("run", CASES / "ising_L16_maflow.toml", "-o", tmp_path / "r.h5",
                             "--json")
     assert code == 0, err
     s = json_line(stdout)["summary"]
-    assert s["relative_error_variational"] <= 0.0175
+    assert s["relative_error_variational"] <= 0.015
     assert s["lnZ_per_site_variational"] < s["lnZ_per_site_exact"]
     assert s["ais_error_in_stderr"] <= 3.0
     assert s["logdet_error_per_site"] <= 1e-5

@@ -33,7 +33,7 @@ import numpy as np
 
 _LOG2 = math.log(2.0)
 
-_jit = numba.njit(cache=True, error_model="numpy")
+_jit = numba.njit(cache=True, error_model="numpy", nogil=True)
 
 
 def _exp_neg_abs(z, k):

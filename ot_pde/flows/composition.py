@@ -43,6 +43,7 @@ import numpy as np
 
 from .potentials import signed_permutation_group
 from .potentials.base import WrapsParameters
+from .potentials.cotangents import DenseCotangentSum
 
 PER = ("step", "stage")
 
@@ -128,6 +129,12 @@ class Composition(WrapsParameters):
         """Draws per step: 1, or the scheme's stages."""
         return 1 if self.per == "step" else int(n_stages)
 
+    def cotangent_sink(self, rows: int | None = None):
+        """The potential's sink: the acted potentials add their cotangents to it."""
+        if hasattr(self.potential, "cotangent_sink"):
+            return self.potential.cotangent_sink(rows)
+        return DenseCotangentSum()
+
     def draw(self, rng: np.random.Generator, batch: int, n_steps: int, n_stages: int):
         """Element indices ``(batch, n_steps, k)`` (numpy int64), uniform over the group."""
         return rng.integers(0, self.order, size=(batch, n_steps, self.stages(n_stages)))
@@ -144,7 +151,8 @@ class Acted:
     r""":math:`\varphi_{g_b}(x) = \varphi(g_b x)` for one signed permutation per sample.
 
     Implements the part of the potential interface the integrators use: ``grad``,
-    ``grad_and_laplacian``, ``hvp``, ``grad_laplacian`` and the fused ``vjp``, each by
+    ``grad_and_laplacian``, ``hvp``, ``grad_laplacian``, the fused ``vjp`` and the adjoint's
+    ``grad_and_laplacian_with_state`` and ``vjp_into``, each by
     gathering the inputs into the acted frame, evaluating :math:`\varphi` and pulling vectors
     back with :math:`g^T` (the parameter cotangent is :math:`\varphi`'s at the acted inputs).
     """
@@ -183,3 +191,19 @@ class Acted:
     def vjp(self, x, t, a, b):
         x_bar, theta_bar = self.potential.vjp(self.forward(x), t, self.forward(a), b)
         return self.back(x_bar), theta_bar
+
+    def grad_and_laplacian_with_state(self, x, t):
+        """The state keeps the acted inputs :math:`g_b x_b` beside the potential's own."""
+        if not hasattr(self.potential, "grad_and_laplacian_with_state"):
+            return (*self.grad_and_laplacian(x, t), None)
+        acted = self.forward(x)
+        g, lap, state = self.potential.grad_and_laplacian_with_state(acted, t)
+        return self.back(g), lap, (acted, state)
+
+    def vjp_into(self, sink, x, t, a, b, state=None):
+        acted, inner = (self.forward(x), None) if state is None else state
+        if not hasattr(self.potential, "vjp_into"):
+            x_bar, theta_bar = self.potential.vjp(acted, t, self.forward(a), b)
+            sink.add(theta_bar)
+            return self.back(x_bar)
+        return self.back(self.potential.vjp_into(sink, acted, t, self.forward(a), b, inner))

@@ -63,14 +63,21 @@ Memory versus time
     (``n_steps * s * B * d`` floats: 26 MB for the Ising setting of the 2018 paper, L = 16,
     batch 64, 50 RK4 steps). Recomputing them from the step starts instead cost ``s - 1``
     extra gradient evaluations per step in the backward sweep (3 for rk4, 1 for midpoint),
-    each two of the potential's matrix products, beside the step's 4 forward evaluations (2
-    products each) and 4 fused adjoint products (5 each): 6 of 34 products per RK4 step.
+    each two of the potential's matrix products. It also keeps what each field offers for
+    its adjoint (``grad_and_laplacian_with_state``: a hidden layer's pre-activations,
+    ``n_steps * s * B * m`` floats, and a composed flow's acted inputs), so the backward
+    sweep does not recompute them, and the parameter cotangents of all stages go to one
+    running sum from the potential (``cotangent_sink``), which a hidden layer fills with
+    rows and multiplies a few thousand rows at a time
+    (:mod:`ot_pde.flows.potentials.cotangents`). Per RK4 stage of a hidden layer that leaves
+    two matrix products forward and two backward, plus the buffered products: at the 2018
+    setting one float32 training iteration went from 0.53 s to 0.20 s on the 2-core machine.
 
 Arrays live on the array module of the inputs (numpy or cupy); times are Python floats. The
 potential follows the interface of :mod:`ot_pde.flows.potentials` (``grad``,
 ``grad_and_laplacian``, ``hvp``, ``grad_laplacian``, ``param_vjp``); where it has the fused
-``vjp(x, t, a, b)`` each adjoint stage is one call instead of three. Nothing here reads files
-or prints.
+``vjp(x, t, a, b)`` (or ``vjp_into``) each adjoint stage is one call instead of three.
+Nothing here reads files or prints.
 """
 from __future__ import annotations
 
@@ -80,6 +87,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..backends import get_array_module
+from .potentials.cotangents import DenseCotangentSum
 
 DIRECTIONS = ("forward", "backward")
 
@@ -133,6 +141,11 @@ class Trajectory:
     actions : array or None
         The group-element draws of a composed flow (:mod:`ot_pde.flows.composition`),
         ``(B, N, k)``; None for a plain potential.
+    states : tuple of tuples or None
+        What each stage's field kept of its forward evaluation for the adjoint (a hidden
+        layer's pre-activations; None where a field keeps nothing or the stage computed no
+        Laplacian). Valid for the parameters of the forward pass only: the adjoint must run
+        before the parameters change, as it always had to.
     """
 
     scheme: str
@@ -140,6 +153,7 @@ class Trajectory:
     times: tuple[float, ...]
     stages: tuple
     actions: object = None
+    states: tuple | None = None
 
 
 def standard_normal_log_prob(z):
@@ -216,9 +230,11 @@ def stage_input(tab: Tableau, i: int, x, h: float, slopes: list):
     return xi
 
 
-def _step(fields, tab: Tableau, x, l, t: float, h: float, positions: list | None = None):
+def _step(fields, tab: Tableau, x, l, t: float, h: float, positions: list | None = None,
+          states: list | None = None):
     """One explicit RK step of (x, l); Laplacians only where they enter the update. The
-    stage positions are appended to ``positions`` if given."""
+    stage positions are appended to ``positions`` if given, and what each field keeps for
+    its adjoint (``grad_and_laplacian_with_state``) to ``states`` if given."""
     grads = []
     dx = 0.0
     dl = 0.0
@@ -227,12 +243,18 @@ def _step(fields, tab: Tableau, x, l, t: float, h: float, positions: list | None
         if positions is not None:
             positions.append(xi)
         ti = t + tab.c[i] * h
+        state = None
         if tab.b[i] != 0.0:
-            g, lap = fields[i].grad_and_laplacian(xi, ti)
+            if states is not None and hasattr(fields[i], "grad_and_laplacian_with_state"):
+                g, lap, state = fields[i].grad_and_laplacian_with_state(xi, ti)
+            else:
+                g, lap = fields[i].grad_and_laplacian(xi, ti)
             dx = dx + tab.b[i] * g
             dl = dl + tab.b[i] * lap
         else:
             g = fields[i].grad(xi, ti)
+        if states is not None:
+            states.append(state)
         grads.append(g)
     return x + h * dx, l - h * dl
 
@@ -279,14 +301,17 @@ def integrate(potential, x0, l0, *, T: float = 1.0, n_steps: int, scheme: str = 
     tab = _check_run(potential, x0, l0, T, n_steps, scheme, direction, actions)
     h, times = _step_times(float(T), int(n_steps), direction)
     x, l = x0, l0
-    stages = []
+    stages, states = [], []
     for n, t in enumerate(times):
         positions = [] if store else None
-        x, l = _step(_fields(potential, actions, n, tab.stages), tab, x, l, t, h, positions)
+        kept = [] if store else None
+        x, l = _step(_fields(potential, actions, n, tab.stages), tab, x, l, t, h, positions,
+                     kept)
         if store:
             stages.append(tuple(positions))
+            states.append(tuple(kept))
     if store:
-        return x, l, Trajectory(scheme, h, times, tuple(stages), actions)
+        return x, l, Trajectory(scheme, h, times, tuple(stages), actions, tuple(states))
     return x, l
 
 
@@ -316,8 +341,12 @@ def integrate_adjoint(potential, trajectory: Trajectory, lam_x, lam_l):
     """
     tab = SCHEMES[trajectory.scheme]
     h = trajectory.h
-    grad_theta = 0.0  # becomes an (n_params,) array at the first stage (n_steps >= 1)
+    # the parameter cotangents of all stages, summed by the potential's own sink (a hidden
+    # layer multiplies the rows of many stages at once) or stage by stage
     n_steps = len(trajectory.times)
+    rows = 2 * lam_x.shape[0] * n_steps * tab.stages  # [g; s] rows of every stage
+    sink = (potential.cotangent_sink(rows) if hasattr(potential, "cotangent_sink")
+            else DenseCotangentSum())
     for n in reversed(range(n_steps)):
         t, stages = trajectory.times[n], trajectory.stages[n]
         fields = _fields(potential, trajectory.actions, n, tab.stages)
@@ -332,27 +361,34 @@ def integrate_adjoint(potential, trajectory: Trajectory, lam_x, lam_l):
             # The l-cotangent of stage i gets h*b_i*lam_l plus sum_j h*a_ji*mu_j^l, and
             # mu_j^l = 0 because f does not depend on l.
             kl = (h * tab.b[i]) * lam_l
-            mu[i], theta_bar = _rhs_vjp(fields[i], stages[i], ti, kx, kl)
-            grad_theta = grad_theta + theta_bar
+            state = None if trajectory.states is None else trajectory.states[n][i]
+            mu[i] = _rhs_vjp(fields[i], stages[i], ti, kx, kl, sink, state)
             new_lam_x = new_lam_x + mu[i]
         lam_x = new_lam_x
         # lam_l += sum_i mu_i^l = 0: the l-cotangent is constant across steps.
-    return lam_x, lam_l, to_host(grad_theta)
+    return lam_x, lam_l, to_host(sink.result())
 
 
-def _rhs_vjp(potential, x, t: float, kx, kl):
+def _rhs_vjp(potential, x, t: float, kx, kl, sink, state=None):
     r"""Cotangents of :math:`f = (\nabla\varphi, -\Delta\varphi)` at ``x`` for a cotangent of ``f``.
 
     With the cotangent :math:`(\kappa_x, \kappa_l)`, returns
-    :math:`\nabla^2\varphi\,\kappa_x - \kappa_l\nabla\Delta\varphi` and
-    :math:`\partial_\theta[\kappa_x\cdot\nabla\varphi - \kappa_l\Delta\varphi]`. Potentials with a
-    fused ``vjp(x, t, a, b)`` (those of :mod:`ot_pde.flows.potentials`) give both in one pass;
-    otherwise ``hvp``, ``grad_laplacian`` and ``param_vjp`` are combined.
+    :math:`\nabla^2\varphi\,\kappa_x - \kappa_l\nabla\Delta\varphi` and adds
+    :math:`\partial_\theta[\kappa_x\cdot\nabla\varphi - \kappa_l\Delta\varphi]` to ``sink``.
+    Potentials with a fused ``vjp_into`` or ``vjp(x, t, a, b)`` (those of
+    :mod:`ot_pde.flows.potentials`) give both in one pass; otherwise ``hvp``,
+    ``grad_laplacian`` and ``param_vjp`` are combined. ``state`` is what the field kept of
+    its forward evaluation at ``x`` (see :func:`_step`).
     """
+    if hasattr(potential, "vjp_into"):
+        return potential.vjp_into(sink, x, t, kx, -kl, state)
     if hasattr(potential, "vjp"):
-        return potential.vjp(x, t, kx, -kl)
-    return (potential.hvp(x, t, kx) - kl[:, None] * potential.grad_laplacian(x, t),
-            potential.param_vjp(x, t, kx, -kl))
+        x_bar, theta_bar = potential.vjp(x, t, kx, -kl)
+    else:
+        x_bar = potential.hvp(x, t, kx) - kl[:, None] * potential.grad_laplacian(x, t)
+        theta_bar = potential.param_vjp(x, t, kx, -kl)
+    sink.add(theta_bar)
+    return x_bar
 
 
 def to_host(a) -> np.ndarray:

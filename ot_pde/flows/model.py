@@ -121,6 +121,16 @@ SHARDS_FIELD = Field(
         "takes whole shards), so set it to a multiple of the ranks you will use")
 
 
+#: ``[training]`` key of the kinds that train data-parallel (Trainer's ``threads``)
+THREADS_FIELD = Field(
+    "int", 1, minimum=1, maximum=64,
+    doc="threads a process computes its shards on, one BLAS thread each: started with "
+        "OPENBLAS_NUM_THREADS=1 the loss history is that of one thread and of MPI ranks, to "
+        "the bit (each shard's arithmetic is unchanged, the shards are summed in order), "
+        "otherwise to round-off; with shards = 2 and threads = 2 one process uses two cores "
+        "the way two MPI ranks do")
+
+
 #: ``[training]`` key of the kinds that may train in single precision
 DTYPE_FIELD = Field(
     "str", "float64", choices=("float64", "float32"),

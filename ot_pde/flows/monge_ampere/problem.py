@@ -37,6 +37,7 @@ from ..fv import cell_centers, solve_continuity_2d
 from ..integrators import log_density, sample, standard_normal_log_prob, to_host
 from ..model import (
     SHARDS_FIELD,
+    THREADS_FIELD,
     build_potential,
     check_model,
     checked_shards,
@@ -68,6 +69,7 @@ SCHEMA = make_schema({
                                "variational (target density known); none: fixed potential"),
         **training_fields(),
         "shards": SHARDS_FIELD,
+        "threads": THREADS_FIELD,
         "n_train": Field("int", 20000, minimum=1, doc="training samples drawn from the target "
                                                      "(at most this many from a file; digits: "
                                                      "unused, a fixed split)"),
@@ -161,7 +163,8 @@ class MongeAmpereFlowProblem(EvaluatedOnce, Problem):
                               optimizer=Adam(potential.n_params, lr=c.get("training.lr")),
                               seed=np.random.default_rng(self._seeds["batches"]),
                               xp=backend.xp, shards=checked_shards(c, self.comm),
-                              comm=self.comm, **self._flow())
+                              comm=self.comm, threads=c.get("training.threads"),
+                              **self._flow())
         return TrainingRun(potential, trainer, c.get("training.iterations"),
                            c.get("training.lr"), c.get("training.lr_final"))
 

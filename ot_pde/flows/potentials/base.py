@@ -7,6 +7,7 @@ import math
 import numpy as np
 
 from ...backends import Backend, as_backend
+from .cotangents import DenseCotangentSum
 
 _LOG2 = math.log(2.0)
 
@@ -228,6 +229,26 @@ class Potential:
         x = self._x(x)
         a = self._vectors(a, x.shape[0], "a")
         return self._vjp(x, t, a, self._rows(b, x.shape[0], "b"), want_params=True)
+
+    def cotangent_sink(self, rows: int | None = None):
+        """An empty running sum of parameter cotangents for :meth:`vjp_into`
+        (:mod:`.cotangents`); its ``result()`` is the ``(n_params,)`` sum. ``rows``: how many
+        cotangent rows will come at most (a buffering sink allocates no more)."""
+        return DenseCotangentSum()
+
+    def grad_and_laplacian_with_state(self, x, t):
+        """:meth:`grad_and_laplacian` and what :meth:`vjp_into` may reuse at the same ``x``
+        and ``t`` (None here; a hidden layer keeps its pre-activations)."""
+        return (*self.grad_and_laplacian(x, t), None)
+
+    def vjp_into(self, sink, x, t, a, b, state=None):
+        """:meth:`vjp` whose parameter cotangent is added to ``sink`` (from
+        :meth:`cotangent_sink`); returns ``x_bar``. ``state`` is what
+        :meth:`grad_and_laplacian_with_state` returned at the same ``x`` and ``t``. Families
+        whose cotangents are cheaper summed over many stages at once override these."""
+        x_bar, theta_bar = self.vjp(x, t, a, b)
+        sink.add(theta_bar)
+        return x_bar
 
     def hvp(self, x, t, v):
         r""":math:`\nabla_x^2\varphi(x_i, t)\,v_i`, shape ``(B, d)``."""

@@ -7,6 +7,7 @@ import numpy as np
 
 from ...backends import NUMBA
 from .base import ACTIVATIONS, Potential
+from .cotangents import DEFAULT_ROWS, HiddenLayerCotangents
 
 
 def _numba_kernels():
@@ -188,18 +189,22 @@ class OneHiddenLayer(Potential):
         return self._sigma(self.xp, z) @ w2
 
     def grad_and_laplacian(self, x, t):
+        return self.grad_and_laplacian_with_state(x, t)[:2]
+
+    def grad_and_laplacian_with_state(self, x, t):
+        """The state is the pre-activations and their layout, ``(z, transposed)``."""
         x = self._x(x)
         W1, w2 = self._views["W1"], self._views["w2"]
         n = self._norms()
         if self._kernels is not None:
             z, tr = self._pre_numba(x, t)
             u, lap = self._kernels.grad_lap_rows(z, w2, n, self._code, tr)
-            return self._u_times_W1(u, tr), lap
+            return self._u_times_W1(u, tr), lap, (z, tr)
         z = self._pre(x, t)
         d1, d2, _ = self._derivs(self.xp, z, False)
         u = d1 * w2
         lap = d2 @ (w2 * n)
-        return u @ W1, lap
+        return u @ W1, lap, (z, False)
 
     def value_grad_and_laplacian(self, x, t):
         # one product X W^T serves all three (the separate calls would compute it twice)
@@ -246,29 +251,55 @@ class OneHiddenLayer(Potential):
         d3 = self._derivs(self.xp, z, True)[2]
         return (d3 * (w2 * self._norms())) @ W1
 
-    def _vjp(self, x, t, a, b, want_params):
+    def _vjp_rows(self, x, t, a, b, state=None):
+        r"""The cotangent rows of one stage: :math:`g`, :math:`s = w\odot\sigma'`,
+        :math:`\bar w` and :math:`q = \sum_i b_i\sigma''_i` (see the class docstring).
+        ``state`` holds the pre-activations at ``x`` if the forward pass kept them."""
         xp = self.xp
-        z = self._pre(x, t)
+        if state is None:
+            z = self._pre(x, t)
+        else:
+            z, transposed = state
+            z = xp.ascontiguousarray(z.T) if transposed else z
         W1, w2 = self._views["W1"], self._views["w2"]
         n = self._norms()
-        batch = x.shape[0]
         p = xp.zeros_like(z) if a is None else a @ W1.T
         if b is None:
-            b = xp.zeros(batch, dtype=self.dtype)
+            b = xp.zeros(x.shape[0], dtype=self.dtype)
         if self._kernels is not None:
-            g, s1, dw2, q = self._kernels.vjp_cols(z, p, xp.ascontiguousarray(b), w2, n,
-                                                    self._code)
-        else:
-            d1, d2, d3 = self._derivs(xp, z, True)
-            g = w2 * (p * d2 + b[:, None] * n * d3)
-            s1 = w2 * d1
-            q = b @ d2
-            dw2 = (p * d1).sum(axis=0) + n * q
+            return self._kernels.vjp_cols(z, p, xp.ascontiguousarray(b), w2, n, self._code)
+        d1, d2, d3 = self._derivs(xp, z, True)
+        q = b @ d2
+        return (w2 * (p * d2 + b[:, None] * n * d3), w2 * d1,
+                (p * d1).sum(axis=0) + n * q, q)
+
+    def _vjp(self, x, t, a, b, want_params):
+        W1, w2 = self._views["W1"], self._views["w2"]
+        g, s1, dw2, q = self._vjp_rows(x, t, a, b)
         x_bar = g @ W1
         if not want_params:
             return x_bar, None
         return x_bar, hidden_layer_cotangent(self, t, g, g.T @ x + 2.0 * (w2 * q)[:, None] * W1,
                                              dw2, None if a is None else s1.T @ a)
+
+    def cotangent_sink(self, rows: int | None = None):
+        """A :class:`~.cotangents.HiddenLayerCotangents` for :meth:`vjp_into`, its buffers
+        no longer than ``rows`` (the rows that will come) or the default."""
+        return HiddenLayerCotangents(self, DEFAULT_ROWS if rows is None
+                                     else min(int(rows), DEFAULT_ROWS))
+
+    def vjp_into(self, sink, x, t, a, b, state=None):
+        r""":meth:`vjp` whose parameter cotangent is added to ``sink`` (from
+        :meth:`cotangent_sink`) instead of returned: the sink multiplies the rows of many
+        stages at once. ``state``, from :meth:`grad_and_laplacian_with_state` at the same
+        ``x`` and ``t`` and unchanged parameters, saves recomputing the pre-activations.
+        Returns ``x_bar``."""
+        x = self._x(x)
+        a = None if a is None else self._vectors(a, x.shape[0], "a")
+        b = None if b is None else self._rows(b, x.shape[0], "b")
+        g, s1, dw2, q = self._vjp_rows(x, t, a, b, state)
+        sink.add(t, g, x, s1, a, dw2, q)
+        return g @ self._views["W1"]
 
     def _check_time(self):
         if not self.time_dependent:

@@ -24,6 +24,7 @@ from ...errors import InputError
 from ...flows.model import (
     DTYPE_FIELD,
     SHARDS_FIELD,
+    THREADS_FIELD,
     build_potential,
     check_model,
     checked_dtype,
@@ -100,7 +101,8 @@ SCHEMA = make_schema({
                                      "lattice_reflections"), composable=True),
     "time": time_section(T=1.0, n_steps=10),
     "training": Section({**training_fields(iterations=1000, batch_size=64, lr=1e-2),
-                         "shards": SHARDS_FIELD, "dtype": DTYPE_FIELD,
+                         "shards": SHARDS_FIELD, "threads": THREADS_FIELD,
+                         "dtype": DTYPE_FIELD,
                          "anneal_betas": Field(
                              "float_list", None, exclusive_minimum=0.0,
                              doc="warm-up: train first at each of these inverse temperatures "
@@ -396,7 +398,7 @@ class IsingVariationalProblem(Problem):
                           seed=np.random.default_rng(self._seeds["batches"]), xp=backend.xp,
                           shards=checked_shards(c, self.comm), comm=self.comm,
                           dtype=self.dtype, clip_norm=c.get("training.clip_norm"),
-                          **flow_options(c))
+                          threads=c.get("training.threads"), **flow_options(c))
         run = ScanRun if c.get("scan.betas") else IsingTrainingRun
         return run(potential, trainer, self.training_stages(), c.get("training.lr"),
                    c.get("training.lr_final"), c.get("training.average_decay"))
