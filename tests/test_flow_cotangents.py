@@ -187,8 +187,6 @@ def test_threaded_shards_are_the_serial_bits(backend, dtype):
 def test_threaded_shards_agree_to_round_off_and_check_their_count():
     """With BLAS started on several threads (this process) the threaded shards still agree
     with the serial run to round-off; a thread count below 1 is refused."""
-    from ot_pde.flows import training as tr
-
     namespace = {}
     exec(_THREADED.split("backend, dtype =")[0], namespace)
     serial, threaded = (namespace["trainer"](n, BACKENDS[-1], np.float64) for n in (1, 3))
@@ -199,4 +197,3 @@ def test_threaded_shards_agree_to_round_off_and_check_their_count():
                                rtol=0, atol=1e-10)
     with pytest.raises(ValueError, match="threads"):
         namespace["trainer"](0, BACKENDS[-1], np.float64)
-    assert isinstance(threaded, tr.Trainer)

@@ -43,7 +43,6 @@ import numpy as np
 
 from .potentials import signed_permutation_group
 from .potentials.base import WrapsParameters
-from .potentials.cotangents import DenseCotangentSum
 
 PER = ("step", "stage")
 
@@ -131,9 +130,7 @@ class Composition(WrapsParameters):
 
     def cotangent_sink(self, rows: int | None = None):
         """The potential's sink: the acted potentials add their cotangents to it."""
-        if hasattr(self.potential, "cotangent_sink"):
-            return self.potential.cotangent_sink(rows)
-        return DenseCotangentSum()
+        return self.potential.cotangent_sink(rows)
 
     def draw(self, rng: np.random.Generator, batch: int, n_steps: int, n_stages: int):
         """Element indices ``(batch, n_steps, k)`` (numpy int64), uniform over the group."""
@@ -194,16 +191,10 @@ class Acted:
 
     def grad_and_laplacian_with_state(self, x, t):
         """The state keeps the acted inputs :math:`g_b x_b` beside the potential's own."""
-        if not hasattr(self.potential, "grad_and_laplacian_with_state"):
-            return (*self.grad_and_laplacian(x, t), None)
         acted = self.forward(x)
         g, lap, state = self.potential.grad_and_laplacian_with_state(acted, t)
         return self.back(g), lap, (acted, state)
 
     def vjp_into(self, sink, x, t, a, b, state=None):
         acted, inner = (self.forward(x), None) if state is None else state
-        if not hasattr(self.potential, "vjp_into"):
-            x_bar, theta_bar = self.potential.vjp(acted, t, self.forward(a), b)
-            sink.add(theta_bar)
-            return self.back(x_bar)
         return self.back(self.potential.vjp_into(sink, acted, t, self.forward(a), b, inner))

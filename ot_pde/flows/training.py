@@ -309,7 +309,7 @@ class Trainer:
         shard's arithmetic unchanged and the results summed in shard order. In a process
         started with ``OPENBLAS_NUM_THREADS=1`` that gives the bits of one thread and of MPI
         ranks of one thread each (tested); started with more BLAS threads, the history
-        differs from them by round-off (measured at L = 16: 4e-16 relative in the first
+        differs from them by round-off (measured at L = 16: 6e-16 relative in the first
         loss). Two shards on two threads use both cores of a 2-core machine as two MPI
         ranks do.
     clip_norm : float, optional
