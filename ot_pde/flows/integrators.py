@@ -65,10 +65,10 @@ Memory versus time
     extra gradient evaluations per step in the backward sweep (3 for rk4, 1 for midpoint),
     each two of the potential's matrix products. It also keeps what each field offers for
     its adjoint (``grad_and_laplacian_with_state``: a hidden layer's pre-activations,
-    ``n_steps * s * B * m`` floats, and a composed flow's acted inputs), so the backward
-    sweep does not recompute them, and the parameter cotangents of all stages go to one
-    running sum from the potential (``cotangent_sink``), which a hidden layer fills with
-    rows and multiplies a few thousand rows at a time
+    ``n_steps * s * B * m`` floats, and its row norms; a composed flow's acted inputs), so
+    the backward sweep does not recompute them, and the parameter cotangents of all stages
+    go to one running sum from the potential (``cotangent_sink``), which a hidden layer
+    fills with rows and multiplies a few thousand rows at a time
     (:mod:`ot_pde.flows.potentials.cotangents`). Per RK4 stage of a hidden layer that leaves
     two matrix products forward and two backward, plus the buffered products: at the 2018
     setting one float32 training iteration went from 0.53 s to 0.20 s on the 2-core machine.

@@ -40,7 +40,7 @@ from __future__ import annotations
 import json
 import math
 from concurrent.futures import ThreadPoolExecutor, wait
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Callable
 
 import numpy as np
@@ -388,23 +388,28 @@ class Trainer:
                                  n_steps=self.n_steps, scheme=self.scheme, total=total,
                                  actions=None if actions is None else actions[lo:hi])
 
-        if self.threads > 1 and len(mine) > 1:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(max_workers=self.threads,
-                                                thread_name_prefix="ot-pde-shard")
-                self._blas = ThreadpoolController()  # finds the loaded BLAS once
-            # one BLAS thread per shard: BLAS's own threads on top of ours would oversubscribe
-            # the cores, and its thread count changes the round-off
-            with self._blas.limit(limits=1, user_api="blas"):
+        threaded = self.threads > 1 and len(mine) > 1
+        if threaded and self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=self.threads,
+                                            thread_name_prefix="ot-pde-shard")
+        # One BLAS thread per shard: BLAS's own threads on top of ours would oversubscribe the
+        # cores, and its thread count changes the round-off. The limit also covers the
+        # gradient's norm: after a call on several threads OpenBLAS's idle workers spin for a
+        # while, and the next step's shards then shared the cores with them (a step at
+        # L = 16 took 175 instead of 125 ms). The BLAS libraries are looked up at every step
+        # (0.6 ms): one loaded later (scipy's, during the first step) would keep its threads.
+        blas = ThreadpoolController().limit(limits=1, user_api="blas") if threaded else None
+        with blas or nullcontext():
+            if threaded:
                 futures = [self._pool.submit(shard_part, k) for k in mine]
                 # every shard finishes before an error propagates: none may still read the
                 # parameters when the caller goes on (a checkpoint, the averaged estimators)
                 wait(futures)
-            parts = [f.result() for f in futures]  # in shard order
-        else:
-            parts = [shard_part(k) for k in mine]
-        value, grad = sum_shards(parts, self.comm)
-        grad_norm = float(np.linalg.norm(grad))
+                parts = [f.result() for f in futures]  # in shard order
+            else:
+                parts = [shard_part(k) for k in mine]
+            value, grad = sum_shards(parts, self.comm)
+            grad_norm = float(np.linalg.norm(grad))
         if not (math.isfinite(value) and np.all(np.isfinite(grad))):
             raise NumericalError(f"{self.objective.name}: non-finite loss ({value}) or gradient "
                                  f"(norm {grad_norm}) at iteration {self.iteration}")

@@ -192,19 +192,20 @@ class OneHiddenLayer(Potential):
         return self.grad_and_laplacian_with_state(x, t)[:2]
 
     def grad_and_laplacian_with_state(self, x, t):
-        """The state is the pre-activations and their layout, ``(z, transposed)``."""
+        """The state is the pre-activations, their layout and the row norms,
+        ``(z, transposed, n)``."""
         x = self._x(x)
         W1, w2 = self._views["W1"], self._views["w2"]
         n = self._norms()
         if self._kernels is not None:
             z, tr = self._pre_numba(x, t)
             u, lap = self._kernels.grad_lap_rows(z, w2, n, self._code, tr)
-            return self._u_times_W1(u, tr), lap, (z, tr)
+            return self._u_times_W1(u, tr), lap, (z, tr, n)
         z = self._pre(x, t)
         d1, d2, _ = self._derivs(self.xp, z, False)
         u = d1 * w2
         lap = d2 @ (w2 * n)
-        return u @ W1, lap, (z, False)
+        return u @ W1, lap, (z, False, n)
 
     def value_grad_and_laplacian(self, x, t):
         # one product X W^T serves all three (the separate calls would compute it twice)
@@ -254,15 +255,15 @@ class OneHiddenLayer(Potential):
     def _vjp_rows(self, x, t, a, b, state=None):
         r"""The cotangent rows of one stage: :math:`g`, :math:`s = w\odot\sigma'`,
         :math:`\bar w` and :math:`q = \sum_i b_i\sigma''_i` (see the class docstring).
-        ``state`` holds the pre-activations at ``x`` if the forward pass kept them."""
+        ``state`` holds the pre-activations and row norms at ``x`` if the forward pass kept
+        them."""
         xp = self.xp
         if state is None:
-            z = self._pre(x, t)
+            z, n = self._pre(x, t), self._norms()
         else:
-            z, transposed = state
+            z, transposed, n = state
             z = xp.ascontiguousarray(z.T) if transposed else z
         W1, w2 = self._views["W1"], self._views["w2"]
-        n = self._norms()
         p = xp.zeros_like(z) if a is None else a @ W1.T
         if b is None:
             b = xp.zeros(x.shape[0], dtype=self.dtype)
