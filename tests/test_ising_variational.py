@@ -283,7 +283,7 @@ def test_relaxation_matches_the_original_codes_published_values():
 @pytest.mark.slow
 def test_L4_critical_case_meets_the_acceptance(cli, tmp_path):
     """Acceptance 2: L = 4 at beta_c, variational ln Z/N within 0.5 % of brute force
-    (measured 0.28 %), importance estimate within 3 standard errors (measured 0.2)."""
+    (measured 0.29 %), importance estimate within 3 standard errors (measured 0.4)."""
     from .conftest import CASES
 
     code, stdout, err = cli("run", CASES / "ising_L4_critical.toml", "-o", tmp_path / "r.h5",
