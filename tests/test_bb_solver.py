@@ -32,8 +32,11 @@ def test_averaging_solve_equals_dense_inverse(n_faces, backend_name, monkeypatch
     rng = np.random.default_rng(1)
     zu = [rng.normal(size=(n_faces, 4)), rng.normal(size=(n_faces - 1, 5))]
     zv = [rng.normal(size=(n_faces - 1, 4)), rng.normal(size=(n_faces - 1, 4))]
-    u, v = solver._project_interpolation([backend.asarray(z) for z in zu],
-                                         [backend.asarray(z) for z in zv])
+    solver._zu = [backend.asarray(z) for z in zu]
+    solver._zv = [backend.asarray(z) for z in zv]
+    u, v, wu, wv = solver._project_and_reflect()
+    for w, x, z in zip(wu + wv, u + v, zu + zv):  # and the reflections 2 x - z
+        np.testing.assert_allclose(backend.to_numpy(w), 2 * backend.to_numpy(x) - z, atol=1e-13)
     expected = dense @ (zu[0] + a.T @ zv[0])
     np.testing.assert_allclose(backend.to_numpy(u[0]), expected, atol=1e-13)
     np.testing.assert_allclose(backend.to_numpy(v[0]), a @ expected, atol=1e-13)
@@ -52,7 +55,7 @@ def test_small_grids_skip_the_compiled_kernels():
         pytest.skip("numba not installed")
     numba = get_backend("numba")
     small = bb._select_kernels(numba, bb.COMPILED_FROM - 1)
-    assert small.prox is kinetic_prox_numpy and small.interpolation_lines is None
+    assert small.interpolation_lines is None and small.dr_update is bb._dr_update_xp
     assert small.fft is _dct
     assert bb._select_kernels(numba, bb.COMPILED_FROM).interpolation_lines is not None
 
@@ -150,14 +153,14 @@ def test_prox_is_the_minimiser():
 
 @pytest.mark.skipif("numba" not in available_backends(), reason="numba not installed")
 def test_prox_numba_matches_numpy():
-    from ot_pde.spacetime._kernels_numba import kinetic_prox_numba
+    from ot_pde.spacetime._kernels_numba import kinetic_prox_energy_numba
 
     rng = np.random.default_rng(4)
     ft = rng.normal(size=(7, 9, 5)) * 3
     mt = [rng.normal(size=(7, 9, 5)) for _ in range(3)]
     f_np, m_np = kinetic_prox_numpy(ft, mt, 0.3)
     for parallel in (True, False):  # the threaded and the serial kernel (small grids)
-        f_nb, m_nb = kinetic_prox_numba(ft, mt, 0.3, parallel=parallel)
+        f_nb, m_nb, _ = kinetic_prox_energy_numba(ft, mt, 0.3, parallel=parallel)
         np.testing.assert_allclose(f_nb, f_np, rtol=0, atol=1e-14)
         for a, b in zip(m_nb, m_np):
             np.testing.assert_allclose(a, b, rtol=0, atol=1e-14)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from ._prox import MAX_NEWTON
+from ._prox import MAX_NEWTON, kinetic_prox_numpy
 
 
 def _threaded_and_serial(make):
@@ -32,7 +32,8 @@ BLOCK = 1 << 14
 
 #: cells whose Newton iterations run interleaved: one Newton step of every unfinished cell
 #: per pass, so the division chains of neighbouring cells overlap instead of waiting on each
-#: other (each cell still takes exactly the steps of _cubic_root, so the bits are the same)
+#: other (each cell still takes exactly the steps of _prox.cubic_root_numpy's loop, so the bits
+#: are those of the scalar loop this replaced)
 SUB = 256
 
 
@@ -67,7 +68,10 @@ def _prox_block(b, ft, m0, m1, m2, d, gamma, f_out, o0, o1, o2):
                 x[j] = f0
             else:
                 # min(a, cbrt(c)) as in numpy; cbrt (a third of the kernel's time)
-                # only where a < c^(1/3) is not certain despite the rounding of a^3
+                # only where a < c^(1/3) is not certain despite the rounding of a^3 (certain
+                # for every normal c; a subnormal c below ~1e-312 could in theory keep an a
+                # one ulp above cbrt(c): still a start above the root, the result then possibly an
+                # ulp off numpy's)
                 a = cj / ((f0 + gamma) * (f0 + gamma))
                 if not a * a * a < cj * (1.0 - 1e-12):
                     a = min(a, np.cbrt(cj))
@@ -124,8 +128,13 @@ _prox_cells = _threaded_and_serial(_make_prox_cells)
 
 
 def kinetic_prox_energy_numba(ft, mt, gamma, parallel: bool = True):
-    """:func:`._prox.kinetic_prox_numpy`'s ``(f, ms)`` and the kinetic sum of the result
-    (:func:`kinetic_sum_numba`'s bits) from one pass; ``parallel``: threaded kernel."""
+    """:func:`._prox.kinetic_prox_numpy`'s ``(f, ms)`` (to round-off) and the kinetic sum of the
+    result (:func:`kinetic_sum_numba`'s bits) from one pass; ``parallel``: threaded kernel.
+    More than three momentum components (grids of d > 3, which no case file makes) take
+    numpy's prox and the numba sum."""
+    if len(mt) > 3:
+        f, ms = kinetic_prox_numpy(ft, mt, gamma)
+        return f, ms, kinetic_sum_numba(f, ms, parallel)
     shape = ft.shape
     ms = [_flat(m) for m in mt]
     outs = [np.empty(ft.size) for _ in range(len(mt) + 1)]
@@ -135,12 +144,6 @@ def kinetic_prox_energy_numba(ft, mt, gamma, parallel: bool = True):
     _prox_cells[0 if parallel else 1](_flat(ft), *padded_in, len(ms), float(gamma), outs[0],
                                       *padded_out, sums)
     return outs[0].reshape(shape), [m.reshape(shape) for m in outs[1:]], float(sums.sum())
-
-
-def kinetic_prox_numba(ft, mt, gamma, parallel: bool = True):
-    """Same contract as :func:`._prox.kinetic_prox_numpy`; ``parallel``: threaded kernel."""
-    f, ms, _ = kinetic_prox_energy_numba(ft, mt, gamma, parallel)
-    return f, ms
 
 
 def _make_dr_update(loop):
