@@ -88,13 +88,30 @@ def test_prox_energy_is_the_kinetic_sum_of_the_prox(d):
     assert outs[0][2] == outs[1][2]
 
 
-def test_line_solves_return_the_reflections():
+@pytest.mark.parametrize("axis", [0, 1])
+def test_line_solves_return_the_reflections(axis):
+    """Along the first axis (one line block, threaded by chunks) and the contiguous last one:
+    the solve, the reflections, and the serial kernel's bits from the threaded one."""
     rng = np.random.default_rng(3)
-    zu, zv = rng.normal(size=(7, 1100)), rng.normal(size=(6, 1100))  # several chunks
+    shape = [1100, 1100]  # several chunks of lines
+    shape[axis] = 7
+    zu = rng.normal(size=shape)
+    shape[axis] = 6
+    zv = rng.normal(size=shape)
     factors = nb.thomas_factors(7)
-    u, v, wu, wv = nb.interpolation_projection_numba(zu, zv, 0, factors)
+    u, v, wu, wv = nb.interpolation_projection_numba(zu, zv, axis, factors)
     np.testing.assert_array_equal(wu, 2.0 * u - zu)
     np.testing.assert_array_equal(wv, 2.0 * v - zv)
+    serial = nb.interpolation_projection_numba(zu, zv, axis, factors, parallel=False)
+    for a, b in zip((u, v, wu, wv), serial):
+        np.testing.assert_array_equal(a, b)
+    # the solve itself: (Id + A^T A) u = zu + A^T zv along the axis, v = A u
+    a_avg = np.zeros((6, 7))
+    a_avg[np.arange(6), np.arange(6)] = a_avg[np.arange(6), np.arange(6) + 1] = 0.5
+    lhs = np.eye(7) + a_avg.T @ a_avg
+    um, zum, zvm = (np.moveaxis(x, axis, 0) for x in (u, zu, zv))
+    np.testing.assert_allclose(lhs @ um, zum + a_avg.T @ zvm, atol=1e-12)
+    np.testing.assert_allclose(np.moveaxis(v, axis, 0), a_avg @ um, atol=1e-14)
 
 
 def test_state_is_a_copy_of_the_in_place_iterate(monkeypatch):
