@@ -30,6 +30,14 @@ def _threaded_and_serial(make):
 BLOCK = 1 << 14
 
 
+@numba.njit(cache=True, inline="always")
+def _block_bounds(k, n):
+    """Entries ``[lo, hi)`` of block ``k`` of ``n``; signed arithmetic (prange's index is
+    unsigned, and unsigned index arithmetic ran the prox 1.45x slower per thread, measured)."""
+    b = np.int64(k)
+    return b * BLOCK, min(n, (b + 1) * BLOCK)
+
+
 #: cells whose Newton iterations run interleaved: one Newton step of every unfinished cell
 #: per pass, so the division chains of neighbouring cells overlap instead of waiting on each
 #: other (each cell still takes exactly the steps of _prox.cubic_root_numpy's loop, so the bits
@@ -41,15 +49,14 @@ SUB = 256
 def _prox_block(b, ft, m0, m1, m2, d, gamma, f_out, o0, o1, o2):
     # The bracket and the Newton steps of _prox.cubic_root_numpy (see its docstring), per
     # cell of block b; returns the kinetic sum |m|^2 / f of the output over its cells f > 0.
-    # m1, m2 (o1, o2) are ignored beyond d components. A function of its own: inlined in the
-    # prange loop the same code ran 1.6x slower per thread (measured).
-    n = ft.shape[0]
+    # m1, m2 (o1, o2) are ignored beyond d components.
+    lo, hi = _block_bounds(b, ft.shape[0])
     x = np.empty(SUB)
     c = np.empty(SUB)
     active = np.empty(SUB, dtype=np.bool_)
     energy = 0.0
-    for s0 in range(b * BLOCK, min(n, (b + 1) * BLOCK), SUB):
-        cnt = min(n, (b + 1) * BLOCK, s0 + SUB) - s0
+    for s0 in range(lo, hi, SUB):
+        cnt = min(hi, s0 + SUB) - s0
         for j in range(cnt):
             i = s0 + j
             msq = 0.0 + m0[i] * m0[i]
@@ -118,8 +125,7 @@ def _prox_block(b, ft, m0, m1, m2, d, gamma, f_out, o0, o1, o2):
 def _make_prox_cells(loop):
     def kernel(ft, m0, m1, m2, d, gamma, f_out, o0, o1, o2, sums):
         for k in loop(sums.shape[0]):
-            # np.int64: prange's index is unsigned, and the block's index arithmetic with an
-            # unsigned b ran the kernel 1.45x slower per thread (measured)
+            # a signed block index: compiled for an unsigned one, the whole block ran slower
             sums[k] = _prox_block(np.int64(k), ft, m0, m1, m2, d, gamma, f_out, o0, o1, o2)
     return kernel
 
@@ -152,11 +158,11 @@ def _make_dr_update(loop):
         # the sums |x|^2, |y - x|^2, |x - x_prev|^2
         n = z.size
         for k in loop(sums.shape[0]):
-            b = np.int64(k)  # signed index arithmetic (prange's index is unsigned)
+            lo, hi = _block_bounds(k, n)
             sx = 0.0
             sg = 0.0
             sc = 0.0
-            for i in range(b * BLOCK, min(n, (b + 1) * BLOCK)):
+            for i in range(lo, hi):
                 xi = x[i]
                 g = y[i] - xi
                 z[i] = z[i] + alpha * g
@@ -164,9 +170,9 @@ def _make_dr_update(loop):
                 sg += g * g
                 c = xi - x_prev[i]
                 sc += c * c
-            sums[b, 0] = sx
-            sums[b, 1] = sg
-            sums[b, 2] = sc
+            sums[k, 0] = sx
+            sums[k, 1] = sg
+            sums[k, 2] = sc
     return kernel
 
 
@@ -206,15 +212,15 @@ def _make_kinetic(loop):
         n = f.size
         d = m.shape[0]
         for k in loop(sums.shape[0]):
-            b = np.int64(k)  # signed index arithmetic (prange's index is unsigned)
+            lo, hi = _block_bounds(k, n)
             s = 0.0
-            for i in range(b * BLOCK, min(n, (b + 1) * BLOCK)):
+            for i in range(lo, hi):
                 if f[i] > 0.0:
                     msq = 0.0
                     for c in range(d):
                         msq += m[c, i] * m[c, i]
                     s += msq / f[i]
-            sums[b] = s
+            sums[k] = s
     return kernel
 
 
@@ -252,6 +258,15 @@ def thomas_factors(n_faces: int) -> tuple[np.ndarray, np.ndarray]:
 CHUNK = 512
 
 
+@numba.njit(cache=True, inline="always")
+def _line_task(k, chunks, after):
+    """Task ``k`` of a line kernel: ``(before index, first and end after index)``; signed
+    arithmetic, as in :func:`_block_bounds`."""
+    task = np.int64(k)
+    a0 = (task % chunks) * CHUNK
+    return task // chunks, a0, min(after, a0 + CHUNK)
+
+
 def _make_interp_project_lines(loop):
     def kernel(zu, zv, c_prime, inv, u, v, wu, wv):
         # Arrays viewed as (before, axis, after): zu, u, wu have n + 1 faces on the middle axis,
@@ -262,10 +277,7 @@ def _make_interp_project_lines(loop):
         before, nf, after = zu.shape
         chunks = (after + CHUNK - 1) // CHUNK
         for k in loop(before * chunks):
-            task = np.int64(k)  # signed index arithmetic (prange's index is unsigned)
-            b = task // chunks
-            a0 = (task % chunks) * CHUNK
-            a1 = min(after, a0 + CHUNK)
+            b, a0, a1 = _line_task(k, chunks, after)
             for i in range(nf):
                 for a in range(a0, a1):
                     rhs = zu[b, i, a]
@@ -317,10 +329,7 @@ def _make_divergence_lines(loop):
         before, n, after = div.shape
         chunks = (after + CHUNK - 1) // CHUNK
         for k in loop(before * chunks):
-            task = np.int64(k)  # signed index arithmetic (prange's index is unsigned)
-            b = task // chunks
-            a0 = (task % chunks) * CHUNK
-            a1 = min(after, a0 + CHUNK)
+            b, a0, a1 = _line_task(k, chunks, after)
             for i in range(n):
                 for a in range(a0, a1):
                     d = (u[b, i + 1, a] - u[b, i, a]) * inv_h
@@ -350,10 +359,7 @@ def _make_add_gradient_lines(loop):
         before, n, after = lam.shape
         chunks = (after + CHUNK - 1) // CHUNK
         for k in loop(before * chunks):
-            task = np.int64(k)  # signed index arithmetic (prange's index is unsigned)
-            b = task // chunks
-            a0 = (task % chunks) * CHUNK
-            a1 = min(after, a0 + CHUNK)
+            b, a0, a1 = _line_task(k, chunks, after)
             for i in range(1, n):
                 for a in range(a0, a1):
                     u[b, i, a] += (lam[b, i, a] - lam[b, i - 1, a]) * inv_h
